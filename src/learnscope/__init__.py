@@ -1,0 +1,25 @@
+"""learnscope: watch what happens inside a deep network while it trains.
+
+    import learnscope as ls
+    scope = ls.Scope(model, probes=[ls.ActivationPatterns(train_x)], schedule=ls.every(100))
+"""
+
+__version__ = "0.1.0"
+
+from learnscope import patterns, store  # noqa: E402
+from learnscope.patterns import ActivationPatterns  # noqa: E402
+from learnscope.probe import Probe, ProbeResult  # noqa: E402
+from learnscope.scope import Scope  # noqa: E402
+from learnscope.train.schedules import at, every  # noqa: E402
+
+__all__ = [
+    "ActivationPatterns",
+    "Probe",
+    "ProbeResult",
+    "Scope",
+    "__version__",
+    "at",
+    "every",
+    "patterns",
+    "store",
+]

@@ -1,0 +1,174 @@
+"""The `learnscope` command line: run presets, list runs, show a run's measures."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from learnscope.scope import DEFAULT_STORE
+from learnscope.store import StoreError
+from learnscope.store import open as open_store
+
+app = typer.Typer(
+    help="learnscope: watch what happens inside a network while it trains.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+# Not a terminal (CI, logs, pipes): use a wide fixed width so tables are not truncated.
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+PRESETS = ("quickstart",)
+SHOWN_MEASURES = (
+    "evaluations", "distinct", "distinct_frac", "max_frac", "entropy", "rel_entropy",
+    "mutual_information", "jaccard_since_init", "weighted_jaccard_since_last",
+)
+# Compact column headers for the measure tables (full names are in the docs and the store).
+HEADERS = {
+    "evaluations": "E", "distinct": "|A|", "distinct_frac": "|A|/E", "max_frac": "max/E",
+    "entropy": "H bits", "rel_entropy": "H/Hmax", "mutual_information": "MI(A;L)",
+    "jaccard_since_init": "J init", "weighted_jaccard_since_last": "wJ last",
+}
+
+StoreOption = typer.Option(DEFAULT_STORE, "--store", "-s", help="Path of the SQLite run store.")
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+def _format(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if float(value).is_integer() and abs(value) >= 1:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def _measure_table(title: str, latest, measures: tuple[str, ...]) -> Table:
+    """Layers (rows, forward order) x measures (columns) of a run's latest values."""
+    table = Table(title=title, header_style="bold")
+    present = [m for m in measures if m in set(latest["measure"])]
+    table.add_column("#", justify="right")
+    table.add_column("layer")
+    for measure in present:
+        table.add_column(HEADERS.get(measure, measure), justify="right")
+    frame = latest[latest["layer_index"] >= 0]
+    wide = frame.pivot_table(index=["layer_index", "layer"], columns="measure", values="value",
+                             aggfunc="last")
+    for (index, layer), row in wide.sort_index().iterrows():
+        table.add_row(str(index), layer, *[_format(row.get(m, math.nan)) for m in present])
+    table.caption = ", ".join(f"{HEADERS[m]} = {m}" for m in present if m in HEADERS)
+    return table
+
+
+@app.command()
+def run(
+    name: str = typer.Argument(..., help=f"Preset to run: {', '.join(PRESETS)}."),
+    store: Path = StoreOption,
+    epochs: int = typer.Option(8, help="Training epochs per network."),
+    every: int = typer.Option(10, help="Measure every k training steps."),
+    seed: int = typer.Option(0, help="Random seed."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run, run nothing."),
+) -> None:
+    """Run an experiment preset and record its measurements in the store."""
+    if name not in PRESETS:
+        _fail(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+    from learnscope.experiments.quickstart import NETS, run_quickstart
+
+    console.print(
+        f"[bold]quickstart[/]: nets {', '.join(NETS)} on digits, {epochs} epochs, "
+        f"measuring every {every} steps, store {store}"
+    )
+    if dry_run:
+        return
+    try:
+        open_store(store).close()  # fail early, before training, on an unusable store path
+    except StoreError as error:
+        _fail(str(error))
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_step(net: str, step: int, total: int) -> None:
+            if net not in tasks:
+                tasks[net] = progress.add_task(f"train + measure {net}", total=total)
+            progress.update(tasks[net], completed=step + 1)
+
+        outcome = run_quickstart(store, epochs=epochs, every_k=every, seed=seed, on_step=on_step)
+    with open_store(store) as s:
+        for result in outcome:
+            latest = s.latest(result.run_id)
+            title = (f"{result.net}: run {result.run_id}, test accuracy "
+                     f"{result.test_accuracy:.3f} (final measures per layer)")
+            console.print(_measure_table(title, latest, SHOWN_MEASURES))
+    console.print(f"Stored in {store}. Try: learnscope runs --store {store}")
+
+
+@app.command()
+def runs(store: Path = StoreOption) -> None:
+    """List the runs in the store with status and progress."""
+    if not store.exists():
+        _fail(f"no store at {store}; run `learnscope run quickstart` first or pass --store PATH")
+    with open_store(store) as s:
+        frame = s.runs()
+    if frame.empty:
+        console.print(f"The store {store} has no runs yet.")
+        return
+    table = Table(title=f"runs in {store}", header_style="bold")
+    for column in ("id", "experiment", "status", "progress", "measurements", "updated"):
+        table.add_column(column)
+    colours = {"finished": "green", "running": "cyan", "failed": "red", "diverged": "red",
+               "interrupted": "yellow"}
+    for _, row in frame.iterrows():
+        progress = row["progress"]
+        shown = "-" if progress is None or math.isnan(progress) else f"{100 * progress:.0f}%"
+        status = row["status"]
+        table.add_row(row["id"], str(row["experiment"] or "-"),
+                      f"[{colours.get(status, 'white')}]{status}[/]", shown,
+                      str(row["measurements"]), str(row["updated_at"]))
+    console.print(table)
+
+
+@app.command()
+def show(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="Run id, unique id prefix, or name."),
+    store: Path = StoreOption,
+    measure: list[str] = typer.Option(
+        None, "--measure", "-m", help="Measures to show (repeatable); default: the main ones."
+    ),
+) -> None:
+    """Print a run's latest measures per layer."""
+    if not store.exists():
+        _fail(f"no store at {store}; pass --store PATH")
+    with open_store(store) as s:
+        try:
+            info = s.run(run_ref)
+            latest = s.latest(info["id"])
+        except StoreError as error:
+            _fail(str(error))
+    measures = tuple(measure) if measure else SHOWN_MEASURES
+    unknown = sorted(set(measures) - set(latest["measure"]))
+    if measure and unknown:
+        _fail(f"unknown measure(s) {unknown}; this run has: {sorted(set(latest['measure']))}")
+    model_rows = latest[latest["layer_index"] < 0]
+    summary = ", ".join(f"{r.measure} {_format(r.value)}" for r in model_rows.itertuples())
+    console.print(f"[bold]{info['id']}[/] status {info['status']}, last step {info['last_step']}"
+                  + (f"; {summary}" if summary else ""))
+    console.print(_measure_table(f"latest measures of {info['id']}", latest, measures))
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Experiment presets, runnable as `learnscope run NAME`."""

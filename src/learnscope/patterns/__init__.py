@@ -1,0 +1,31 @@
+"""Activation patterns: exact counting of every on/off pattern of every ReLU-like layer.
+
+    counts = learnscope.patterns.count(model, data)        # {layer: PatternCounts}
+    learnscope.patterns.measures.entropy(counts["fc1"])
+"""
+
+from learnscope.patterns import measures
+from learnscope.patterns.counts import PatternCounter, PatternCounts
+from learnscope.patterns.keys import PatternLayout, pack, unpack
+from learnscope.patterns.layers import ActivationTap, register_activation
+from learnscope.patterns.probe import (
+    ActivationPatterns,
+    NonFiniteActivationError,
+    count,
+    count_layers,
+)
+
+__all__ = [
+    "ActivationPatterns",
+    "ActivationTap",
+    "NonFiniteActivationError",
+    "PatternCounter",
+    "PatternCounts",
+    "PatternLayout",
+    "count",
+    "count_layers",
+    "measures",
+    "pack",
+    "register_activation",
+    "unpack",
+]

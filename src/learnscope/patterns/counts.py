@@ -1,0 +1,396 @@
+"""Counting pattern keys: exact counters, the paper's fixed-size hash list, and PatternCounts.
+
+Exact mode never merges two different patterns. Two exact methods, chosen per layer:
+- dense: for narrow layers (at most 2**20 possible keys) a bincount into a table of all keys;
+- sorted: for wider layers each batch is reduced to (unique key, count) pairs by sorting, and the
+  pairs are folded into a running sorted table whenever the pending pairs outgrow it, so memory is
+  proportional to the number of distinct patterns, not to the number of evaluations.
+With labels, the counted row is (pattern words..., label), so joint counts c(a, y) come for free and
+the pattern counts c(a) are their marginal.
+
+Hash-list mode (the paper's Algorithm 1) maps each pattern to hash(pattern) mod N in a table of N
+counters; colliding patterns merge. Its "patterns" are table slots, and `occupancy` says how full
+the table is (the paper kept it below 15% to keep collisions rare).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from learnscope.patterns.keys import PatternLayout
+
+DENSE_MAX_KEY_SPACE = 1 << 20  # narrow layers: count into a table of every possible key
+DENSE_MAX_CELLS = 1 << 22  # key space x labels; beyond it the dense table spills to sorted mode
+DEFAULT_TABLE_SIZE = 1 << 20  # hash-list mode: counters per layer
+_FORMAT_VERSION = 1
+
+
+def sum_unique_rows(rows: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sort int64 rows lexicographically (column 0 first) and sum the counts of equal rows.
+
+    Args:
+        rows: (m, c) int64 array.
+        counts: (m,) int64 weights; ones when None.
+
+    Returns:
+        (unique rows (u, c) in lexicographic order, summed counts (u,) int64).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if counts is None:
+        if rows.shape[1] == 1:
+            uniq, summed = np.unique(rows[:, 0], return_counts=True)
+            return uniq.reshape(-1, 1), summed.astype(np.int64)
+        counts = np.ones(rows.shape[0], dtype=np.int64)
+    if rows.shape[0] == 0:
+        return rows.reshape(0, rows.shape[1]), np.zeros(0, dtype=np.int64)
+    if rows.shape[1] == 1:
+        order = np.argsort(rows[:, 0], kind="stable")
+    else:
+        order = np.lexsort(rows.T[::-1])
+    rows = rows[order]
+    counts = np.asarray(counts, dtype=np.int64)[order]
+    starts = np.flatnonzero(np.concatenate(([True], (rows[1:] != rows[:-1]).any(axis=1))))
+    return rows[starts], np.add.reduceat(counts, starts)
+
+
+def unique_row_ids(rows: np.ndarray) -> tuple[int, np.ndarray]:
+    """Number of distinct int64 rows, and for each row the rank of its value among them."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.shape[0] == 0:
+        return 0, np.zeros(0, dtype=np.int64)
+    if rows.shape[1] == 1:
+        uniq, inverse = np.unique(rows[:, 0], return_inverse=True)
+        return uniq.shape[0], inverse.reshape(-1)
+    order = np.lexsort(rows.T[::-1])
+    ordered = rows[order]
+    ranks = np.cumsum(np.concatenate(([True], (ordered[1:] != ordered[:-1]).any(axis=1)))) - 1
+    inverse = np.empty(rows.shape[0], dtype=np.int64)
+    inverse[order] = ranks
+    return int(ranks[-1]) + 1, inverse
+
+
+def hash_rows(keys: np.ndarray) -> np.ndarray:
+    """A 64-bit mixing hash (splitmix64 finaliser, chained over words) of each int64 key row."""
+    keys = np.ascontiguousarray(keys, dtype=np.int64).view(np.uint64)
+    h = np.full(keys.shape[0], 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for w in range(keys.shape[1]):
+        h ^= keys[:, w]
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+    return h
+
+
+@dataclass
+class PatternCounts:
+    """The counted activation patterns of one layer over one measurement pass.
+
+    Attributes:
+        width: number of units d of the layer.
+        breakpoints: the activation's breakpoints; states K = len(breakpoints) + 1.
+        keys: (distinct, words) int64 pattern keys in lexicographic order (hash-list mode: the
+            occupied slot numbers, shape (distinct, 1)).
+        counts: (distinct,) int64, c(a) for each key.
+        mode: "exact" or "hashlist".
+        table_size: number of counters N in hash-list mode, else None.
+        joint_index / joint_labels / joint_counts: when counted with labels, the joint counts
+            c(a, y): row r says pattern keys[joint_index[r]] occurred joint_counts[r] times with
+            label joint_labels[r]. None without labels.
+    """
+
+    width: int
+    breakpoints: tuple[float, ...]
+    keys: np.ndarray
+    counts: np.ndarray
+    mode: str = "exact"
+    table_size: int | None = None
+    joint_index: np.ndarray | None = None
+    joint_labels: np.ndarray | None = None
+    joint_counts: np.ndarray | None = None
+
+    @property
+    def states(self) -> int:
+        """K, the number of states per unit."""
+        return len(self.breakpoints) + 1
+
+    @property
+    def evaluations(self) -> int:
+        """E, the number of evaluations counted (sum of all counts)."""
+        return int(self.counts.sum())
+
+    @property
+    def distinct(self) -> int:
+        """|A|, the number of distinct patterns (hash-list mode: occupied slots)."""
+        return int(self.counts.shape[0])
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether joint counts with labels are available."""
+        return self.joint_counts is not None
+
+    @property
+    def occupancy(self) -> float | None:
+        """Hash-list mode: occupied slots / N. None in exact mode (no collisions to worry about)."""
+        return None if self.table_size is None else self.distinct / self.table_size
+
+    @property
+    def layout(self) -> PatternLayout:
+        """The packing layout of the keys."""
+        return PatternLayout(self.width, tuple(self.breakpoints))
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: np.ndarray,
+        counts: np.ndarray,
+        *,
+        width: int,
+        breakpoints: tuple[float, ...],
+        labelled: bool,
+        mode: str = "exact",
+        table_size: int | None = None,
+    ) -> PatternCounts:
+        """Build from counted rows (keys..., [label]) with their counts (need not be unique)."""
+        rows, counts = sum_unique_rows(rows, counts)
+        if not labelled:
+            return cls(width, tuple(breakpoints), rows, counts, mode, table_size)
+        key_cols = rows[:, :-1]
+        new_pattern = np.concatenate(([True], (key_cols[1:] != key_cols[:-1]).any(axis=1)))
+        if rows.shape[0] == 0:
+            new_pattern = np.zeros(0, dtype=bool)
+        starts = np.flatnonzero(new_pattern)
+        marginal = np.add.reduceat(counts, starts) if starts.size else np.zeros(0, np.int64)
+        return cls(
+            width,
+            tuple(breakpoints),
+            np.ascontiguousarray(key_cols[starts]),
+            marginal.astype(np.int64),
+            mode,
+            table_size,
+            joint_index=np.cumsum(new_pattern) - 1,
+            joint_labels=rows[:, -1].copy(),
+            joint_counts=counts,
+        )
+
+    def _rows(self) -> np.ndarray:
+        if not self.has_labels:
+            return self.keys
+        return np.column_stack([self.keys[self.joint_index], self.joint_labels])
+
+    def _row_counts(self) -> np.ndarray:
+        return self.joint_counts if self.has_labels else self.counts
+
+    def check_compatible(self, other: PatternCounts) -> None:
+        """Raise ValueError unless `other` counts the same kind of patterns (layer shape, mode)."""
+        mine = (self.width, tuple(self.breakpoints), self.mode, self.table_size)
+        theirs = (other.width, tuple(other.breakpoints), other.mode, other.table_size)
+        if mine != theirs:
+            raise ValueError(
+                "cannot combine pattern counts of different kinds: "
+                f"(width, breakpoints, mode, table_size) = {mine} vs {theirs}; "
+                "compare counts of the same layer measured in the same mode"
+            )
+
+    def merge(self, other: PatternCounts) -> PatternCounts:
+        """Counts of the union of two measurement shards: exactly the counts of the whole."""
+        self.check_compatible(other)
+        if self.has_labels != other.has_labels:
+            raise ValueError(
+                "cannot merge counts with labels and counts without; count both with labels=True "
+                "or both without"
+            )
+        return PatternCounts.from_rows(
+            np.concatenate([self._rows(), other._rows()]),
+            np.concatenate([self._row_counts(), other._row_counts()]),
+            width=self.width,
+            breakpoints=self.breakpoints,
+            labelled=self.has_labels,
+            mode=self.mode,
+            table_size=self.table_size,
+        )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to `path` (.npz) atomically: a reader never sees a half-written file."""
+        path = Path(path)
+        meta = {
+            "format": _FORMAT_VERSION,
+            "width": self.width,
+            "breakpoints": list(self.breakpoints),
+            "mode": self.mode,
+            "table_size": self.table_size,
+        }
+        arrays = {"keys": self.keys, "counts": self.counts, "meta": np.array(json.dumps(meta))}
+        if self.has_labels:
+            arrays.update(
+                joint_index=self.joint_index,
+                joint_labels=self.joint_labels,
+                joint_counts=self.joint_counts,
+            )
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_bytes(buffer.getvalue())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PatternCounts:
+        """Read counts written by `save`."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("format") != _FORMAT_VERSION:
+                raise ValueError(
+                    f"{path}: pattern-count file format {meta.get('format')!r}, this learnscope "
+                    f"reads format {_FORMAT_VERSION}; re-measure or use a matching version"
+                )
+            joint = {}
+            if "joint_counts" in data:
+                joint = {k: data[k] for k in ("joint_index", "joint_labels", "joint_counts")}
+            return cls(
+                meta["width"],
+                tuple(meta["breakpoints"]),
+                data["keys"],
+                data["counts"],
+                meta["mode"],
+                meta["table_size"],
+                **joint,
+            )
+
+
+class _SortedTable:
+    """Exact counts of int64 rows; memory ~ distinct rows (pending batches fold in regularly)."""
+
+    def __init__(self, columns: int) -> None:
+        self.rows = np.zeros((0, columns), dtype=np.int64)
+        self.counts = np.zeros(0, dtype=np.int64)
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_rows = 0
+
+    def add(self, rows: np.ndarray, counts: np.ndarray | None = None) -> None:
+        uniq, summed = sum_unique_rows(rows, counts)
+        self._pending.append((uniq, summed))
+        self._pending_rows += uniq.shape[0]
+        if self._pending_rows > max(1 << 16, self.rows.shape[0]):
+            self._fold()
+
+    def _fold(self) -> None:
+        if not self._pending:
+            return
+        rows = np.concatenate([self.rows] + [r for r, _ in self._pending])
+        counts = np.concatenate([self.counts] + [c for _, c in self._pending])
+        self.rows, self.counts = sum_unique_rows(rows, counts)
+        self._pending, self._pending_rows = [], 0
+
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        self._fold()
+        return self.rows, self.counts
+
+
+class _DenseTable:
+    """Counts of single integer keys in [0, key_space), optionally per label, by bincount."""
+
+    def __init__(self, key_space: int) -> None:
+        self.key_space = key_space
+        self.cells = np.zeros((key_space, 1), dtype=np.int64)
+
+    def add(self, keys: np.ndarray, labels: np.ndarray | None) -> None:
+        if labels is None:
+            self.cells[:, 0] += np.bincount(keys, minlength=self.key_space)
+            return
+        n_labels = int(labels.max()) + 1 if labels.size else 1
+        if n_labels > self.cells.shape[1]:
+            grown = np.zeros((self.key_space, n_labels), dtype=np.int64)
+            grown[:, : self.cells.shape[1]] = self.cells
+            self.cells = grown
+        n_labels = self.cells.shape[1]
+        flat = np.bincount(keys * n_labels + labels, minlength=self.key_space * n_labels)
+        self.cells += flat.reshape(self.key_space, n_labels)
+
+    def rows(self, labelled: bool) -> tuple[np.ndarray, np.ndarray]:
+        key, label = np.nonzero(self.cells)
+        counts = self.cells[key, label]
+        if labelled:
+            return np.column_stack([key, label]).astype(np.int64), counts
+        return key.reshape(-1, 1).astype(np.int64), counts
+
+
+class PatternCounter:
+    """Accumulates the pattern keys of one layer batch by batch; `result()` gives PatternCounts.
+
+    Args:
+        layout: the layer's packing layout.
+        labelled: count joint (pattern, label) occurrences too.
+        mode: "exact" (default) or "hashlist".
+        table_size: counters per layer in hash-list mode.
+    """
+
+    def __init__(
+        self,
+        layout: PatternLayout,
+        *,
+        labelled: bool = False,
+        mode: str = "exact",
+        table_size: int = DEFAULT_TABLE_SIZE,
+    ) -> None:
+        if mode not in ("exact", "hashlist"):
+            raise ValueError(f"unknown counting mode {mode!r}; use 'exact' or 'hashlist'")
+        if mode == "hashlist" and table_size < 1:
+            raise ValueError(f"hash-list table_size must be >= 1, got {table_size}")
+        self.layout = layout
+        self.labelled = labelled
+        self.mode = mode
+        self.table_size = table_size if mode == "hashlist" else None
+        key_space = table_size if mode == "hashlist" else layout.key_space
+        self._dense: _DenseTable | None = None
+        self._sorted: _SortedTable | None = None
+        if 0 < key_space and (mode == "hashlist" or key_space <= DENSE_MAX_KEY_SPACE):
+            self._dense = _DenseTable(key_space)
+        else:
+            self._sorted = _SortedTable(layout.words + int(labelled))
+
+    def add(self, keys: np.ndarray, labels: np.ndarray | None = None) -> None:
+        """Count a batch: keys (E, words) int64 from `keys.pack`, labels (E,) int64 if labelled."""
+        if self.labelled and labels is None:
+            raise ValueError("this counter counts labels: pass one label per evaluation")
+        if not self.labelled:
+            labels = None
+        if self.mode == "hashlist":
+            keys = (hash_rows(keys) % np.uint64(self.table_size)).astype(np.int64).reshape(-1, 1)
+        if self._dense is not None:
+            self._dense.add(keys[:, 0], labels)
+            if self._dense.cells.size > DENSE_MAX_CELLS and self.mode == "exact":
+                self._spill_to_sorted()
+            return
+        rows = keys if labels is None else np.column_stack([keys, labels])
+        self._sorted.add(rows)
+
+    def _spill_to_sorted(self) -> None:
+        rows, counts = self._dense.rows(self.labelled)
+        self._sorted = _SortedTable(rows.shape[1])
+        self._sorted.add(rows, counts)
+        self._dense = None
+
+    def result(self) -> PatternCounts:
+        """The counts so far (the counter can keep counting afterwards)."""
+        if self._dense is not None:
+            rows, counts = self._dense.rows(self.labelled)
+        else:
+            rows, counts = self._sorted.table()
+        return PatternCounts.from_rows(
+            rows,
+            counts,
+            width=self.layout.width,
+            breakpoints=self.layout.breakpoints,
+            labelled=self.labelled,
+            mode=self.mode,
+            table_size=self.table_size,
+        )

@@ -1,0 +1,168 @@
+"""Scope: binds a model, its probes, a schedule and a store, for use inside any training loop.
+
+    with ls.Scope(model, probes=[ls.ActivationPatterns(train_x)], schedule=ls.every(100),
+                  store="runs/learnscope.db", name="mlp") as scope:
+        for step, (x, y) in enumerate(batches):
+            ...                                   # the user's own training step
+            scope.step(step, epoch=epoch)         # measures only when the schedule fires
+
+Leaving the `with` block normally marks the run finished; an exception marks it failed. A run
+interrupted by a kill stays "running" in the database (reported as "interrupted") and can be
+continued with `Scope(..., resume=run_id)`: steps already measured are skipped, so nothing is
+measured twice.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from learnscope.probe import Probe, ProbeResult
+from learnscope.store import Store
+from learnscope.store import open as open_store
+from learnscope.store.artifacts import save_artifacts
+from learnscope.train.schedules import Schedule, every
+
+DEFAULT_STORE = "runs/learnscope.db"
+
+
+class Scope:
+    """Measures `model` with `probes` whenever `schedule` fires, writing to `store`.
+
+    Args:
+        model: the model being trained (never modified by measuring).
+        probes: probe instances (ActivationPatterns, ...); names must be unique.
+        schedule: when to measure (default: every step).
+        store: path of the SQLite store, an open Store, or None to keep results in memory only.
+        name: run name.
+        config: anything describing the run (hyperparameters...), stored as JSON.
+        experiment: experiment / preset name, for grouping runs.
+        total_steps: planned number of steps, for progress and ETA.
+        resume: id of an unfinished run to continue instead of starting a new one.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        probes: Sequence[Probe],
+        schedule: Schedule | None = None,
+        store: str | Path | Store | None = DEFAULT_STORE,
+        *,
+        name: str = "run",
+        config: dict[str, Any] | None = None,
+        experiment: str | None = None,
+        total_steps: int | None = None,
+        resume: str | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Scope needs an nn.Module, got {type(model).__name__}")
+        probes = list(probes)
+        if not probes:
+            raise ValueError("Scope needs at least one probe, e.g. ls.ActivationPatterns(data)")
+        names = [p.name for p in probes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"probe names must be unique, got {names}; pass name=... to probes")
+        self.model = model
+        self.probes = probes
+        self.schedule = schedule if schedule is not None else every(1)
+        self.results: dict[int, dict[str, ProbeResult]] = {}
+        self.status = "running"
+        self._owns_store = not isinstance(store, Store) and store is not None
+        self.store = open_store(store) if self._owns_store else store
+        self.run_id: str | None = None
+        self._done: dict[str, set[int]] = {p.name: set() for p in probes}
+        full_config = {
+            "user": config or {},
+            "model": type(model).__name__,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "schedule": repr(self.schedule),
+            "probes": [p.config() for p in probes],
+        }
+        if self.store is None:
+            return
+        if resume is not None:
+            self.run_id = self.store.run(resume)["id"]
+            self.store.set_status(self.run_id, "running")
+            for probe in probes:
+                done = self.store.measured_steps(self.run_id, probe.name)
+                self._done[probe.name] = set(done)
+                if done and hasattr(probe, "restore"):
+                    probe.restore(
+                        self.store.artifact_dir(self.run_id, done[0], probe.name),
+                        self.store.artifact_dir(self.run_id, done[-1], probe.name),
+                    )
+        else:
+            self.run_id = self.store.create_run(
+                name, full_config, experiment=experiment, total_steps=total_steps
+            )
+
+    def step(self, global_step: int, epoch: int | float | None = None) -> dict | None:
+        """Measure if the schedule fires at `global_step`; returns {probe: ProbeResult} or None."""
+        if not self.schedule(global_step):
+            return None
+        return self.measure(global_step, epoch)
+
+    def measure(self, global_step: int, epoch: int | float | None = None) -> dict:
+        """Measure now with every probe (whatever the schedule) and write the results."""
+        if self.status != "running":
+            raise RuntimeError(f"this Scope's run is already {self.status}; start a new Scope")
+        results: dict[str, ProbeResult] = {}
+        try:
+            for probe in self.probes:
+                if global_step in self._done[probe.name]:
+                    continue  # measured before an interruption: never twice
+                result = probe.measure(self.model, global_step)
+                results[probe.name] = result
+                if self.store is not None:
+                    if result.artifacts:
+                        folder = self.store.artifact_dir(self.run_id, global_step, probe.name)
+                        save_artifacts(folder, result.artifacts)
+                    self.store.write_measurement(
+                        self.run_id, global_step, epoch, probe.name, result.rows
+                    )
+                self._done[probe.name].add(global_step)
+        except BaseException as error:
+            self.finish("failed", error=_describe(error))
+            raise
+        self.results[global_step] = results
+        return results
+
+    def log(
+        self, global_step: int, values: dict[str, float], epoch: int | float | None = None,
+        *, source: str = "train",
+    ) -> None:
+        """Record model-level scalars (loss, accuracy, learning rate...) at a step.
+
+        They are stored like probe measures, under probe `source` and layer "model".
+        """
+        if self.store is not None:
+            rows = [("model", -1, name, float(value)) for name, value in values.items()]
+            self.store.write_measurement(self.run_id, global_step, epoch, source, rows)
+
+    def finish(self, status: str = "finished", *, error: str | None = None) -> None:
+        """Mark the run finished (or failed / diverged) and close the store if we opened it."""
+        if self.status != "running":
+            return
+        self.status = status
+        if self.store is not None:
+            self.store.set_status(self.run_id, status, error=error)
+            if self._owns_store:
+                self.store.close()
+
+    def __enter__(self) -> Scope:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.finish("finished")
+        else:
+            self.finish("failed", error=_describe(exc))
+
+
+def _describe(error: BaseException) -> str:
+    last = traceback.format_exception_only(type(error), error)[-1].strip()
+    return last[:2000]

@@ -1,0 +1,52 @@
+"""Artifacts of one measurement: files in a folder of the store's artifact tree.
+
+Each object (anything with `.save(path)`, e.g. PatternCounts) goes to `<safe name><suffix>`, and a
+`manifest.json` mapping names to files is written last, atomically: a folder without a manifest is
+an incomplete measurement and is treated as missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+
+
+def safe_filename(name: str) -> str:
+    """A file-name-safe version of a layer name."""
+    return re.sub(r"[^A-Za-z0-9_.#-]", "_", name) or "_"
+
+
+def save_artifacts(folder: str | Path, objects: dict[str, Any], suffix: str = ".npz") -> Path:
+    """Save each object to `folder` and write the manifest; returns the manifest path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    for name, obj in objects.items():
+        filename = safe_filename(name) + suffix
+        if filename in files.values():
+            filename = f"{safe_filename(name)}-{len(files)}{suffix}"
+        obj.save(folder / filename)
+        files[name] = filename
+    manifest = folder / MANIFEST
+    tmp = folder / f"{MANIFEST}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(files, indent=1))
+    os.replace(tmp, manifest)
+    return manifest
+
+
+def load_artifacts(folder: str | Path, loader: Callable[[Path], Any]) -> dict[str, Any]:
+    """Load the objects saved by `save_artifacts` (in saved order) with `loader(path)`."""
+    manifest = Path(folder) / MANIFEST
+    if not manifest.exists():
+        raise FileNotFoundError(
+            f"no complete artifacts in {folder} (no {MANIFEST}); the measurement was not saved "
+            "(save_counts=False) or was interrupted"
+        )
+    files = json.loads(manifest.read_text())
+    return {name: loader(Path(folder) / filename) for name, filename in files.items()}

@@ -1,0 +1,770 @@
+"""Embedded SQLite run store: one ``.db`` file holding runs, measurements and metric values.
+
+Concurrency and processes
+    Every :class:`Store` owns one SQLite connection, opened in WAL mode with a busy timeout of
+    :data:`BUSY_TIMEOUT_S` seconds, so several processes may write to one store at once (each
+    write waits for the others) and readers never block writers. A connection belongs to the
+    process that opened it: a Store opened in a parent must **not** be used in a forked child;
+    doing so raises :class:`StoreError` - open a new Store in the child instead. (Pickling a
+    Store, e.g. to hand it to a ``spawn`` child, pickles only its path; the child reopens it.)
+    Within a process a Store may be shared between threads; calls are serialised by a lock.
+
+Writes
+    Every write is one explicit ``BEGIN IMMEDIATE ... COMMIT`` transaction. A measurement (all
+    of its metric rows, its row in ``measurements`` and the run's ``last_step``) is therefore
+    stored completely or not at all. With WAL and ``synchronous=NORMAL`` a process killed at
+    any point (SIGKILL included) leaves the database readable with every committed
+    measurement intact; at most the measurement in flight is lost. A power failure may
+    additionally lose the last few commits, never consistency.
+
+Non-finite values
+    SQLite has no NaN: a NaN value is stored as NULL and read back as NaN. ``+inf`` and
+    ``-inf`` are stored as REAL and read back unchanged.
+
+Interrupted runs
+    A run whose stored status is ``'running'`` but whose recorded process (same host, pid no
+    longer alive) is gone is *reported* as ``'interrupted'`` by :meth:`Store.runs` and
+    :meth:`Store.run`; the database itself keeps ``'running'``. The recorded host/pid are
+    those of the process that last created, resumed (``set_status(..., 'running')``) or wrote
+    a measurement to the run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import os
+import re
+import secrets
+import socket
+import sqlite3
+import subprocess
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .schema import ensure_schema
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["BUSY_TIMEOUT_S", "RUN_STATUSES", "Store", "StoreError", "open"]
+
+#: Seconds a write waits for another process's write to finish before giving up.
+BUSY_TIMEOUT_S = 60.0
+
+#: Statuses a run can be stored with; all but ``'running'`` are terminal.
+RUN_STATUSES = ("running", "finished", "failed", "diverged")
+
+_TERMINAL = frozenset(RUN_STATUSES) - {"running"}
+_WHERE_TO = "Choose a writable location with --store PATH (or pass another path to the store)."
+_MAX_LISTED = 10
+_METRIC_COLUMNS = ["run", "step", "epoch", "probe", "layer", "layer_index", "measure", "value"]
+_RUN_COLUMNS = [
+    "id", "name", "experiment", "status", "created_at", "updated_at", "finished_at",
+    "total_steps", "last_step", "progress", "measurements", "version", "git_rev", "host",
+    "pid", "error", "config",
+]  # fmt: skip
+
+# Connections of Stores that were inherited by a forked child. They are never closed or
+# garbage-collected in the child (closing would touch the parent's WAL/lock state).
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+class StoreError(RuntimeError):
+    """A run store cannot be opened, or a run/write request cannot be satisfied."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _now() -> str:
+    """Current time as ISO-8601 text in UTC, microsecond precision."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _safe_name(text: str) -> str:
+    """Replace every character outside ``[A-Za-z0-9_.-]`` with ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
+def _safe_component(text: str) -> str:
+    """A sanitised string that is usable as a single path component."""
+    safe = _safe_name(text)
+    return "_" if safe in ("", ".", "..") else safe
+
+
+@lru_cache(maxsize=1)
+def _git_revision() -> str | None:
+    """``git rev-parse HEAD`` of the tree holding the learnscope package, or None."""
+    try:
+        import learnscope
+
+        package_dir = Path(learnscope.__file__).resolve().parent
+        result = subprocess.run(
+            ["git", "-C", str(package_dir), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError, ValueError, TypeError, ImportError):
+        return None
+    rev = result.stdout.strip()
+    if result.returncode != 0 or not re.fullmatch(r"[0-9a-f]{7,64}", rev):
+        return None
+    return rev
+
+
+def _learnscope_version() -> str | None:
+    """``learnscope.__version__``, or None if it cannot be determined."""
+    try:
+        import learnscope
+    except ImportError:
+        return None
+    version = getattr(learnscope, "__version__", None)
+    return None if version is None else str(version)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (zombies count as dead)."""
+    if pid <= 0:
+        return False
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    try:  # a killed but not yet reaped child is still in the process table
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    fields = stat.rsplit(")", 1)[-1].split()
+    return not (fields and fields[0] in ("Z", "X"))
+
+
+def _as_int(value: Any, what: str) -> int:
+    """``operator.index(value)`` with a readable error (rejects floats and bools)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {value!r}") from None
+
+
+def _name_list(names: str | list[str] | None, what: str) -> list[str] | None:
+    """Normalise a ``str | list[str] | None`` filter argument."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        return [names]
+    result = list(names)
+    for name in result:
+        if not isinstance(name, str):
+            raise TypeError(f"{what} names must be strings, got {name!r}")
+    return result
+
+
+def _listing(names: list[str], limit: int = 50) -> str:
+    """``a, b, c`` (at most ``limit`` names, then how many more)."""
+    shown = ", ".join(names[:limit])
+    if len(names) > limit:
+        shown += f", ... ({len(names) - limit} more)"
+    return shown
+
+
+def _open_error(path: Path, what: str, todo: str = _WHERE_TO) -> StoreError:
+    return StoreError(f"Cannot open the learnscope store at {path}: {what}. {todo}")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the database at ``path`` and make sure it is a store."""
+    if path.is_dir():
+        return_path = path / "runs.db"
+        raise _open_error(
+            path,
+            "that path is a directory, not a database file",
+            f"Pass the path of a .db file instead, e.g. {return_path}.",
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        what = f"{exc.filename or path.parent} exists and is not a folder"
+        raise _open_error(path, what) from exc
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise _open_error(path, f"cannot create the folder {path.parent} ({reason})") from exc
+    try:
+        conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise _open_error(path, f"SQLite cannot open or create the file ({exc})") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        ensure_schema(conn)
+    except ValueError as exc:
+        conn.close()
+        raise _open_error(
+            path, str(exc), "Move that file away, or choose another location with --store PATH."
+        ) from exc
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        message = str(exc)
+        if "not a database" in message or "malformed" in message:
+            raise _open_error(
+                path,
+                f"the file exists but is not a usable SQLite database ({message})",
+                "Move that file away, or choose another location with --store PATH.",
+            ) from exc
+        raise _open_error(path, f"the database cannot be written ({message})") from exc
+    if mode != "wal":
+        warnings.warn(
+            f"learnscope store {path}: SQLite could not switch to WAL mode (journal mode is "
+            f"{mode!r}); concurrent writers will block readers. Network file systems often "
+            "cause this - prefer a local disk.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return conn
+
+
+_RUNS_SQL = """
+SELECT r.id, r.name, r.experiment, r.status, r.created_at, r.updated_at, r.finished_at,
+       r.total_steps, r.last_step, COALESCE(m.n, 0) AS measurements, r.version, r.git_rev,
+       r.host, r.pid, r.error, r.config
+FROM runs AS r
+LEFT JOIN (SELECT run, count(*) AS n FROM measurements GROUP BY run) AS m ON m.run = r.id
+{where}
+ORDER BY r.created_at, r.rowid
+"""
+
+_METRICS_SELECT = """
+SELECT m.run, m.step, ms.epoch, m.probe, m.layer, m.layer_index, m.measure, m.value
+FROM metrics AS m
+JOIN measurements AS ms ON ms.run = m.run AND ms.step = m.step AND ms.probe = m.probe
+"""
+
+_METRICS_ORDER = "ORDER BY m.run, m.step, m.probe, m.layer_index, m.measure, m.layer"
+
+_LATEST_SQL = f"""
+WITH last AS (
+    SELECT run, probe, layer, measure, max(step) AS step
+    FROM metrics WHERE run = ? GROUP BY probe, layer, measure
+)
+{_METRICS_SELECT}
+JOIN last ON last.run = m.run AND last.step = m.step AND last.probe = m.probe
+          AND last.layer = m.layer AND last.measure = m.measure
+{_METRICS_ORDER}
+"""
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class Store:
+    """A learnscope run store backed by one SQLite file (see the module docstring).
+
+    ``Store(path)`` opens the database at ``path``, creating its parent folders and the
+    schema when missing; it raises :class:`StoreError` when that is impossible. Use it as a
+    context manager, or call :meth:`close` when done.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open or create the store at ``path`` (the ``.db`` file)."""
+        self.path: Path = Path(path).expanduser().resolve()
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        self._conn: sqlite3.Connection | None = None
+        self._conn = _connect(self.path)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else "open"
+        return f"Store({str(self.path)!r}, {state})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[type[Store], tuple[str]]:
+        # Only the path travels; the receiving process opens its own connection.
+        return (Store, (str(self.path),))
+
+    def close(self) -> None:
+        """Close the connection. Safe to call twice; the Store is unusable afterwards."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            if os.getpid() == self._pid:
+                conn.close()
+            else:
+                _ABANDONED.append(conn)
+
+    @property
+    def artifacts_root(self) -> Path:
+        """Folder for large per-measurement files: ``<db path without suffix>.artifacts``."""
+        return self.path.with_name(self.path.with_suffix("").name + ".artifacts")
+
+    # ---------------------------------------------------------------- internals
+
+    def _db(self) -> sqlite3.Connection:
+        conn = self._conn
+        if conn is None:
+            raise StoreError(
+                f"The store {self.path} has been closed; open it again with "
+                "learnscope.store.open(path)."
+            )
+        if os.getpid() != self._pid:
+            raise StoreError(
+                f"The store {self.path} was opened in process {self._pid} and cannot be used "
+                f"in process {os.getpid()} (a forked child): SQLite connections must not cross "
+                "fork(). Open a new Store in the child process."
+            )
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE ... COMMIT`` transaction; rolled back on any error."""
+        with self._lock:
+            conn = self._db()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(
+                    f"Cannot write to the store {self.path}: {exc} (waited up to "
+                    f"{BUSY_TIMEOUT_S:.0f} s for other writers)."
+                ) from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise StoreError(f"Cannot write to the store {self.path}: {exc}.") from exc
+                raise
+
+    def _known_runs(self, conn: sqlite3.Connection) -> str:
+        total = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+        if total == 0:
+            return "The store has no runs yet."
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM runs ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (_MAX_LISTED,),
+            )
+        ]
+        more = f", {len(ids)} most recent of {total}" if total > len(ids) else ""
+        return f"Known runs ({total} in all{more}): {', '.join(ids)}."
+
+    def _require_run(self, conn: sqlite3.Connection, run_id: str) -> None:
+        if not isinstance(run_id, str):
+            raise TypeError(f"run_id must be a string, got {run_id!r}")
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            raise StoreError(
+                f"Unknown run id {run_id!r} in the store {self.path}. {self._known_runs(conn)}"
+            )
+
+    def _resolve(self, conn: sqlite3.Connection, ref: str) -> str:
+        """Run id for ``ref``: exact id, else unique id prefix, else most recent by name."""
+        if not isinstance(ref, str) or not ref:
+            raise StoreError(
+                f"A run must be given as a non-empty id, id prefix or name, got {ref!r}. "
+                f"{self._known_runs(conn)}"
+            )
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (ref,)).fetchone() is not None:
+            return ref
+        matches = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM runs WHERE substr(id, 1, ?) = ? "
+                "ORDER BY created_at DESC, rowid DESC",
+                (len(ref), ref),
+            )
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        named = conn.execute(
+            "SELECT id FROM runs WHERE name = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (ref,),
+        ).fetchone()
+        if named is not None:
+            return str(named[0])
+        if matches:
+            shown = ", ".join(matches[:_MAX_LISTED])
+            extra = f" (showing {_MAX_LISTED})" if len(matches) > _MAX_LISTED else ""
+            raise StoreError(
+                f"Run {ref!r} is ambiguous in the store {self.path}: it is the prefix of "
+                f"{len(matches)} run ids{extra}: {shown}. Give more of the id."
+            )
+        raise StoreError(
+            f"No run matches {ref!r} (as id, id prefix or name) in the store {self.path}. "
+            f"{self._known_runs(conn)}"
+        )
+
+    def _check_names(
+        self, conn: sqlite3.Connection, column: str, names: list[str], run_id: str | None
+    ) -> None:
+        """Raise ValueError if any of ``names`` does not occur in ``column``."""
+        table = "measurements" if column == "probe" else "metrics"
+        where, params = ("WHERE run = ?", (run_id,)) if run_id is not None else ("", ())
+        available = [
+            row[0]
+            for row in conn.execute(
+                f"SELECT DISTINCT {column} FROM {table} {where} ORDER BY {column}", params
+            )
+        ]
+        missing = [name for name in names if name not in set(available)]
+        if not missing:
+            return
+        scope = f"run {run_id}" if run_id is not None else f"the store {self.path}"
+        unknown = ", ".join(repr(name) for name in missing)
+        if available:
+            known = f"Available {column}s: {_listing(available)}."
+        else:
+            known = f"There are no {column}s in {scope} yet."
+        raise ValueError(f"Unknown {column} {unknown} in {scope}. {known}")
+
+    def _runs_frame(self, where: str = "", params: tuple[Any, ...] = ()) -> pd.DataFrame:
+        import numpy as np
+        import pandas as pd
+
+        with self._lock:
+            frame = pd.read_sql_query(
+                _RUNS_SQL.format(where=where), self._db(), params=params
+            )
+        for column in ("total_steps", "last_step", "pid"):
+            frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+        frame["measurements"] = frame["measurements"].astype("int64")
+        total = frame["total_steps"].astype("float64").to_numpy(na_value=np.nan)
+        last = frame["last_step"].astype("float64").to_numpy(na_value=-1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            progress = np.clip((last + 1.0) / total, 0.0, 1.0)
+        frame["progress"] = np.where(total > 0, progress, np.nan)
+        host = socket.gethostname()
+        interrupted = [
+            status == "running" and run_host == host and not pd.isna(pid) and not _pid_alive(pid)
+            for status, run_host, pid in zip(
+                frame["status"], frame["host"], frame["pid"], strict=True
+            )
+        ]
+        frame.loc[np.asarray(interrupted, dtype=bool), "status"] = "interrupted"
+        return frame[_RUN_COLUMNS].reset_index(drop=True)
+
+    def _metrics_frame(self, sql: str, params: list[Any]) -> pd.DataFrame:
+        import pandas as pd
+
+        frame = pd.read_sql_query(sql, self._db(), params=params)
+        frame = frame.astype(
+            {"step": "int64", "epoch": "float64", "layer_index": "int64", "value": "float64"}
+        )
+        return frame[_METRIC_COLUMNS].reset_index(drop=True)
+
+    # ---------------------------------------------------------------- writing
+
+    def create_run(
+        self,
+        name: str,
+        config: Mapping[str, Any] | None,
+        *,
+        experiment: str | None = None,
+        total_steps: int | None = None,
+    ) -> str:
+        """Create a run with status ``'running'`` and return its id.
+
+        The id is ``f"{name}-{UTC yyyymmdd-HHMMSS}-{4 random hex digits}"`` with ``name``
+        sanitised to ``[A-Za-z0-9_.-]``. ``config`` is stored as JSON (``sort_keys=True``,
+        non-JSON values via ``str``); the learnscope version, the git revision of the
+        learnscope source tree (when available), the host name and the pid are recorded.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"run name must be a string, got {name!r}")
+        if experiment is not None and not isinstance(experiment, str):
+            raise TypeError(f"experiment must be a string or None, got {experiment!r}")
+        if total_steps is not None:
+            total_steps = _as_int(total_steps, "total_steps")
+            if total_steps <= 0:
+                raise ValueError(f"total_steps must be positive or None, got {total_steps}")
+        config_json = json.dumps(dict(config or {}), sort_keys=True, default=str)
+        prefix = _safe_name(name) or "run"
+        version, git_rev = _learnscope_version(), _git_revision()
+        host, pid = socket.gethostname(), os.getpid()
+        with self._write() as conn:
+            now = datetime.now(timezone.utc)
+            stamp = now.isoformat(timespec="microseconds")
+            for _ in range(100):
+                run_id = f"{prefix}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+                if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                    break
+            else:  # pragma: no cover - 100 collisions in 65536 ids
+                raise StoreError(f"Could not find a free run id for {name!r}; try again.")
+            conn.execute(
+                "INSERT INTO runs (id, name, experiment, status, created_at, updated_at, "
+                "total_steps, version, git_rev, host, pid, config) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, name, experiment, stamp, stamp, total_steps, version, git_rev, host,
+                 pid, config_json),
+            )  # fmt: skip
+        return run_id
+
+    def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
+        """Set a run's status (one of :data:`RUN_STATUSES`) and its error text.
+
+        ``'finished'``, ``'failed'`` and ``'diverged'`` are terminal and set ``finished_at``;
+        ``'running'`` (resuming) clears it and records this process as the run's process.
+        """
+        if status not in RUN_STATUSES:
+            raise ValueError(
+                f"Invalid run status {status!r}; valid statuses are: {', '.join(RUN_STATUSES)}."
+            )
+        if error is not None and not isinstance(error, str):
+            error = str(error)
+        now = _now()
+        with self._write() as conn:
+            self._require_run(conn, run_id)
+            if status in _TERMINAL:
+                conn.execute(
+                    "UPDATE runs SET status = ?, error = ?, finished_at = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (status, error, now, now, run_id),
+                )
+            else:
+                conn.execute(
+                    "UPDATE runs SET status = ?, error = ?, finished_at = NULL, updated_at = ?, "
+                    "host = ?, pid = ? WHERE id = ?",
+                    (status, error, now, socket.gethostname(), os.getpid(), run_id),
+                )
+
+    def write_measurement(
+        self,
+        run_id: str,
+        step: int,
+        epoch: int | float | None,
+        probe: str,
+        rows: Iterable[tuple[str, int, str, float]],
+    ) -> int:
+        """Store one measurement atomically and return the number of rows written.
+
+        ``rows`` are ``(layer, layer_index, measure, value)``. All rows, the measurement's
+        row in ``measurements`` and the run's ``last_step``/``updated_at`` are written in one
+        transaction. Rewriting a measurement replaces the values of the same
+        ``(layer, measure)`` keys (never duplicates rows); keys only present in an earlier
+        write are kept. NaN values are stored as NULL and read back as NaN; infinities are
+        kept. An unknown ``run_id`` raises :class:`StoreError`.
+        """
+        step = _as_int(step, "step")
+        if epoch is not None:
+            if isinstance(epoch, bool):
+                raise TypeError(f"epoch must be a number or None, got {epoch!r}")
+            epoch = float(epoch)
+        if not isinstance(probe, str) or not probe:
+            raise ValueError(f"probe must be a non-empty string, got {probe!r}")
+        prepared: list[tuple[str, int, str, str, int, str, float | None]] = []
+        for i, row in enumerate(rows):
+            try:
+                layer, layer_index, measure, value = row
+                if not isinstance(layer, str) or not isinstance(measure, str):
+                    raise TypeError("layer and measure must be strings")
+                index = _as_int(layer_index, "layer_index")
+                number = None if value is None else float(value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"Row {i} of measurement (step {step}, probe {probe!r}) is {row!r}: "
+                    f"expected (layer: str, layer_index: int, measure: str, value: float) "
+                    f"({exc})"
+                ) from exc
+            if number is not None and math.isnan(number):
+                number = None  # SQLite stores NaN as NULL anyway; be explicit about it
+            prepared.append((run_id, step, probe, layer, index, measure, number))
+        now = _now()
+        with self._write() as conn:
+            self._require_run(conn, run_id)
+            conn.executemany(
+                "INSERT OR REPLACE INTO metrics "
+                "(run, step, probe, layer, layer_index, measure, value) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                prepared,
+            )
+            n_rows = conn.execute(
+                "SELECT count(*) FROM metrics WHERE run = ? AND step = ? AND probe = ?",
+                (run_id, step, probe),
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO measurements (run, step, probe, epoch, n_rows, completed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run, step, probe) DO UPDATE SET "
+                "epoch = excluded.epoch, n_rows = excluded.n_rows, "
+                "completed_at = excluded.completed_at",
+                (run_id, step, probe, epoch, n_rows, now),
+            )
+            conn.execute(
+                "UPDATE runs SET last_step = CASE WHEN last_step IS NULL OR last_step < ? "
+                "THEN ? ELSE last_step END, updated_at = ?, host = ?, pid = ? WHERE id = ?",
+                (step, step, now, socket.gethostname(), os.getpid(), run_id),
+            )
+        return len(prepared)
+
+    # ---------------------------------------------------------------- progress queries
+
+    def has_measurement(self, run_id: str, step: int, probe: str) -> bool:
+        """Whether the measurement ``(run_id, step, probe)`` has been completely stored."""
+        step = _as_int(step, "step")
+        with self._lock:
+            conn = self._db()
+            found = conn.execute(
+                "SELECT 1 FROM measurements WHERE run = ? AND step = ? AND probe = ?",
+                (run_id, step, probe),
+            ).fetchone()
+            if found is None:
+                self._require_run(conn, run_id)
+            return found is not None
+
+    def measured_steps(self, run_id: str, probe: str | None = None) -> list[int]:
+        """Sorted steps with a completed measurement (of ``probe``, or of any probe)."""
+        with self._lock:
+            conn = self._db()
+            self._require_run(conn, run_id)
+            if probe is None:
+                cursor = conn.execute(
+                    "SELECT DISTINCT step FROM measurements WHERE run = ? ORDER BY step",
+                    (run_id,),
+                )
+            else:
+                cursor = conn.execute(
+                    "SELECT step FROM measurements WHERE run = ? AND probe = ? ORDER BY step",
+                    (run_id, probe),
+                )
+            return [int(row[0]) for row in cursor]
+
+    def artifact_dir(self, run_id: str, step: int, probe: str) -> Path:
+        """Folder ``<artifacts_root>/<run_id>/<probe>/step_<step:09d>/``, created on demand.
+
+        ``probe`` (and ``run_id``) are sanitised to ``[A-Za-z0-9_.-]`` for the path.
+        """
+        step = _as_int(step, "step")
+        with self._lock:
+            self._require_run(self._db(), run_id)
+        folder = (
+            self.artifacts_root
+            / _safe_component(run_id)
+            / _safe_component(probe)
+            / f"step_{step:09d}"
+        )
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"Cannot create the artifact folder {folder}: {exc.strerror or exc}. {_WHERE_TO}"
+            ) from exc
+        return folder
+
+    # ---------------------------------------------------------------- reading
+
+    def runs(self) -> pd.DataFrame:
+        """One row per run, ordered by creation time (columns: see the module docstring).
+
+        Columns: id, name, experiment, status, created_at, updated_at, finished_at,
+        total_steps, last_step, progress, measurements, version, git_rev, host, pid, error,
+        config (JSON text). ``progress`` is ``(last_step + 1) / total_steps`` clipped to
+        [0, 1] (0 before the first measurement), NaN when ``total_steps`` is unknown.
+        ``status`` is ``'interrupted'`` for a ``'running'`` run of this host whose process is
+        gone. Integer columns that may be missing use pandas' nullable ``Int64``.
+        """
+        return self._runs_frame()
+
+    def run(self, ref: str) -> dict[str, Any]:
+        """The run ``ref`` (exact id, else unique id prefix, else most recent by name).
+
+        Returns a dict with the keys of a :meth:`runs` row, as plain Python values (missing
+        values are None, ``progress`` is NaN when unknown) and ``config`` parsed to a dict.
+        Raises :class:`StoreError` when no run or several runs match.
+        """
+        with self._lock:
+            run_id = self._resolve(self._db(), ref)
+            frame = self._runs_frame("WHERE r.id = ?", (run_id,))
+        import pandas as pd
+
+        record: dict[str, Any] = {}
+        for column, value in frame.iloc[0].items():
+            if column == "progress":
+                record[column] = float(value)
+            elif value is None or (not isinstance(value, str) and pd.isna(value)):
+                record[column] = None
+            elif hasattr(value, "item"):  # numpy scalar
+                record[column] = value.item()
+            else:
+                record[column] = value
+        record["config"] = json.loads(record["config"]) if record["config"] else {}
+        return record
+
+    def metrics(
+        self,
+        run: str | None = None,
+        layer: str | list[str] | None = None,
+        measure: str | list[str] | None = None,
+        probe: str | None = None,
+    ) -> pd.DataFrame:
+        """Metric values in long form.
+
+        Columns: run, step, epoch, probe, layer, layer_index, measure, value; sorted by run,
+        step, probe, layer_index, measure. ``run`` is resolved like :meth:`run` (None: all
+        runs). A ``layer``, ``measure`` or ``probe`` that does not occur (in the run, or in
+        the store when ``run`` is None) raises :class:`ValueError` listing the available
+        names.
+        """
+        layers = _name_list(layer, "layer")
+        measures = _name_list(measure, "measure")
+        with self._lock:
+            conn = self._db()
+            run_id = self._resolve(conn, run) if run is not None else None
+            clauses: list[str] = []
+            params: list[Any] = []
+            if run_id is not None:
+                clauses.append("m.run = ?")
+                params.append(run_id)
+            for column, names in (("layer", layers), ("measure", measures)):
+                if names is None:
+                    continue
+                self._check_names(conn, column, names, run_id)
+                clauses.append(f"m.{column} IN ({', '.join('?' * len(names))})")
+                params.extend(names)
+            if probe is not None:
+                self._check_names(conn, "probe", [probe], run_id)
+                clauses.append("m.probe = ?")
+                params.append(probe)
+            where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+            return self._metrics_frame(f"{_METRICS_SELECT} {where} {_METRICS_ORDER}", params)
+
+    def latest(self, run: str) -> pd.DataFrame:
+        """For each (probe, layer, measure) of ``run``, its row with the greatest step.
+
+        Same columns and order as :meth:`metrics`; ``run`` is resolved like :meth:`run`.
+        """
+        with self._lock:
+            run_id = self._resolve(self._db(), run)
+            return self._metrics_frame(_LATEST_SQL, [run_id])
+
+
+def open(path: str | os.PathLike[str]) -> Store:
+    """Open (creating if needed) the learnscope run store at ``path``; see :class:`Store`."""
+    return Store(path)

@@ -1,0 +1,126 @@
+"""SQLite schema of the learnscope run store.
+
+Three tables:
+
+``runs``
+    One row per training run: identity, status, bookkeeping and the run's config (JSON text).
+``measurements``
+    One row per completed measurement, i.e. per ``(run, step, probe)``. It is written in the
+    same transaction as the measurement's metric rows, so a row here means "all metric rows of
+    this measurement are stored".
+``metrics``
+    Long-form values: one row per ``(run, step, probe, layer, measure)``. That tuple is the
+    primary key, which makes rewriting a measurement (``INSERT OR REPLACE``) idempotent.
+
+The database is marked with ``PRAGMA application_id`` so that an unrelated SQLite file is not
+mistaken for a store, and versioned with ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+#: Value of ``PRAGMA application_id`` for learnscope stores (ASCII "LSCO").
+APPLICATION_ID = 0x4C53434F
+
+#: Value of ``PRAGMA user_version``; bump it and add a migration when the schema changes.
+SCHEMA_VERSION = 1
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS runs (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    experiment  TEXT,
+    status      TEXT NOT NULL
+                CHECK (status IN ('running', 'finished', 'failed', 'diverged')),
+    created_at  TEXT NOT NULL,   -- ISO-8601, UTC
+    updated_at  TEXT NOT NULL,   -- ISO-8601, UTC
+    finished_at TEXT,            -- ISO-8601, UTC; set by the terminal statuses
+    total_steps INTEGER,
+    last_step   INTEGER,         -- greatest step of any completed measurement
+    version     TEXT,            -- learnscope.__version__ of the writer
+    git_rev     TEXT,            -- git revision of the learnscope source tree, if known
+    host        TEXT,            -- host name of the process responsible for the run
+    pid         INTEGER,         -- process id of the process responsible for the run
+    error       TEXT,
+    config      TEXT NOT NULL    -- json.dumps(config, sort_keys=True, default=str)
+);
+
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_by_name ON runs (name, created_at);
+
+CREATE TABLE IF NOT EXISTS measurements (
+    run          TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    step         INTEGER NOT NULL,
+    probe        TEXT NOT NULL,
+    epoch        REAL,
+    n_rows       INTEGER NOT NULL,
+    completed_at TEXT NOT NULL,  -- ISO-8601, UTC
+    PRIMARY KEY (run, step, probe)
+);
+
+CREATE TABLE IF NOT EXISTS metrics (
+    run         TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    step        INTEGER NOT NULL,
+    probe       TEXT NOT NULL,
+    layer       TEXT NOT NULL,
+    layer_index INTEGER NOT NULL,
+    measure     TEXT NOT NULL,
+    value       REAL,            -- NaN is stored as NULL (SQLite has no NaN); +-inf as REAL
+    PRIMARY KEY (run, step, probe, layer, measure)
+);
+
+CREATE INDEX IF NOT EXISTS metrics_by_measure
+    ON metrics (run, measure, layer, step);
+"""
+
+
+def schema_statements() -> list[str]:
+    """Split :data:`SCHEMA_SQL` into single statements.
+
+    ``sqlite3.Cursor.executescript`` would commit the surrounding transaction first, so the
+    statements are executed one by one inside ``BEGIN IMMEDIATE`` instead.
+    """
+    # The script has no string literals, so "--" always starts a comment and ";" always ends
+    # a statement once comments are gone.
+    lines = [line.split("--", 1)[0].rstrip() for line in SCHEMA_SQL.splitlines()]
+    code = "\n".join(line for line in lines if line.strip())
+    statements = [chunk.strip() for chunk in code.split(";") if chunk.strip()]
+    for statement in statements:
+        if not sqlite3.complete_statement(statement + ";"):  # pragma: no cover - a typo
+            raise AssertionError(f"incomplete schema statement: {statement}")
+    return statements
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the schema in an empty database, or check that an existing one is a store.
+
+    Must be called outside a transaction, on a connection opened with
+    ``isolation_level=None``. Raises :class:`ValueError` with a human-readable reason when the
+    file is an SQLite database of some other application or of a newer learnscope.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        n_objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if n_objects == 0 and app_id == 0:
+            for statement in schema_statements():
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif app_id != APPLICATION_ID:
+            raise ValueError(
+                "it is an SQLite database but not a learnscope store "
+                f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x})"
+            )
+        elif version > SCHEMA_VERSION:
+            raise ValueError(
+                f"it was written by a newer learnscope (store schema version {version}, this "
+                f"learnscope reads up to {SCHEMA_VERSION}); upgrade learnscope"
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
