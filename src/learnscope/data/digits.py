@@ -1,4 +1,4 @@
-"""scikit-learn's handwritten digits (1,797 images of 8x8 pixels, 10 classes), embedded: no download."""
+"""scikit-learn's handwritten digits: 1,797 8x8 images, 10 classes, embedded (no download)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,9 @@ DEFAULT_TABLE_SIZE = 1 << 20  # hash-list mode: counters per layer
 _FORMAT_VERSION = 1
 
 
-def sum_unique_rows(rows: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def sum_unique_rows(
+    rows: np.ndarray, counts: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Sort int64 rows lexicographically (column 0 first) and sum the counts of equal rows.
 
     Args:

@@ -18,6 +18,7 @@ far less than the layer's own convolution.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ class PatternLayout:
         return 1 << (self.width * self.bits_per_unit) if self.words == 1 else 0
 
 
-def _chunk_weights(layout: PatternLayout, device: torch.device) -> tuple[torch.Tensor, list[int]]:
+@functools.lru_cache(maxsize=256)
+def _chunk_weights(layout: PatternLayout, device: str) -> tuple[torch.Tensor, list[int]]:
     """Weight matrix (chunks, units_in_word) of powers of two and each chunk's bit offset."""
     bpu = layout.bits_per_unit
     units = min(layout.width, layout.units_per_word)
@@ -106,7 +108,28 @@ def unit_states(z: torch.Tensor, breakpoints: Sequence[float], out: torch.Tensor
     return out
 
 
-def pack(z: torch.Tensor, layout: PatternLayout, unit_dim: int) -> np.ndarray:
+def _state_buffer(
+    shape: tuple, width: int, unit_axis: int, device, workspace: dict | None
+) -> torch.Tensor:
+    """float32 buffer for unit states; only the padding units past `width` need zeros.
+
+    With a `workspace` dict the buffer is kept and reused for the next batch of the same shape:
+    fresh multi-megabyte allocations cost page faults on every batch.
+    """
+    key = (shape, width, unit_axis, str(device))
+    if workspace is not None and key in workspace:
+        return workspace[key]
+    buffer = torch.empty(shape, dtype=torch.float32, device=device)
+    if workspace is not None:
+        workspace[key] = buffer
+    if shape[unit_axis] > width:
+        buffer.narrow(unit_axis, width, shape[unit_axis] - width).zero_()
+    return buffer
+
+
+def pack(
+    z: torch.Tensor, layout: PatternLayout, unit_dim: int, workspace: dict | None = None
+) -> np.ndarray:
     """Pack the activation input `z` into pattern keys, one row per evaluation.
 
     Args:
@@ -114,6 +137,7 @@ def pack(z: torch.Tensor, layout: PatternLayout, unit_dim: int) -> np.ndarray:
             every other axis is a position (one evaluation per sample and position).
         layout: packing layout of the layer (width must equal z.shape[unit_dim]).
         unit_dim: 1 (channels first: conv layers, 2-D linear inputs) or z.dim() - 1 (units last).
+        workspace: optional dict in which scratch buffers are kept for reuse across batches.
 
     Returns:
         int64 array of shape (E, words); evaluations are ordered sample-major (all positions of
@@ -125,13 +149,13 @@ def pack(z: torch.Tensor, layout: PatternLayout, unit_dim: int) -> np.ndarray:
     n = z.shape[0]
     upw = layout.units_per_word
     words = layout.words
-    weights, offsets = _chunk_weights(layout, z.device)
+    weights, offsets = _chunk_weights(layout, str(z.device))
     padded = words * upw if words > 1 else d
 
     if unit_dim == z.dim() - 1:
         # units last (also plain 2-D linear inputs): (E, d)
         flat = z.reshape(-1, d)
-        states = torch.zeros(flat.shape[0], padded, dtype=torch.float32, device=z.device)
+        states = _state_buffer((flat.shape[0], padded), d, 1, z.device, workspace)
         unit_states(flat, layout.breakpoints, states[:, :d])
         with _exact_float32_matmul():
             chunks = torch.matmul(states.view(-1, words, padded // words), weights.T)
@@ -140,7 +164,7 @@ def pack(z: torch.Tensor, layout: PatternLayout, unit_dim: int) -> np.ndarray:
         # channels first: (n, d, P)
         grid = z.reshape(n, d, -1)
         positions = grid.shape[2]
-        states = torch.zeros(n, padded, positions, dtype=torch.float32, device=z.device)
+        states = _state_buffer((n, padded, positions), d, 1, z.device, workspace)
         unit_states(grid, layout.breakpoints, states[:, :d])
         with _exact_float32_matmul():
             chunks = torch.matmul(weights, states.view(n, words, padded // words, positions))

@@ -1,7 +1,8 @@
 """Measures of activation-pattern counts: pure functions, counts in, numbers out.
 
 Notation (see DESIGN.md): c(a) is the number of evaluations with pattern a, E = sum_a c(a) the
-number of evaluations, A = {a : c(a) > 0}, p(a) = c(a) / E, d the layer width, K the states per unit.
+number of evaluations, A = {a : c(a) > 0}, p(a) = c(a) / E, d the layer width, K the states
+per unit.
 Comparisons take two measurements s (`counts`) and s' (`other`) of the same layer.
 With labels y: c(a, y) joint counts, p(a, y) = c(a, y) / E, p(y) = sum_a p(a, y).
 """

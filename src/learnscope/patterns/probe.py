@@ -1,4 +1,4 @@
-"""Counting every activation pattern of every layer over a dataset, and the ActivationPatterns probe.
+"""Count every activation pattern of every layer over a dataset; the ActivationPatterns probe.
 
 `count(model, data)` is the one-off measurement; `ActivationPatterns` wraps it for a Scope, keeps
 the first (init) and previous (last) counts, and turns counts into measure rows.
@@ -74,6 +74,7 @@ class _PassCounter:
         self.layer_order: list[str] = []  # every activation layer that ran, forward order
         self.counters: dict[str, PatternCounter] = {}
         self.batch_labels: np.ndarray | None = None
+        self.workspace: dict = {}  # packing scratch buffers, reused across layers and batches
 
     def _unit_axis(self, z: torch.Tensor) -> int:
         if self.unit_dim == "channels":
@@ -104,7 +105,7 @@ class _PassCounter:
                 layout, labelled=self.labelled, mode=self.mode, table_size=self.table_size
             )
             self.counters[name] = counter
-        keys = pack(z.detach(), counter.layout, axis)
+        keys = pack(z.detach(), counter.layout, axis, self.workspace)
         labels = None
         if self.labelled:
             labels = np.repeat(self.batch_labels, keys.shape[0] // self.batch_labels.shape[0])

@@ -35,12 +35,14 @@ import json
 import math
 import operator
 import os
+import random
 import re
 import secrets
 import socket
 import sqlite3
 import subprocess
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -189,6 +191,40 @@ def _open_error(path: Path, what: str, todo: str = _WHERE_TO) -> StoreError:
     return StoreError(f"Cannot open the learnscope store at {path}: {what}. {todo}")
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked/busy" (worth retrying)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return True
+    message = str(exc).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+def _init_connection(conn: sqlite3.Connection) -> str:
+    """Configure a fresh connection and ensure the schema; return the journal mode.
+
+    Switching a new database to WAL takes a lock for which SQLite does not call the busy
+    handler, so when several processes open a new store at the same moment some of them get
+    "database is locked" at once. Every step here is idempotent, so the whole sequence is
+    retried (with back-off) for up to :data:`BUSY_TIMEOUT_S` seconds.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.002
+    while True:
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            ensure_schema(conn)
+            return mode
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.1)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the database at ``path`` and make sure it is a store."""
     if path.is_dir():
@@ -213,11 +249,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise _open_error(path, f"SQLite cannot open or create the file ({exc})") from exc
     try:
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        ensure_schema(conn)
+        mode = _init_connection(conn)
     except ValueError as exc:
         conn.close()
         raise _open_error(
