@@ -226,30 +226,18 @@ def test_missing_store_fails_with_a_helpful_message(tmp_path, command):
     assert not db.exists() and not db.parent.exists()  # looking did not create it
 
 
-MARKUP_BUG = (
-    "BUG: src/learnscope/cli.py prints user-given text through rich markup: _fail (line 42: "
-    "console.print(f'[bold red]error:[/] {message}')) and the store path in `run` (line 85) "
-    "are not escaped, so a store path with a folder like '[exp]' is printed without it (the "
-    "message names the wrong path) and one with '[/]' crashes with rich.errors.MarkupError "
-    "(exit code 1, no message); user text should go through rich.markup.escape"
-)
-
-
-@pytest.mark.xfail(reason=MARKUP_BUG, strict=True)
 def test_error_message_prints_a_store_path_with_brackets_verbatim(tmp_path):
     db = tmp_path / "[exp]" / "x.db"
     output = _assert_clean_failure(_invoke("runs", "--store", str(db)))
     assert str(db) in output
 
 
-@pytest.mark.xfail(reason=MARKUP_BUG, strict=True)
 def test_a_store_path_with_a_closing_tag_does_not_crash_the_cli(tmp_path):
     db = tmp_path / "[/]" / "x.db"
     output = _assert_clean_failure(_invoke("runs", "--store", str(db)))
     assert str(db) in output
 
 
-@pytest.mark.xfail(reason=MARKUP_BUG, strict=True)
 def test_dry_run_prints_a_store_path_with_brackets_verbatim(tmp_path):
     db = tmp_path / "[exp]" / "x.db"
     result = _invoke("run", "quickstart", "--dry-run", "--store", str(db))

@@ -282,14 +282,6 @@ RANDOM_ORDER_LOADERS = {
 }
 
 
-@pytest.mark.xfail(
-    reason="BUG: learnscope/measurement.py iter_batches only rejects a DataLoader whose "
-    "`.sampler` is a RandomSampler; other random-order loaders (SubsetRandomSampler, "
-    "WeightedRandomSampler, a batch_sampler wrapping a RandomSampler) are accepted, so the "
-    "measurement order (and, with BatchNorm in train mode, the counts) changes between "
-    "measurements",
-    strict=True,
-)
 @pytest.mark.parametrize("kind", sorted(RANDOM_ORDER_LOADERS))
 def test_other_random_order_dataloaders_are_rejected(kind):
     loader = RANDOM_ORDER_LOADERS[kind](_dataset())
@@ -297,13 +289,6 @@ def test_other_random_order_dataloaders_are_rejected(kind):
         ls.patterns.count(TwoLayer(), loader)
 
 
-@pytest.mark.xfail(
-    reason="BUG: with BatchNorm in train mode (the default) and n % batch_size == 1 the last "
-    "measurement batch has one sample and torch's BatchNorm raises its own error ('Expected "
-    "more than 1 value per channel when training'), which does not say that learnscope's "
-    "batch_size is the cause or what to change",
-    strict=True,
-)
 def test_batchnorm_train_mode_last_batch_of_one_gets_a_clear_error():
     model = nn.Sequential(nn.Linear(D_IN, 6), nn.BatchNorm1d(6), nn.ReLU())
     with pytest.raises(ValueError, match="batch_size"):

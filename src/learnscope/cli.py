@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -39,7 +40,7 @@ StoreOption = typer.Option(DEFAULT_STORE, "--store", "-s", help="Path of the SQL
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code=2)
 
 
@@ -63,7 +64,7 @@ def _measure_table(title: str, latest, measures: tuple[str, ...]) -> Table:
     wide = frame.pivot_table(index=["layer_index", "layer"], columns="measure", values="value",
                              aggfunc="last")
     for (index, layer), row in wide.sort_index().iterrows():
-        table.add_row(str(index), layer, *[_format(row.get(m, math.nan)) for m in present])
+        table.add_row(str(index), escape(layer), *[_format(row.get(m, math.nan)) for m in present])
     table.caption = ", ".join(f"{HEADERS[m]} = {m}" for m in present if m in HEADERS)
     return table
 
@@ -84,7 +85,7 @@ def run(
 
     console.print(
         f"[bold]quickstart[/]: nets {', '.join(NETS)} on digits, {epochs} epochs, "
-        f"measuring every {every} steps, store {store}"
+        f"measuring every {every} steps, store {escape(str(store))}"
     )
     if dry_run:
         return
@@ -109,7 +110,8 @@ def run(
             title = (f"{result.net}: run {result.run_id}, test accuracy "
                      f"{result.test_accuracy:.3f} (final measures per layer)")
             console.print(_measure_table(title, latest, SHOWN_MEASURES))
-    console.print(f"Stored in {store}. Try: learnscope runs --store {store}")
+    console.print(f"Stored in {escape(str(store))}. Try: learnscope runs --store "
+                  f"{escape(str(store))}")
 
 
 @app.command()
@@ -120,9 +122,9 @@ def runs(store: Path = StoreOption) -> None:
     with open_store(store) as s:
         frame = s.runs()
     if frame.empty:
-        console.print(f"The store {store} has no runs yet.")
+        console.print(f"The store {escape(str(store))} has no runs yet.")
         return
-    table = Table(title=f"runs in {store}", header_style="bold")
+    table = Table(title=f"runs in {escape(str(store))}", header_style="bold")
     for column in ("id", "experiment", "status", "progress", "measurements", "updated"):
         table.add_column(column)
     colours = {"finished": "green", "running": "cyan", "failed": "red", "diverged": "red",

@@ -16,9 +16,16 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+)
 
 BATCHNORM_MODES = ("train", "eval")
+RANDOM_SAMPLERS = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
 
 MeasurementData = torch.Tensor | tuple | list | Dataset | DataLoader | np.ndarray
 
@@ -111,10 +118,13 @@ def iter_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if isinstance(data, DataLoader):
-        if isinstance(data.sampler, RandomSampler):
+        samplers = [data.sampler, getattr(data.batch_sampler, "sampler", None)]
+        random_order = [s for s in samplers if isinstance(s, RANDOM_SAMPLERS)]
+        if random_order:
             raise ValueError(
-                "the measurement DataLoader shuffles (RandomSampler): a measurement needs a "
-                "fixed order; pass the dataset itself or a DataLoader with shuffle=False"
+                f"the measurement DataLoader draws a random order "
+                f"({type(random_order[0]).__name__}): a measurement needs a fixed order; pass "
+                "the dataset itself or a DataLoader with shuffle=False"
             )
         batches = iter(data)
     elif isinstance(data, Dataset):
@@ -146,6 +156,18 @@ def iter_batches(
         raise EmptyDatasetError(
             "the measurement dataset is empty (0 samples); pass the training set (or the part "
             "of it you want measured)"
+        )
+
+
+def check_batch_statistics(model: nn.Module, batch_samples: int, batch_size: int) -> None:
+    """BatchNorm in train mode cannot normalise a batch of one sample: say how to avoid it."""
+    if batch_samples > 1:
+        return
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules()):
+        raise ValueError(
+            f"a measurement batch has a single sample (batch_size={batch_size}; the dataset "
+            "leaves one sample for the last batch), and BatchNorm in train mode needs at least "
+            "two; choose a batch_size that does not leave a remainder of 1, or batchnorm='eval'"
         )
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from learnscope.measurement import (
     MeasurementData,
+    check_batch_statistics,
     check_labels,
     iter_batches,
     measurement_copy,
@@ -145,6 +146,7 @@ def count_layers(
         frozen = measurement_copy(model, batchnorm)
         with torch.no_grad(), ActivationTap(frozen, counter):
             for inputs, batch_labels in iter_batches(data, batch_size):
+                check_batch_statistics(frozen, inputs.shape[0], batch_size)
                 if labels:
                     counter.batch_labels = check_labels(batch_labels, inputs.shape[0]).cpu().numpy()
                 frozen(inputs.to(device))
