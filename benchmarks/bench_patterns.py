@@ -8,14 +8,22 @@ Variants, interleaved in every repeat so drift hits all alike:
   hashlist  learnscope.patterns.count(mode="hashlist"): the paper's fixed-size table (2**20 slots)
 Prints medians and ratios to the forward pass as a Markdown table.
 
+Allocator: glibc malloc adapts its mmap/trim thresholds to what was freed before, so whether a
+forward pass's big intermediate tensors cost fresh page faults depends on what ran just before it;
+on this machine that alone swings a forward pass between 2.3 s and 4.5 s. The script therefore
+re-runs itself with fixed thresholds (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_: the steady
+state of a long training process) unless --default-malloc is given.
+
     python benchmarks/bench_patterns.py [--repeats 5] [--samples 2048] [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -74,7 +82,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's adaptive malloc thresholds (noisier timings)")
     args = parser.parse_args()
+    if not args.default_malloc and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(1 << 28),
+                   MALLOC_TRIM_THRESHOLD_=str(1 << 30))
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    allocator = "default" if args.default_malloc else "fixed malloc thresholds"
 
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -112,13 +127,15 @@ def main() -> None:
     where = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {device} ({where}), torch {torch.__version__}, threads "
           f"{torch.get_num_threads()}, {args.samples} inputs, batch {args.batch_size}, "
-          f"{layers} ReLU layers, {evaluations:,} evaluations counted, {args.repeats} repeats")
-    print("| variant | median s | min s | max s | ratio to forward |")
-    print("|---|---|---|---|---|")
+          f"{layers} ReLU layers, {evaluations:,} evaluations counted, {args.repeats} repeats, "
+          f"allocator: {allocator}")
+    print("| variant | median s | min s | max s | ratio of medians | median of paired ratios |")
+    print("|---|---|---|---|---|---|")
     for name, values in times.items():
         median = statistics.median(values)
+        paired = statistics.median(v / f for v, f in zip(values, times["forward"], strict=True))
         print(f"| {name} | {median:.3f} | {min(values):.3f} | {max(values):.3f} | "
-              f"{median / base:.2f}x |")
+              f"{median / base:.2f}x | {paired:.2f}x |")
 
 
 if __name__ == "__main__":

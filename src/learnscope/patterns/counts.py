@@ -31,6 +31,15 @@ DEFAULT_TABLE_SIZE = 1 << 20  # hash-list mode: counters per layer
 _FORMAT_VERSION = 1
 
 
+def segment_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sums of the int64 segments values[starts[i]:starts[i+1]] (exact; faster than reduceat
+    when most segments have length one, as in a table of mostly distinct patterns)."""
+    if starts.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    totals = np.cumsum(values, dtype=np.int64)[np.append(starts[1:], values.shape[0]) - 1]
+    return np.diff(totals, prepend=np.int64(0))
+
+
 def sum_unique_rows(
     rows: np.ndarray, counts: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -51,14 +60,17 @@ def sum_unique_rows(
         counts = np.ones(rows.shape[0], dtype=np.int64)
     if rows.shape[0] == 0:
         return rows.reshape(0, rows.shape[1]), np.zeros(0, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.int64)
     if rows.shape[1] == 1:
-        order = np.argsort(rows[:, 0], kind="stable")
-    else:
-        order = np.lexsort(rows.T[::-1])
+        keys = rows[:, 0]
+        order = np.argsort(keys, kind="stable")  # timsort: fast on concatenated sorted runs
+        keys = keys[order]
+        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+        return keys[starts].reshape(-1, 1), segment_sums(counts[order], starts)
+    order = np.lexsort(rows.T[::-1])
     rows = rows[order]
-    counts = np.asarray(counts, dtype=np.int64)[order]
     starts = np.flatnonzero(np.concatenate(([True], (rows[1:] != rows[:-1]).any(axis=1))))
-    return rows[starts], np.add.reduceat(counts, starts)
+    return rows[starts], segment_sums(counts[order], starts)
 
 
 def unique_row_ids(rows: np.ndarray) -> tuple[int, np.ndarray]:
@@ -159,9 +171,14 @@ class PatternCounts:
         labelled: bool,
         mode: str = "exact",
         table_size: int | None = None,
+        presorted: bool = False,
     ) -> PatternCounts:
-        """Build from counted rows (keys..., [label]) with their counts (need not be unique)."""
-        rows, counts = sum_unique_rows(rows, counts)
+        """Build from counted rows (keys..., [label]) with their counts.
+
+        Rows need not be unique or sorted unless `presorted=True` promises both.
+        """
+        if not presorted:
+            rows, counts = sum_unique_rows(rows, counts)
         if not labelled:
             return cls(width, tuple(breakpoints), rows, counts, mode, table_size)
         key_cols = rows[:, :-1]
@@ -169,7 +186,7 @@ class PatternCounts:
         if rows.shape[0] == 0:
             new_pattern = np.zeros(0, dtype=bool)
         starts = np.flatnonzero(new_pattern)
-        marginal = np.add.reduceat(counts, starts) if starts.size else np.zeros(0, np.int64)
+        marginal = segment_sums(counts, starts)
         return cls(
             width,
             tuple(breakpoints),
@@ -305,17 +322,19 @@ class _DenseTable:
         self.cells = np.zeros((key_space, 1), dtype=np.int64)
 
     def add(self, keys: np.ndarray, labels: np.ndarray | None) -> None:
-        if labels is None:
-            self.cells[:, 0] += np.bincount(keys, minlength=self.key_space)
-            return
-        n_labels = int(labels.max()) + 1 if labels.size else 1
-        if n_labels > self.cells.shape[1]:
-            grown = np.zeros((self.key_space, n_labels), dtype=np.int64)
-            grown[:, : self.cells.shape[1]] = self.cells
-            self.cells = grown
-        n_labels = self.cells.shape[1]
-        flat = np.bincount(keys * n_labels + labels, minlength=self.key_space * n_labels)
-        self.cells += flat.reshape(self.key_space, n_labels)
+        if labels is not None:
+            n_labels = int(labels.max()) + 1 if labels.size else 1
+            if n_labels > self.cells.shape[1]:
+                grown = np.zeros((self.key_space, n_labels), dtype=np.int64)
+                grown[:, : self.cells.shape[1]] = self.cells
+                self.cells = grown
+            keys = keys * self.cells.shape[1] + labels
+        flat = self.cells.reshape(-1)  # a view: cells is C-contiguous
+        if keys.shape[0] * 8 >= flat.shape[0]:
+            flat += np.bincount(keys, minlength=flat.shape[0])
+        else:  # few keys for a big table (hash lists): touch only the cells that change
+            cells, counts = np.unique(keys, return_counts=True)
+            flat[cells] += counts
 
     def rows(self, labelled: bool) -> tuple[np.ndarray, np.ndarray]:
         key, label = np.nonzero(self.cells)
@@ -395,4 +414,5 @@ class PatternCounter:
             labelled=self.labelled,
             mode=self.mode,
             table_size=self.table_size,
+            presorted=True,
         )

@@ -7,7 +7,9 @@ the first (init) and previous (last) counts, and turns counts into measure rows.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from learnscope.patterns.layers import (
 from learnscope.probe import MetricRow, Probe, ProbeResult
 
 UNIT_DIMS = ("auto", "channels", "last")
+MAX_QUEUED_BATCHES = 64  # layer-batches of keys waiting to be counted
 
 
 class NonFiniteActivationError(ValueError):
@@ -76,6 +79,10 @@ class _PassCounter:
         self.counters: dict[str, PatternCounter] = {}
         self.batch_labels: np.ndarray | None = None
         self.workspace: dict = {}  # packing scratch buffers, reused across layers and batches
+        # Counting (NumPy, which releases the GIL) runs on one background thread, in order,
+        # while the forward pass goes on; a bounded backlog caps the memory held by queued keys.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learnscope-count")
+        self._backlog: deque[Future] = deque()
 
     def _unit_axis(self, z: torch.Tensor) -> int:
         if self.unit_dim == "channels":
@@ -110,7 +117,17 @@ class _PassCounter:
         labels = None
         if self.labelled:
             labels = np.repeat(self.batch_labels, keys.shape[0] // self.batch_labels.shape[0])
-        counter.add(keys, labels)
+        self._backlog.append(self._worker.submit(counter.add, keys, labels))
+        while len(self._backlog) > MAX_QUEUED_BATCHES:
+            self._backlog.popleft().result()
+
+    def finish(self) -> None:
+        """Wait for all queued counting (re-raising its errors) and stop the worker."""
+        try:
+            while self._backlog:
+                self._backlog.popleft().result()
+        finally:
+            self._worker.shutdown(wait=True, cancel_futures=True)
 
 
 def count_layers(
@@ -144,12 +161,19 @@ def count_layers(
     device = model_device(model)
     with preserved_rng():
         frozen = measurement_copy(model, batchnorm)
-        with torch.no_grad(), ActivationTap(frozen, counter):
-            for inputs, batch_labels in iter_batches(data, batch_size):
-                check_batch_statistics(frozen, inputs.shape[0], batch_size)
-                if labels:
-                    counter.batch_labels = check_labels(batch_labels, inputs.shape[0]).cpu().numpy()
-                frozen(inputs.to(device))
+        try:
+            with torch.no_grad(), ActivationTap(frozen, counter) as tap:
+                for inputs, batch_labels in iter_batches(data, batch_size):
+                    check_batch_statistics(frozen, inputs.shape[0], batch_size)
+                    if labels:
+                        batch_labels = check_labels(batch_labels, inputs.shape[0])
+                        counter.batch_labels = batch_labels.cpu().numpy()
+                    frozen(inputs.to(device))
+                    # a model whose first forward pass made no functional activation call (the
+                    # usual static graph) is not intercepted any further: it only costs time
+                    tap.stop_functional_if_unused()
+        finally:
+            counter.finish()
     if not counter.layer_order:
         raise ValueError(no_layers_message(model))
     if selection is not None and selection - set(counter.layer_order):

@@ -225,15 +225,32 @@ def _init_connection(conn: sqlite3.Connection) -> str:
         delay = min(delay * 2, 0.1)
 
 
+def _writable_hint(path: Path) -> str:
+    """``"; the folder ... is not writable"`` when that explains a failure, else ``""``."""
+    try:
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            return f"; the folder {path.parent} is not writable for this user"
+        if path.exists() and not os.access(path, os.W_OK):
+            return "; the file is read-only for this user"
+    except OSError:
+        pass
+    return ""
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the database at ``path`` and make sure it is a store."""
-    if path.is_dir():
-        return_path = path / "runs.db"
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:
+        raise _open_error(path, f"it cannot be accessed ({exc.strerror or exc})") from exc
+    if is_dir:
         raise _open_error(
             path,
             "that path is a directory, not a database file",
-            f"Pass the path of a .db file instead, e.g. {return_path}.",
+            f"Pass the path of a .db file instead, e.g. {path / 'runs.db'}.",
         )
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise _open_error(path, "the file exists but this user cannot read and write it")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:
@@ -247,7 +264,8 @@ def _connect(path: Path) -> sqlite3.Connection:
             str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
     except sqlite3.Error as exc:
-        raise _open_error(path, f"SQLite cannot open or create the file ({exc})") from exc
+        what = f"SQLite cannot open or create the file ({exc}){_writable_hint(path)}"
+        raise _open_error(path, what) from exc
     try:
         mode = _init_connection(conn)
     except ValueError as exc:
@@ -264,7 +282,8 @@ def _connect(path: Path) -> sqlite3.Connection:
                 f"the file exists but is not a usable SQLite database ({message})",
                 "Move that file away, or choose another location with --store PATH.",
             ) from exc
-        raise _open_error(path, f"the database cannot be written ({message})") from exc
+        what = f"the database cannot be written ({message}){_writable_hint(path)}"
+        raise _open_error(path, what) from exc
     if mode != "wal":
         warnings.warn(
             f"learnscope store {path}: SQLite could not switch to WAL mode (journal mode is "
@@ -332,13 +351,15 @@ class Store:
         return f"Store({str(self.path)!r}, {state})"
 
     def __enter__(self) -> Store:
+        """Return the store itself; it is closed when the ``with`` block ends."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """Close the store."""
         self.close()
 
     def __reduce__(self) -> tuple[type[Store], tuple[str]]:
-        # Only the path travels; the receiving process opens its own connection.
+        """Pickle by path only: the receiving process opens its own connection."""
         return (Store, (str(self.path),))
 
     def close(self) -> None:
@@ -391,7 +412,10 @@ class Store:
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:  # keep the original error; SQLite rolls back anyway
+                        pass
                 if isinstance(exc, sqlite3.OperationalError):
                     raise StoreError(f"Cannot write to the store {self.path}: {exc}.") from exc
                 raise
@@ -483,9 +507,7 @@ class Store:
         import pandas as pd
 
         with self._lock:
-            frame = pd.read_sql_query(
-                _RUNS_SQL.format(where=where), self._db(), params=params
-            )
+            frame = pd.read_sql_query(_RUNS_SQL.format(where=where), self._db(), params=params)
         for column in ("total_steps", "last_step", "pid"):
             frame[column] = pd.to_numeric(frame[column]).astype("Int64")
         frame["measurements"] = frame["measurements"].astype("int64")
