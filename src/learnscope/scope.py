@@ -156,7 +156,9 @@ class Scope:
     def __enter__(self) -> Scope:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
         if exc is None:
             self.finish("finished")
         else:

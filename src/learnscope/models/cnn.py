@@ -43,4 +43,5 @@ class SmallCNN(nn.Module):
         self.classifier = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for images x of shape (n, in_channels, h, w)."""
         return self.classifier(self.features(x).mean(dim=(2, 3)))

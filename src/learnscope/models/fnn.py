@@ -42,4 +42,5 @@ class MLP(nn.Module):
         self.classifier = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for inputs x of shape (n, ...), flattened to (n, in_features)."""
         return self.classifier(self.features(x.flatten(1)))
