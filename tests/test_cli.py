@@ -26,7 +26,7 @@ TOTAL_STEPS = EPOCHS * math.ceil(N_TRAIN / BATCH)  # 23
 MEASURED_STEPS = sorted(set(range(0, TOTAL_STEPS, EVERY)) | {TOTAL_STEPS - 1})
 # positions per evaluation: MLP 1; CNN 8x8 after the stride-1 conv, 4x4 after the stride-2 conv
 POSITIONS = {"mlp": [1, 1, 1], "cnn": [8 * 8, 4 * 4]}
-WIDTHS = {"mlp": [64, 48, 32], "cnn": [8, 16]}
+WIDTHS = {"mlp": [64, 48, 32], "cnn": [16, 32]}
 
 
 def _relu_layers(net: str) -> list[str]:

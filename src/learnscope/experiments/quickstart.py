@@ -21,7 +21,7 @@ from learnscope import models
 
 NETS: dict[str, Callable[[], nn.Module]] = {
     "mlp": lambda: models.create("mlp", in_features=64, hidden=(64, 48, 32), num_classes=10),
-    "cnn": lambda: models.create("small_cnn", in_channels=1, channels=(8, 16), num_classes=10),
+    "cnn": lambda: models.create("small_cnn", in_channels=1, channels=(16, 32), num_classes=10),
 }
 
 
