@@ -13,7 +13,6 @@ Two kinds of layers are found while the model runs:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -74,16 +73,6 @@ for _fn in (F.hardtanh, F.hardtanh_):
 _FUNCTIONAL[F.relu6] = ("relu6", lambda a, k: (0.0, 6.0))
 
 SUPPORTED_NAMES = "ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh (modules or functional calls)"
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """A found activation layer: stable name, forward-order index, breakpoints, kind."""
-
-    name: str
-    index: int
-    breakpoints: tuple[float, ...]
-    kind: str  # "module" or "functional"
 
 
 # callback(name, z, breakpoints, kind)
