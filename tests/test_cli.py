@@ -23,7 +23,8 @@ EPOCHS, EVERY, BATCH = 1, 5, 64  # BATCH: the quickstart's training batch size
 N_DIGITS, TEST_FRACTION = 1797, 0.2  # scikit-learn's digits, the quickstart's split
 N_TRAIN = N_DIGITS - math.ceil(TEST_FRACTION * N_DIGITS)  # 1437
 TOTAL_STEPS = EPOCHS * math.ceil(N_TRAIN / BATCH)  # 23
-MEASURED_STEPS = sorted(set(range(0, TOTAL_STEPS, EVERY)) | {TOTAL_STEPS - 1})
+# steps count optimizer updates: 0 is the initial network, TOTAL_STEPS the trained one
+MEASURED_STEPS = sorted(set(range(0, TOTAL_STEPS + 1, EVERY)) | {TOTAL_STEPS})
 # positions per evaluation: MLP 1; CNN 8x8 after the stride-1 conv, 4x4 after the stride-2 conv
 POSITIONS = {"mlp": [1, 1, 1], "cnn": [8 * 8, 4 * 4]}
 WIDTHS = {"mlp": [64, 48, 32], "cnn": [16, 32]}
@@ -117,7 +118,7 @@ def test_store_has_two_finished_runs(quickstart):
         assert row["status"] == "finished"
         assert row["experiment"] == "quickstart"
         assert row["total_steps"] == TOTAL_STEPS
-        assert row["last_step"] == TOTAL_STEPS - 1
+        assert row["last_step"] == TOTAL_STEPS
 
 
 @pytest.mark.parametrize("net", ["mlp", "cnn"])
@@ -170,7 +171,7 @@ def test_show_by_name_prefix_prints_the_layers(quickstart, run_ids, net, ref):
     output = result.output
     assert run_ids[net] in output
     assert "status finished" in _flat(output)
-    assert f"last step {TOTAL_STEPS - 1}" in _flat(output)
+    assert f"last step {TOTAL_STEPS}" in _flat(output)
     other = "cnn" if net == "mlp" else "mlp"
     for layer in _relu_layers(net):
         assert re.search(rf"\b{re.escape(layer)}\b", output), layer

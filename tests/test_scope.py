@@ -159,3 +159,33 @@ def test_killed_run_resumes_without_losing_or_duplicating(tmp_path):
     both_nan = merged["value_got"].isna() & merged["value_want"].isna()
     close = np.isclose(merged["value_got"], merged["value_want"], rtol=0, atol=1e-12)
     assert (both_nan | close).all()
+
+
+def test_epoch_schedules_windows_and_end():
+    timeline = (10, 100)  # 10 updates per epoch, 100 updates in all
+    half = ls.every_epoch(0.5).bind(*timeline)
+    assert [s for s in range(31) if half(s)] == [0, 5, 10, 15, 20, 25, 30]
+    third = ls.every_epoch(1 / 3).bind(*timeline)  # 3.33 steps: rounded, never drifting
+    assert [s for s in range(21) if third(s)] == [0, 3, 7, 10, 13, 17, 20]
+    epochs = ls.at_epochs([0, 2, 9.5]).bind(*timeline)
+    assert [s for s in range(101) if epochs(s)] == [0, 20, 95]
+    assert [s for s in range(200) if ls.end().bind(*timeline)(s)] == [100]
+    early = ls.every(1).until(3) | ls.every(25).since(50)
+    assert early.steps_until(101) == [0, 1, 2, 3, 50, 75, 100]
+    with pytest.raises(ValueError, match="bind"):
+        ls.end()(5)
+
+
+def test_schedule_parsing_matches_the_built_schedule():
+    from learnscope.train import parse
+
+    text = "every 1 until 40; epochs 100; end"
+    parsed = parse(text).bind(390, 78_000)
+    built = (ls.every(1).until(40) | ls.at_epochs([100]) | ls.end()).bind(390, 78_000)
+    steps = range(0, 78_001)
+    assert [s for s in steps if parsed(s)] == [s for s in steps if built(s)]
+    assert [s for s in steps if parsed(s)][-3:] == [40, 39_000, 78_000]
+    assert parse("every 5 from 10 until 20 | at 3").steps_until(30) == [3, 10, 15, 20]
+    for bad in ("", "every", "every x", "sometimes 3", "every 2 after 4", "end now"):
+        with pytest.raises(ValueError):
+            parse(bad)

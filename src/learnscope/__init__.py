@@ -10,7 +10,7 @@ from learnscope import patterns, store  # noqa: E402
 from learnscope.patterns import ActivationPatterns  # noqa: E402
 from learnscope.probe import Probe, ProbeResult  # noqa: E402
 from learnscope.scope import Scope  # noqa: E402
-from learnscope.train.schedules import at, every  # noqa: E402
+from learnscope.train.schedules import at, at_epochs, end, every, every_epoch  # noqa: E402
 
 __all__ = [
     "ActivationPatterns",
@@ -19,7 +19,10 @@ __all__ = [
     "Scope",
     "__version__",
     "at",
+    "at_epochs",
+    "end",
     "every",
+    "every_epoch",
     "patterns",
     "store",
 ]

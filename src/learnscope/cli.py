@@ -101,7 +101,7 @@ def run(
         def on_step(net: str, step: int, total: int) -> None:
             if net not in tasks:
                 tasks[net] = progress.add_task(f"train + measure {net}", total=total)
-            progress.update(tasks[net], completed=step + 1)
+            progress.update(tasks[net], completed=step)
 
         outcome = run_quickstart(store, epochs=epochs, every_k=every, seed=seed, on_step=on_step)
     with open_store(store) as s:

@@ -41,7 +41,9 @@ class Scope:
         name: run name.
         config: anything describing the run (hyperparameters...), stored as JSON.
         experiment: experiment / preset name, for grouping runs.
-        total_steps: planned number of steps, for progress and ETA.
+        total_steps: planned number of optimizer updates (the last step), for progress, ETA and
+            schedules relative to the end.
+        steps_per_epoch: updates per epoch, for epoch-based schedules.
         resume: id of an unfinished run to continue instead of starting a new one.
     """
 
@@ -56,6 +58,7 @@ class Scope:
         config: dict[str, Any] | None = None,
         experiment: str | None = None,
         total_steps: int | None = None,
+        steps_per_epoch: int | None = None,
         resume: str | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -68,7 +71,8 @@ class Scope:
             raise ValueError(f"probe names must be unique, got {names}; pass name=... to probes")
         self.model = model
         self.probes = probes
-        self.schedule = schedule if schedule is not None else every(1)
+        schedule = schedule if schedule is not None else every(1)
+        self.schedule = schedule.bind(steps_per_epoch, total_steps)
         self.results: dict[int, dict[str, ProbeResult]] = {}
         self.status = "running"
         self._owns_store = not isinstance(store, Store) and store is not None
@@ -101,7 +105,11 @@ class Scope:
             )
 
     def step(self, global_step: int, epoch: int | float | None = None) -> dict | None:
-        """Measure if the schedule fires at `global_step`; returns {probe: ProbeResult} or None."""
+        """Measure if the schedule fires at `global_step`; returns {probe: ProbeResult} or None.
+
+        `global_step` counts optimizer updates done: call `scope.step(0)` before training to
+        measure the initial network and `scope.step(s)` after the s-th update.
+        """
         if not self.schedule(global_step):
             return None
         return self.measure(global_step, epoch)

@@ -88,10 +88,12 @@ def run_quickstart(
         config = {"net": net, "dataset": "digits", "epochs": epochs, "batch_size": batch_size,
                   "optimizer": "adam", "lr": 3e-3, "seed": seed, "every": every_k}
         with ls.Scope(
-            model, [probe], ls.every(every_k) | ls.at([total - 1]), store,
+            model, [probe], ls.every(every_k) | ls.end(), store,
             name=f"quickstart-{net}", experiment="quickstart", config=config, total_steps=total,
+            steps_per_epoch=steps_per_epoch,
         ) as scope:
-            step = 0
+            step = 0  # optimizer updates done: step 0 measures the initial network
+            scope.step(step, epoch=0)
             for epoch in range(epochs):
                 model.train()
                 for inputs, labels in loader:
@@ -99,12 +101,12 @@ def run_quickstart(
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
+                    step += 1
                     scope.log(step, {"loss": loss.item()}, epoch=epoch)
                     scope.step(step, epoch=epoch)
                     if on_step is not None:
                         on_step(net, step, total)
-                    step += 1
-                scope.log(step - 1, {"test_accuracy": _accuracy(model, test)}, epoch=epoch)
+                scope.log(step, {"test_accuracy": _accuracy(model, test)}, epoch=epoch)
             accuracy = _accuracy(model, test)
         outcome.append(QuickstartRun(net, scope.run_id, accuracy, probe, scope.results))
     return outcome
