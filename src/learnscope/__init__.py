@@ -6,7 +6,7 @@
 
 __version__ = "0.1.0"
 
-from learnscope import patterns, store  # noqa: E402
+from learnscope import data, models, patterns, store, train  # noqa: E402
 from learnscope.patterns import ActivationPatterns  # noqa: E402
 from learnscope.probe import Probe, ProbeResult  # noqa: E402
 from learnscope.scope import Scope  # noqa: E402
@@ -18,6 +18,9 @@ __all__ = [
     "ProbeResult",
     "Scope",
     "__version__",
+    "data",
+    "models",
+    "train",
     "at",
     "at_epochs",
     "end",

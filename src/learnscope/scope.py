@@ -139,6 +139,11 @@ class Scope:
         self.results[global_step] = results
         return results
 
+    def forget_measurements_after(self, step: int) -> None:
+        """Measure steps after `step` again when they come (used when resuming a checkpoint)."""
+        for done in self._done.values():
+            done.difference_update({s for s in done if s > step})
+
     def log(
         self, global_step: int, values: dict[str, float], epoch: int | float | None = None,
         *, source: str = "train",

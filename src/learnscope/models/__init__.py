@@ -1,27 +1,86 @@
-"""Models by name: `learnscope.models.create("mlp", in_features=64, num_classes=10)`."""
+"""Models by name: `learnscope.models.create("resnet20")`, `create("mlp", in_features=64)`.
+
+Fixed names: "mlp", "small_cnn". Conv families are matched by pattern `<family><depth>` with
+depth = 6n + 2 (n blocks in each of the three stages): "resnet20", "resnet56", "convnet14",
+"toynet32", "pyramidnet20", "fixup_resnet110", ... Their options are keyword arguments of
+`create`: activation, blocks_per_stage (overrides the depth in the name), widths, in_channels,
+image_size, num_classes, and, except for fixup_resnet, batchnorm and bn_momentum.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from torch import nn
 
 from learnscope.models.cnn import SmallCNN
+from learnscope.models.fixup import FixupResNet, fixup_parameter_groups, fixup_resnet
 from learnscope.models.fnn import MLP
+from learnscope.models.pyramidnet import PyramidNet, pyramidnet
+from learnscope.models.resnet import CifarResNet, convnet, resnet, toynet
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "small_cnn": SmallCNN}
 
+# family -> factory(blocks_per_stage, **options)
+_FAMILIES: dict[str, Callable[..., nn.Module]] = {
+    "resnet": resnet,
+    "convnet": convnet,
+    "toynet": toynet,
+    "pyramidnet": pyramidnet,
+    "fixup_resnet": fixup_resnet,
+}
+# the depths listed by `list()`; any other 6n+2 is accepted as well
+_LISTED_DEPTHS = (8, 14, 20, 26, 32, 44, 56, 110)
+_FAMILY_NAME = re.compile(r"^(?P<family>[a-z_]+?)(?P<depth>\d+)$")
+
 
 def list() -> list[str]:  # noqa: A001 - registry convention: models.list()
-    """Names of the available models."""
-    return sorted(_FACTORIES)
+    """Names of the available models (conv families also accept any other depth 6n+2)."""
+    names = set(_FACTORIES)
+    names.update(f"{family}{depth}" for family in _FAMILIES for depth in _LISTED_DEPTHS)
+    return sorted(names, key=_natural_key)
+
+
+def _natural_key(name: str) -> tuple[str, int]:
+    # "resnet8" before "resnet110", which plain string order gets wrong
+    match = _FAMILY_NAME.match(name)
+    return (name, 0) if match is None else (match["family"], int(match["depth"]))
+
+
+def _unknown(name: str, reason: str = "") -> ValueError:
+    return ValueError(
+        f"unknown model {name!r}{reason}; available: {list()} "
+        f"(families {sorted(_FAMILIES)} take any depth 6n+2, e.g. 'resnet1202')"
+    )
 
 
 def create(name: str, **options) -> nn.Module:
-    """Build model `name` with its options; unknown names fail with the list of known ones."""
-    if name not in _FACTORIES:
-        raise ValueError(f"unknown model {name!r}; available: {sorted(_FACTORIES)}")
-    return _FACTORIES[name](**options)
+    """Build model `name` with its options; unknown names fail with the list of known ones.
+
+    Args:
+        name: a fixed name ("mlp", "small_cnn") or `<family><depth>` such as "resnet20".
+        **options: keyword arguments of the model's constructor (see the module docstring).
+    """
+    if name in _FACTORIES:
+        return _FACTORIES[name](**options)
+    match = _FAMILY_NAME.match(name)
+    if match is None or match["family"] not in _FAMILIES:
+        raise _unknown(name)
+    depth = int(match["depth"])
+    if depth < 8 or (depth - 2) % 6:
+        raise _unknown(name, f" (depth {depth} is not 6n+2 with n >= 1)")
+    blocks = options.pop("blocks_per_stage", (depth - 2) // 6)
+    return _FAMILIES[match["family"]](blocks, **options)
 
 
-__all__ = ["MLP", "SmallCNN", "create", "list"]
+__all__ = [
+    "MLP",
+    "CifarResNet",
+    "FixupResNet",
+    "PyramidNet",
+    "SmallCNN",
+    "create",
+    "fixup_parameter_groups",
+    "list",
+]

@@ -389,6 +389,27 @@ class ActivationPatterns(Probe):
         self.last_counts = counts
         return ProbeResult(rows=rows, artifacts=dict(counts) if self.save_counts else {})
 
+    def state_dict(self) -> dict[str, Any]:
+        """The init and last reference counts (for checkpoints)."""
+        return {"init": self.init_counts, "last": self.last_counts, "init_lost": self._init_lost}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore references saved by `state_dict`."""
+        self.init_counts, self.last_counts = state["init"], state["last"]
+        self._init_lost = state["init_lost"]
+
+    def since_final_rows(
+        self, model: nn.Module, final_counts: dict[str, PatternCounts], step: int
+    ) -> list[MetricRow]:
+        """Count `model` and compare it with the final network's counts: `*_since_final` rows."""
+        counts, index = self.count(model, step)
+        rows: list[MetricRow] = []
+        for layer, layer_counts in counts.items():
+            for name in M.COMPARISONS:
+                value = self._comparison(name, layer_counts, final_counts.get(layer))
+                rows.append((layer, index[layer], f"{name}_since_final", value))
+        return rows
+
     def restore(self, first_folder: str | Path, last_folder: str | Path) -> None:
         """Continue an interrupted run: reload the init and last counts saved by the store.
 

@@ -1,0 +1,268 @@
+"""The trainer loop: a recipe, a model, data splits and a Scope; resumable at any update.
+
+Steps count optimizer updates: the Scope is asked at step 0 (the initial network) and after every
+update. The loop logs train loss / accuracy / learning rate per update and validation / test
+accuracy and loss per epoch, stops a diverging run (non-finite loss) and marks it `diverged`, and
+writes a checkpoint (model, optimizer, scheduler, RNG states, probe references, position in the
+epoch) every `checkpoint_every` updates and at every measurement, so a killed run continues from
+its last checkpoint with the same batches, the same augmentation draws and the same measurements.
+
+With `save_weights=True` the model's weights are kept at every measured step; `measure_since_final`
+then measures the final network once more and compares every kept state with it, writing
+`<comparison>_since_final` into the same run (the paper's Figures 3 and 4).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from learnscope.measurement import preserved_rng
+from learnscope.train.recipes import Recipe
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    """How a training run ended."""
+
+    status: str  # "finished" or "diverged"
+    steps: int
+    epochs_done: float
+    metrics: dict[str, float]
+
+
+def _evaluate(model: nn.Module, dataset: Dataset | None, device: torch.device,
+              batch_size: int = 512) -> dict[str, float]:
+    if dataset is None or len(dataset) == 0:
+        return {}
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    # evaluating must not move the RNG streams training draws from (a resumed run skips it)
+    with torch.no_grad(), preserved_rng():
+        for inputs, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            inputs, labels = inputs.to(device), labels.to(device)
+            logits = model(inputs)
+            total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            correct += int((logits.argmax(1) == labels).sum())
+            count += labels.shape[0]
+    model.train(was_training)
+    return {"loss": total_loss / count, "accuracy": correct / count}
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    model: nn.Module,
+    train_set: Dataset,
+    recipe: Recipe,
+    *,
+    scope: Any = None,
+    val_set: Dataset | None = None,
+    test_set: Dataset | None = None,
+    max_steps: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 200,
+    resume: bool = False,
+    save_weights: bool = False,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train `model` with `recipe`, measuring through `scope` (a learnscope.Scope or None).
+
+    Args:
+        model: the model (moved to `device`).
+        train_set: training Dataset of (input, label) items (augmentation, if any, inside it).
+        recipe: optimizer and schedule settings (`learnscope.train.recipes.get(name)`).
+        scope: measures at step 0 and after every update when its schedule fires.
+        val_set, test_set: evaluated at the end of every epoch.
+        max_steps: stop after this many updates (default: recipe.epochs full epochs).
+        seed: seeds initial RNG state and every epoch's batch order.
+        device: where to train.
+        checkpoint_dir: where to keep the checkpoint (default: the scope's run artifact folder).
+        checkpoint_every: updates between checkpoints (also written at every measurement).
+        resume: continue from the checkpoint in `checkpoint_dir` if there is one.
+        save_weights: keep the weights at every measured step (for `measure_since_final`).
+        on_step: progress callback(step, total_steps).
+    """
+    device = torch.device(device)
+    model.to(device)
+    steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
+    if steps_per_epoch == 0:
+        raise ValueError("the training set is empty; nothing to train on")
+    total = recipe.epochs * steps_per_epoch if max_steps is None else max_steps
+    optimizer, scheduler = recipe.build(model, steps_per_epoch)
+    folder = _checkpoint_folder(scope, checkpoint_dir)
+    step = 0
+    if resume and folder is not None and (folder / CHECKPOINT).exists():
+        step = _load_checkpoint(folder / CHECKPOINT, model, optimizer, scheduler, scope)
+    else:
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        _measure(scope, model, 0, 0.0, folder, save_weights)
+
+    metrics: dict[str, float] = {}
+    status = "finished"
+    model.train()
+    while step < total:
+        epoch, skip = divmod(step, steps_per_epoch)
+        order = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True,
+                            generator=order)
+        rng_at_checkpoint = _rng_state() if skip else None
+        for index, (inputs, labels) in enumerate(loader):
+            if index < skip:
+                # batches done before the checkpoint: same order, not trained again; fetching
+                # them drew augmentation randomness, so the checkpoint's RNG state is put back
+                # before the next batch is fetched
+                if index == skip - 1:
+                    _set_rng_state(rng_at_checkpoint)
+                continue
+            inputs, labels = inputs.to(device), labels.to(device)
+            logits = model(inputs)
+            loss = nn.functional.cross_entropy(logits, labels)
+            if not torch.isfinite(loss):
+                status = "diverged"
+                metrics = {"loss": loss.item()}
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            lr = optimizer.param_groups[0]["lr"]  # the rate this update uses
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            epoch_progress = step / steps_per_epoch
+            metrics = {"loss": loss.item(),
+                       "accuracy": (logits.argmax(1) == labels).float().mean().item(),
+                       "lr": lr}
+            if scope is not None:
+                scope.log(step, metrics, epoch=epoch_progress)
+            measured = _measure(scope, model, step, epoch_progress, folder, save_weights)
+            if folder is not None and (measured or step % checkpoint_every == 0):
+                _save_checkpoint(folder / CHECKPOINT, model, optimizer, scheduler, scope, step)
+            if on_step is not None:
+                on_step(step, total)
+            if step >= total or step % steps_per_epoch == 0:
+                break
+        if status == "diverged":
+            break
+        if step % steps_per_epoch == 0 or step >= total:
+            evaluation = {f"val_{k}": v for k, v in _evaluate(model, val_set, device).items()}
+            evaluation.update(
+                {f"test_{k}": v for k, v in _evaluate(model, test_set, device).items()})
+            metrics.update(evaluation)
+            if scope is not None and evaluation:
+                scope.log(step, evaluation, epoch=step / steps_per_epoch)
+    if status == "diverged" and scope is not None:
+        scope.finish("diverged", error=f"non-finite training loss at step {step + 1}")
+    return TrainResult(status, step, step / steps_per_epoch, metrics)
+
+
+def _checkpoint_folder(scope: Any, checkpoint_dir: str | Path | None) -> Path | None:
+    if checkpoint_dir is not None:
+        return Path(checkpoint_dir)
+    if scope is not None and getattr(scope, "store", None) is not None:
+        return scope.store.artifacts_root / scope.run_id
+    return None
+
+
+def _measure(scope: Any, model: nn.Module, step: int, epoch: float, folder: Path | None,
+             save_weights: bool) -> bool:
+    if scope is None or not scope.schedule(step):
+        return False
+    scope.measure(step, epoch=epoch)
+    if save_weights and folder is not None:
+        _save_atomic(model.state_dict(), folder / "weights" / f"step_{step:09d}.pt")
+    return True
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: Any, scope: Any, step: int) -> None:
+    probes = {}
+    if scope is not None:
+        probes = {p.name: p.state_dict() for p in scope.probes if hasattr(p, "state_dict")}
+    _save_atomic({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                  "scheduler": scheduler.state_dict(), "rng": _rng_state(), "probes": probes},
+                 path)
+
+
+def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: Any, scope: Any) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    if scope is not None:
+        for probe in scope.probes:
+            if probe.name in state["probes"] and hasattr(probe, "load_state_dict"):
+                probe.load_state_dict(state["probes"][probe.name])
+        # steps measured after this checkpoint are measured again (same values, rows replaced),
+        # so the probes' "last" reference follows the same path as in an uninterrupted run
+        scope.forget_measurements_after(state["step"])
+    return int(state["step"])
+
+
+def measure_since_final(scope: Any, model_factory: Callable[[], nn.Module],
+                        final_model: nn.Module) -> int:
+    """Compare every measured state kept with `save_weights=True` with the final network.
+
+    For each pattern probe of `scope`, counts the final network, then each kept state, and writes
+    `<added|removed|jaccard|jaccard_t|weighted_jaccard>_since_final` at that state's step.
+    Returns the number of states compared.
+    """
+    from learnscope.store import open as open_store
+
+    store = open_store(scope.store.path)  # the Scope may have closed its own connection
+    folder = store.artifacts_root / scope.run_id / "weights"
+    files = sorted(folder.glob("step_*.pt"))
+    if not files:
+        raise FileNotFoundError(
+            f"no saved weights in {folder}; train with save_weights=True to compare with the "
+            "final state"
+        )
+    compared = 0
+    for probe in scope.probes:
+        if not hasattr(probe, "since_final_rows"):
+            continue
+        final_counts, _ = probe.count(final_model)
+        for file in files:
+            step = int(file.stem.split("_")[1])
+            model = model_factory()
+            model.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
+            model.to(next(final_model.parameters()).device)
+            rows = probe.since_final_rows(model, final_counts, step)
+            store.write_measurement(scope.run_id, step, None, probe.name, rows)
+            compared += 1
+    store.close()
+    return compared
