@@ -24,7 +24,7 @@ app = typer.Typer(
 # Not a terminal (CI, logs, pipes): use a wide fixed width so tables are not truncated.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
-PRESETS = ("quickstart",)
+PRESETS = ("quickstart", "early", "entropycurve", "methods")
 SHOWN_MEASURES = (
     "evaluations", "distinct", "distinct_frac", "max_frac", "entropy", "rel_entropy",
     "mutual_information", "jaccard_since_init", "weighted_jaccard_since_last",
@@ -69,18 +69,41 @@ def _measure_table(title: str, latest, measures: tuple[str, ...]) -> Table:
     return table
 
 
+def _split_list(text: str | None, cast: type = str) -> list | None:
+    return None if text is None else [cast(item) for item in text.split(",") if item.strip()]
+
+
 @app.command()
 def run(
-    name: str = typer.Argument(..., help=f"Preset to run: {', '.join(PRESETS)}."),
+    name: str = typer.Argument(..., help=f"What to run: {', '.join(PRESETS)}."),
     store: Path = StoreOption,
-    epochs: int = typer.Option(8, help="Training epochs per network."),
-    every: int = typer.Option(10, help="Measure every k training steps."),
-    seed: int = typer.Option(0, help="Random seed."),
+    scale: str = typer.Option("small", help="Preset scale: 'small' (digits, CPU minutes) or "
+                              "'paper' (the paper's settings, CIFAR-10)."),
+    epochs: int = typer.Option(None, help="Training epochs per network (quickstart: 8; "
+                               "presets: the recipe's)."),
+    steps: int = typer.Option(None, help="Stop each run after this many updates."),
+    seeds: str = typer.Option(None, help="Comma-separated seeds (presets)."),
+    models: str = typer.Option(None, help="Comma-separated model names (presets)."),
+    dataset: str = typer.Option(None, help="Dataset name (presets; default by scale)."),
+    schedule: str = typer.Option(None, help="Measurement schedule, e.g. 'every 1 until 40; "
+                                 "epochs 100; end' (presets)."),
+    device: str = typer.Option("cpu", help="Device to train on (presets), e.g. cuda."),
+    every: int = typer.Option(10, help="Quickstart: measure every k training steps."),
+    seed: int = typer.Option(0, help="Quickstart: random seed."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run, run nothing."),
 ) -> None:
-    """Run an experiment preset and record its measurements in the store."""
+    """Run the quickstart or an experiment preset; measurements go to the store.
+
+    Runs already finished in the store are skipped, unfinished ones resume from their checkpoint.
+    """
     if name not in PRESETS:
         _fail(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+    if name != "quickstart":
+        _run_preset(name, store, scale=scale, epochs=epochs, steps=steps, seeds=seeds,
+                    models=models, dataset=dataset, schedule=schedule, device=device,
+                    dry_run=dry_run)
+        return
+    epochs = 8 if epochs is None else epochs
     from learnscope.experiments.quickstart import NETS, run_quickstart
 
     console.print(
@@ -89,13 +112,8 @@ def run(
     )
     if dry_run:
         return
-    try:
-        open_store(store).close()  # fail early, before training, on an unusable store path
-    except StoreError as error:
-        _fail(str(error))
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as progress:
+    _check_store(store)
+    with _progress() as progress:
         tasks: dict[str, int] = {}
 
         def on_step(net: str, step: int, total: int) -> None:
@@ -112,6 +130,64 @@ def run(
             console.print(_measure_table(title, latest, SHOWN_MEASURES))
     console.print(f"Stored in {escape(str(store))}. Try: learnscope runs --store "
                   f"{escape(str(store))}")
+
+
+def _check_store(store: Path) -> None:
+    try:
+        open_store(store).close()  # fail early, before training, on an unusable store path
+    except StoreError as error:
+        _fail(str(error))
+
+
+def _progress() -> Progress:
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn()]
+    return Progress(*columns, console=console, transient=False)
+
+
+def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps: int | None,
+                seeds: str | None, models: str | None, dataset: str | None,
+                schedule: str | None, device: str, dry_run: bool) -> None:
+    from learnscope.experiments.presets import execute, expand
+
+    overrides: dict = {"device": device}
+    for key, value in (("epochs", epochs), ("steps", steps), ("dataset", dataset),
+                       ("schedule", schedule), ("seeds", _split_list(seeds, int)),
+                       ("models", _split_list(models))):
+        if value is not None:
+            overrides[key] = value
+    try:
+        specs = expand(name, scale, **overrides)
+    except ValueError as error:
+        _fail(str(error))
+    table = Table(title=f"{name} at {scale} scale: {len(specs)} runs", header_style="bold")
+    for column in ("run", "model", "dataset", "recipe", "seed", "steps", "schedule"):
+        table.add_column(column)
+    for spec in specs:
+        recipe = spec.recipe + (f" {spec.recipe_options}" if spec.recipe_options else "")
+        table.add_row(spec.name, spec.model, spec.dataset, escape(recipe), str(spec.seed),
+                      str(spec.max_steps or "-"), escape(spec.schedule))
+    console.print(table)
+    if dry_run:
+        for spec in specs:
+            console.print_json(data=spec.config())
+        return
+    _check_store(store)
+    with _progress() as progress:
+        overall = progress.add_task(f"{name}: runs", total=len(specs))
+        for spec in specs:
+            task = progress.add_task(spec.name, total=None)
+
+            def on_step(step: int, total: int, task: int = task) -> None:
+                progress.update(task, completed=step, total=total)
+
+            try:
+                run_id, status = execute(spec, store, on_step=on_step)
+            except FileNotFoundError as error:
+                _fail(str(error))
+            progress.update(task, visible=False)
+            progress.advance(overall)
+            console.print(f"{spec.name}: {status} ({run_id})")
 
 
 @app.command()

@@ -126,6 +126,11 @@ def train(
     if resume and folder is not None and (folder / CHECKPOINT).exists():
         step = _load_checkpoint(folder / CHECKPOINT, model, optimizer, scheduler, scope)
     else:
+        if scope is not None:  # a resumed run killed before its first checkpoint starts over
+            scope.forget_measurements_after(-1)
+            for probe in scope.probes:
+                if hasattr(probe, "load_state_dict"):
+                    probe.load_state_dict({"init": None, "last": None, "init_lost": False})
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         random.seed(seed)

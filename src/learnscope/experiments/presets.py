@@ -1,0 +1,202 @@
+"""Experiment presets of the activation-pattern paper, at paper scale or small scale.
+
+A preset expands into RunSpecs: self-contained, serialisable descriptions of one training run
+(model, data, recipe, seed, schedule, probe settings). `execute(spec, store)` runs one; a run whose
+name is already finished in the store is skipped, an unfinished one is resumed from its checkpoint.
+
+- early (Figure 1): ResNet-20, ConvNet-20, ToyNet-20; measured every step of the first 3,000.
+- entropycurve (Figure 2): the three nets x 1-5 blocks per stage x 25 seeds; measured at
+  initialisation, after 8 and 40 steps, right before the first lr drop and at the end.
+- methods (Figures 3, 4): ConvNet-20 and ResNet-20 with ReLU, PReLU, LeakyReLU, cyclic and
+  one-cycle schedules, FixUp ResNet-20, PyramidNet-20; measured every epoch, and every measured
+  state compared with the final network afterwards.
+
+Small scale uses the embedded digits dataset (8x8, 1 channel), few seeds and short training, so a
+whole preset runs in minutes on a laptop CPU. Any setting can be overridden.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SCALES = ("small", "paper")
+PRESETS = ("early", "entropycurve", "methods")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run needs; `name` identifies it in the store (resume and skip)."""
+
+    preset: str
+    name: str
+    model: str
+    model_options: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "digits"
+    data_options: dict[str, Any] = field(default_factory=dict)
+    recipe: str = "multistep"
+    recipe_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    max_steps: int | None = None
+    schedule: str = "every 1"
+    probe_options: dict[str, Any] = field(default_factory=dict)
+    since_final: bool = False
+    device: str = "cpu"
+
+    def config(self) -> dict[str, Any]:
+        """JSON-friendly settings (stored with the run)."""
+        return json.loads(json.dumps(asdict(self), default=list))
+
+
+def _scale_settings(scale: str) -> dict[str, Any]:
+    if scale == "paper":
+        return {"dataset": "cifar10", "data_options": {"augment": True, "normalize": True},
+                "model_options": {}, "seeds": None, "probe_batch": 128}
+    return {"dataset": "digits", "data_options": {"normalize": True, "val_fraction": 0.0},
+            "model_options": {"in_channels": 1, "image_size": 8}, "seeds": None,
+            "probe_batch": 512}
+
+
+def _epoch_schedule_before_first_drop(recipe_options: dict[str, Any], default: int) -> str:
+    milestones = recipe_options.get("milestones", (default,))
+    return f"at 0 8 40; epochs {milestones[0]}; end"
+
+
+def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]:
+    """The runs of `preset` at `scale`, with overrides applied to every run.
+
+    Overrides: dataset, seeds (list), models (list of registry names), epochs, steps (max
+    updates), schedule (text, see learnscope.train.parse), device, blocks (list, entropycurve),
+    and any RunSpec field.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; use 'small' or 'paper'")
+    settings = _scale_settings(scale)
+    small = scale == "small"
+    dataset = overrides.pop("dataset", settings["dataset"])
+    data_options = dict(settings["data_options"])
+    model_options = dict(settings["model_options"]) if dataset == "digits" else {}
+    probe = {"batch_size": settings["probe_batch"], "batchnorm": "train"}
+    specs: list[RunSpec] = []
+
+    if preset == "early":
+        seeds = overrides.pop("seeds", [0])
+        nets = overrides.pop("models", ["resnet20", "convnet20", "toynet20"])
+        steps = overrides.pop("steps", 100 if small else 3000)
+        for net in nets:
+            for seed in seeds:
+                specs.append(RunSpec(
+                    "early", f"early-{scale}-{net}-s{seed}", net, model_options, dataset,
+                    data_options, "multistep", {}, seed, steps, "every 1", probe))
+    elif preset == "entropycurve":
+        seeds = overrides.pop("seeds", [0, 1] if small else list(range(25)))
+        nets = overrides.pop("models", ["resnet", "convnet", "toynet"])
+        blocks = overrides.pop("blocks", [1, 2, 3, 4, 5])
+        recipe_options = {"epochs": 6, "milestones": (4, 5)} if small else {}
+        schedule = _epoch_schedule_before_first_drop(recipe_options, 100)
+        for net in nets:
+            family = net.rstrip("0123456789")
+            for n in blocks:
+                for seed in seeds:
+                    name = f"{family}{6 * n + 2}"
+                    specs.append(RunSpec(
+                        "entropycurve", f"entropycurve-{scale}-{name}-s{seed}", name,
+                        model_options, dataset, data_options, "multistep", recipe_options,
+                        seed, None, schedule, probe))
+    else:  # methods
+        seeds = overrides.pop("seeds", [0])
+        epochs = {"epochs": 6, "milestones": (3, 5)} if small else {}
+        short = {"epochs": 6} if small else {}
+        variants: list[tuple[str, str, dict, str, dict]] = []
+        for net in overrides.pop("models", ["convnet20", "resnet20"]):
+            variants += [
+                (f"{net}-relu", net, {"activation": "relu"}, "multistep", epochs),
+                (f"{net}-prelu", net, {"activation": "prelu"}, "multistep", epochs),
+                (f"{net}-lrelu", net, {"activation": "lrelu"}, "multistep", epochs),
+                (f"{net}-cyclic", net, {}, "cyclic",
+                 {**short, "cycle_epochs_up": 1} if small else {}),
+                (f"{net}-onecycle", net, {}, "onecycle", short),
+            ]
+        variants += [("fixup_resnet20", "fixup_resnet20", {}, "fixup", epochs),
+                     ("pyramidnet20", "pyramidnet20", {}, "pyramid", epochs)]
+        for label, net, options, recipe, recipe_options in variants:
+            for seed in seeds:
+                specs.append(RunSpec(
+                    "methods", f"methods-{scale}-{label}-s{seed}", net,
+                    {**model_options, **options}, dataset, data_options, recipe,
+                    recipe_options, seed, None, "every-epoch 1; end", probe, since_final=True))
+
+    epochs = overrides.pop("epochs", None)
+    specs = [_override(s, epochs=epochs, **overrides) for s in specs]
+    return specs
+
+
+def _override(spec: RunSpec, *, epochs: int | None = None, **overrides: Any) -> RunSpec:
+    if epochs is not None:
+        recipe_options = {**spec.recipe_options, "epochs": epochs}
+        if "milestones" in recipe_options:  # keep the milestones inside the shortened run
+            recipe_options["milestones"] = tuple(
+                max(1, round(m * epochs / spec.recipe_options.get("epochs", m * 2)))
+                for m in recipe_options["milestones"])
+        spec = replace(spec, recipe_options=recipe_options)
+    if "steps" in overrides:
+        overrides["max_steps"] = overrides.pop("steps")
+    known = set(asdict(spec))
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown override(s) {unknown}; settings: {sorted(known)}")
+    return replace(spec, **overrides)
+
+
+def execute(
+    spec: RunSpec,
+    store: str | Path,
+    *,
+    on_step: Callable[[int, int], None] | None = None,
+) -> tuple[str, str]:
+    """Run `spec` (skip if finished in the store, resume if unfinished); (run id, status)."""
+    import learnscope as ls
+    from learnscope.train import parse, recipes
+    from learnscope.train.trainer import measure_since_final, train
+
+    with ls.store.open(store) as s:
+        runs = s.runs()
+    mine = runs[runs["name"] == spec.name] if not runs.empty else runs
+    done = mine[mine["status"].isin(["finished", "diverged"])] if not mine.empty else mine
+    if not done.empty:
+        return str(done["id"].iloc[-1]), "skipped"
+    resume = str(mine["id"].iloc[-1]) if not mine.empty else None
+
+    splits = ls.data.load(spec.dataset, seed=spec.seed, **spec.data_options)
+    recipe = recipes.get(spec.recipe, **spec.recipe_options)
+    in_shape = splits.input_shape
+
+    def build() -> torch.nn.Module:
+        options = {"num_classes": splits.num_classes, **spec.model_options}
+        if spec.model not in ("mlp",) and len(in_shape) == 3:
+            options.setdefault("in_channels", in_shape[0])
+        return ls.models.create(spec.model, **options)
+
+    torch.manual_seed(spec.seed)
+    model = build()
+    steps_per_epoch = -(-len(splits.train) // recipe.batch_size)
+    total = spec.max_steps or recipe.epochs * steps_per_epoch
+    probe = ls.ActivationPatterns(splits.measure, **spec.probe_options)
+    scope = ls.Scope(model, [probe], parse(spec.schedule), store, name=spec.name,
+                     experiment=spec.preset, config=spec.config(), total_steps=total,
+                     steps_per_epoch=steps_per_epoch, resume=resume)
+    result = train(model, splits.train, recipe, scope=scope, val_set=splits.val,
+                   test_set=splits.test, max_steps=spec.max_steps, seed=spec.seed,
+                   device=spec.device, resume=resume is not None, save_weights=spec.since_final,
+                   on_step=on_step)
+    if result.status == "finished" and spec.since_final:
+        measure_since_final(scope, build, model)
+    scope.finish(result.status)
+    return scope.run_id, result.status
