@@ -72,7 +72,8 @@ def run_quickstart(
         raise ValueError(f"unknown quickstart net(s) {unknown}; available: {sorted(NETS)}")
     if epochs < 1 or every_k < 1:
         raise ValueError(f"epochs and every_k must be >= 1, got {epochs} and {every_k}")
-    train, test = datasets.load("digits")
+    splits = datasets.load("digits", val_fraction=0)  # the whole training split, no validation
+    train, test = splits.train, splits.test
     steps_per_epoch = -(-len(train) // batch_size)
     total = epochs * steps_per_epoch
     outcome = []
