@@ -51,13 +51,7 @@ class ConvNet(nn.Module):
 EXPECTED_LAYERS = ["act", "relu#0"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (a lot of it on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _snapshot(model: nn.Module) -> dict:
