@@ -243,6 +243,12 @@ def show(
     console.print(_measure_table(f"latest measures of {info['id']}", latest, measures))
 
 
+# Commands defined next to the feature they drive (each module imports its heavy parts lazily).
+# figures: learnscope.viz.cli
+# dashboard: learnscope.dashboard.cli
+# exports: learnscope.exports.cli
+
+
 def main() -> None:
     """Entry point of the console script."""
     app()
