@@ -108,13 +108,39 @@ def _slices(inputs: torch.Tensor, labels: torch.Tensor | None, batch_size: int) 
 
 
 def iter_batches(
-    data: MeasurementData, batch_size: int
+    data: MeasurementData, batch_size: int, progress: str | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Yield (inputs, labels or None) in a fixed order.
 
     `data` may be a tensor or array of inputs, an (inputs, labels) pair, a Dataset (items are
     inputs or (inputs, label)), or a DataLoader that does not shuffle (its batch size is used).
+    With a `progress` description, the samples done are reported to the active progress display
+    of the job (learnscope.progress.current()), if there is one.
     """
+    from learnscope import progress as progress_display
+
+    reporter = progress_display.current() if progress else None
+    if reporter is None:
+        yield from _batches(data, batch_size)
+        return
+    try:
+        total = len(data[0]) if isinstance(data, (tuple, list)) else len(data)
+        if isinstance(data, DataLoader):
+            total = len(data.dataset)
+    except TypeError:
+        total = None
+    task = reporter.task(progress, total, transient=True)
+    try:
+        for inputs, labels in _batches(data, batch_size):
+            yield inputs, labels
+            task.advance(inputs.shape[0])
+    finally:
+        task.finish()
+
+
+def _batches(
+    data: MeasurementData, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if isinstance(data, DataLoader):

@@ -70,6 +70,7 @@ class Scope:
         if len(set(names)) != len(names):
             raise ValueError(f"probe names must be unique, got {names}; pass name=... to probes")
         self.model = model
+        self.name = name
         self.probes = probes
         schedule = schedule if schedule is not None else every(1)
         self.schedule = schedule.bind(steps_per_epoch, total_steps)

@@ -163,7 +163,8 @@ def count_layers(
         frozen = measurement_copy(model, batchnorm)
         try:
             with torch.no_grad(), ActivationTap(frozen, counter) as tap:
-                for inputs, batch_labels in iter_batches(data, batch_size):
+                what = "count patterns" + ("" if step is None else f" at step {step}")
+                for inputs, batch_labels in iter_batches(data, batch_size, progress=what):
                     check_batch_statistics(frozen, inputs.shape[0], batch_size)
                     if labels:
                         batch_labels = check_labels(batch_labels, inputs.shape[0])

@@ -112,8 +112,11 @@ def train(
         checkpoint_every: updates between checkpoints (also written at every measurement).
         resume: continue from the checkpoint in `checkpoint_dir` if there is one.
         save_weights: keep the weights at every measured step (for `measure_since_final`).
-        on_step: progress callback(step, total_steps).
+        on_step: progress callback(step, total_steps). Independently of it, the steps are
+            reported to the job's progress display if one is active (learnscope.progress).
     """
+    from learnscope import progress as progress_display
+
     device = torch.device(device)
     model.to(device)
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
@@ -138,6 +141,11 @@ def train(
 
     metrics: dict[str, float] = {}
     status = "finished"
+    reporter = progress_display.current()
+    run_name = getattr(scope, "name", None) or type(model).__name__
+    task = None if reporter is None else reporter.task(f"train {run_name}", total)
+    if task is not None:
+        task.update(completed=step)
     model.train()
     while step < total:
         epoch, skip = divmod(step, steps_per_epoch)
@@ -177,6 +185,8 @@ def train(
                 _save_checkpoint(folder / CHECKPOINT, model, optimizer, scheduler, scope, step)
             if on_step is not None:
                 on_step(step, total)
+            if task is not None:
+                task.update(completed=step)
             if step >= total or step % steps_per_epoch == 0:
                 break
         if status == "diverged":
@@ -188,6 +198,8 @@ def train(
             metrics.update(evaluation)
             if scope is not None and evaluation:
                 scope.log(step, evaluation, epoch=step / steps_per_epoch)
+    if task is not None:
+        task.finish()
     if status == "diverged" and scope is not None:
         scope.finish("diverged", error=f"non-finite training loss at step {step + 1}")
     return TrainResult(status, step, step / steps_per_epoch, metrics)
@@ -256,12 +268,19 @@ def measure_since_final(scope: Any, model_factory: Callable[[], nn.Module],
             f"no saved weights in {folder}; train with save_weights=True to compare with the "
             "final state"
         )
+    from learnscope import progress as progress_display
+
+    reporter = progress_display.current()
     compared = 0
     for probe in scope.probes:
         if not hasattr(probe, "since_final_rows"):
             continue
         final_counts, _ = probe.count(final_model)
-        for file in files:
+        if reporter is not None:
+            files_done = reporter.track(files, f"compare with final state ({probe.name})")
+        else:
+            files_done = iter(files)
+        for file in files_done:
             step = int(file.stem.split("_")[1])
             model = model_factory()
             model.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
