@@ -9,9 +9,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from learnscope.progress import Task, progress
 from learnscope.scope import DEFAULT_STORE
 from learnscope.store import StoreError
 from learnscope.store import open as open_store
@@ -113,13 +113,15 @@ def run(
     if dry_run:
         return
     _check_store(store)
-    with _progress() as progress:
-        tasks: dict[str, int] = {}
+    with progress() as report:
+        tasks: dict[str, Task] = {}
 
         def on_step(net: str, step: int, total: int) -> None:
             if net not in tasks:
-                tasks[net] = progress.add_task(f"train + measure {net}", total=total)
-            progress.update(tasks[net], completed=step)
+                tasks[net] = report.task(f"train + measure {net}", total=total)
+            tasks[net].update(completed=step)
+            if step >= total:
+                tasks[net].finish()
 
         outcome = run_quickstart(store, epochs=epochs, every_k=every, seed=seed, on_step=on_step)
     with open_store(store) as s:
@@ -137,12 +139,6 @@ def _check_store(store: Path) -> None:
         open_store(store).close()  # fail early, before training, on an unusable store path
     except StoreError as error:
         _fail(str(error))
-
-
-def _progress() -> Progress:
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn()]
-    return Progress(*columns, console=console, transient=False)
 
 
 def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps: int | None,
@@ -173,21 +169,16 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
             console.print_json(data=spec.config())
         return
     _check_store(store)
-    with _progress() as progress:
-        overall = progress.add_task(f"{name}: runs", total=len(specs))
+    with progress() as report:  # the trainer reports each run's steps into it
+        overall = report.task(f"{name}: runs", total=len(specs))
         for spec in specs:
-            task = progress.add_task(spec.name, total=None)
-
-            def on_step(step: int, total: int, task: int = task) -> None:
-                progress.update(task, completed=step, total=total)
-
             try:
-                run_id, status = execute(spec, store, on_step=on_step)
+                run_id, status = execute(spec, store)
             except FileNotFoundError as error:
                 _fail(str(error))
-            progress.update(task, visible=False)
-            progress.advance(overall)
+            overall.advance()
             console.print(f"{spec.name}: {status} ({run_id})")
+        overall.finish()
 
 
 @app.command()
