@@ -113,6 +113,9 @@ def run(
     if dry_run:
         return
     _check_store(store)
+    from learnscope.experiments.status import record_plan
+
+    record_plan(store, "quickstart", [f"quickstart-{net}" for net in NETS])
     with progress() as report:
         tasks: dict[str, Task] = {}
 
@@ -169,6 +172,9 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
             console.print_json(data=spec.config())
         return
     _check_store(store)
+    from learnscope.experiments.status import record_plan
+
+    record_plan(store, name, [spec.name for spec in specs])  # `learnscope status` counts on it
     with progress() as report:  # the trainer reports each run's steps into it
         overall = report.task(f"{name}: runs", total=len(specs))
         for spec in specs:
@@ -232,6 +238,70 @@ def show(
     console.print(f"[bold]{info['id']}[/] status {info['status']}, last step {info['last_step']}"
                   + (f"; {summary}" if summary else ""))
     console.print(_measure_table(f"latest measures of {info['id']}", latest, measures))
+
+
+STATUS_COLOURS = {"finished": "green", "running": "cyan", "failed": "red", "diverged": "red",
+                  "interrupted": "yellow", "not started": "white"}
+
+
+@app.command()
+def status(
+    experiment: str = typer.Argument(None, help="Experiment (preset) name; default: all."),
+    store: Path = StoreOption,
+) -> None:
+    """How many runs of each experiment are done, running, failed or not started, with ETA.
+
+    Planned runs are those named when the experiment was launched (`learnscope run PRESET`).
+    With an EXPERIMENT, its runs are listed one by one as well.
+    """
+    from learnscope.experiments.status import STATES, planned, planned_experiments, summarise
+    from learnscope.progress import format_duration
+
+    if not store.exists():
+        _fail(f"no store at {store}; run an experiment first (learnscope run PRESET) or pass "
+              "--store PATH")
+    with open_store(store) as s:
+        frame = s.runs()
+    known = list(dict.fromkeys(
+        [e for e in frame["experiment"] if isinstance(e, str)] + planned_experiments(store)))
+    if experiment is not None and experiment not in known:
+        _fail(f"no experiment {experiment!r} in {store}; experiments there: "
+              f"{', '.join(known) if known else 'none yet'}")
+    chosen = [experiment] if experiment is not None else known
+    if not chosen:
+        console.print(f"The store {escape(str(store))} has no experiments yet.")
+        return
+    states = (*STATES, "not started")
+    table = Table(title=f"experiments in {escape(str(store))}", header_style="bold")
+    table.add_column("experiment")
+    table.add_column("planned", justify="right")
+    for state in states:
+        table.add_column(f"[{STATUS_COLOURS[state]}]{state}[/]", justify="right")
+    table.add_column("ETA", justify="right")
+    summaries = []
+    for name in chosen:
+        try:
+            summary = summarise(frame, name, planned(store, name))
+        except ValueError as error:
+            _fail(str(error))
+        summaries.append(summary)
+        table.add_row(escape(name), str(summary.planned),
+                      *[str(summary.counts.get(state, 0)) for state in states],
+                      format_duration(summary.eta_seconds))
+    console.print(table)
+    if experiment is None:
+        return
+    runs_of = summaries[0].runs
+    detail = Table(title=f"runs of {escape(experiment)}", header_style="bold")
+    for column in ("run", "id", "status", "progress", "ETA", "updated"):
+        detail.add_column(column)
+    for _, row in runs_of.iterrows():
+        share = row["progress"]
+        shown = "-" if share is None or math.isnan(share) else f"{100 * share:.0f}%"
+        colour = STATUS_COLOURS.get(row["status"], "white")
+        detail.add_row(escape(row["name"]), row["id"], f"[{colour}]{row['status']}[/]", shown,
+                       format_duration(row["eta_seconds"]), str(row["updated_at"]))
+    console.print(detail)
 
 
 # Commands defined next to the feature they drive (each module imports its heavy parts lazily).

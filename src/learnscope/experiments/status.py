@@ -1,0 +1,146 @@
+"""How far an experiment has come: planned runs, their states in the store, and an ETA.
+
+A run exists in the store only once it starts, so an experiment's *plan* (the names of all its
+runs) is recorded when it is launched (`learnscope run PRESET`, sweeps): a JSON file per
+experiment in ``<store>.artifacts/plans/``. Launching again adds the new names to the plan.
+:func:`summarise` then counts the planned runs that are done, running, interrupted, failed and
+not started, and estimates the time left.
+
+ETA of an experiment: the work left is the sum of the running runs' own ETAs (from their recent
+measurement rate, ``Store.runs()["eta_seconds"]``) plus, for every run not started yet (and every
+interrupted one, from its progress), the typical duration of a finished run (median of
+``finished_at - created_at``; else the projected duration of the running runs). That work is
+divided by the number of runs progressing at once (at least one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DONE = ("finished",)
+FAILED = ("failed", "diverged")
+STATES = ("finished", "running", "interrupted", "failed", "diverged")
+
+
+def _plans_folder(store_path: str | os.PathLike[str]) -> Path:
+    path = Path(store_path).expanduser().resolve()
+    return path.with_name(path.with_suffix("").name + ".artifacts") / "plans"
+
+
+def _plan_file(store_path: str | os.PathLike[str], experiment: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
+    return _plans_folder(store_path) / f"{safe}.json"
+
+
+def record_plan(store_path: str | os.PathLike[str], experiment: str, names: list[str]) -> None:
+    """Add run `names` to the plan of `experiment` (kept beside the store; atomic write)."""
+    file = _plan_file(store_path, experiment)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    known = planned(store_path, experiment)
+    merged = known + [name for name in names if name not in set(known)]
+    handle, temporary = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")
+    with os.fdopen(handle, "w") as out:
+        json.dump({"experiment": experiment, "runs": merged}, out, indent=1)
+    os.replace(temporary, file)
+
+
+def planned(store_path: str | os.PathLike[str], experiment: str) -> list[str]:
+    """Run names of `experiment`'s plan, in launch order ([] when none was recorded)."""
+    file = _plan_file(store_path, experiment)
+    if not file.exists():
+        return []
+    try:
+        return list(json.loads(file.read_text())["runs"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"the plan file {file} is damaged ({error}); delete it and launch the experiment "
+            "again to record its plan"
+        ) from error
+
+
+def planned_experiments(store_path: str | os.PathLike[str]) -> list[str]:
+    """Experiments with a recorded plan."""
+    folder = _plans_folder(store_path)
+    if not folder.exists():
+        return []
+    names = []
+    for file in sorted(folder.glob("*.json")):
+        try:
+            names.append(json.loads(file.read_text())["experiment"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return names
+
+
+@dataclass
+class ExperimentStatus:
+    """Counts of an experiment's runs by state, and the estimated time left."""
+
+    experiment: str
+    planned: int
+    counts: dict[str, int] = field(default_factory=dict)  # finished, running, ... not started
+    eta_seconds: float = math.nan
+    runs: pd.DataFrame | None = None  # the experiment's rows of Store.runs()
+
+    @property
+    def done(self) -> int:
+        return self.counts.get("finished", 0)
+
+    @property
+    def failed(self) -> int:
+        return sum(self.counts.get(state, 0) for state in FAILED)
+
+
+def _durations(frame: pd.DataFrame) -> np.ndarray:
+    finished = frame[frame["status"] == "finished"]
+    if finished.empty:
+        return np.array([])
+    start = pd.to_datetime(finished["created_at"], utc=True, format="ISO8601")
+    end = pd.to_datetime(finished["finished_at"], utc=True, format="ISO8601")
+    seconds = (end - start).dt.total_seconds().to_numpy(dtype=float)
+    return seconds[np.isfinite(seconds) & (seconds >= 0)]
+
+
+def summarise(runs: pd.DataFrame, experiment: str, plan: list[str] | None = None,
+              ) -> ExperimentStatus:
+    """The state of `experiment` from ``Store.runs()`` (with ``eta_seconds``) and its plan.
+
+    A run name that occurs several times (a failed attempt, then a successful one) counts once,
+    by its most recent run.
+    """
+    mine = runs[runs["experiment"] == experiment]
+    latest = mine.sort_values("created_at").drop_duplicates("name", keep="last")
+    names = list(plan or [])
+    names += [name for name in latest["name"] if name not in set(names)]
+    counts = {state: int((latest["status"] == state).sum()) for state in STATES}
+    counts["not started"] = len(set(names) - set(latest["name"]))
+
+    running = latest[latest["status"] == "running"]
+    durations = _durations(latest)
+    if durations.size:
+        typical = float(np.median(durations))
+    else:  # no run finished yet: project the running ones to their end
+        elapsed = (pd.Timestamp.now(tz="UTC")
+                   - pd.to_datetime(running["created_at"], utc=True, format="ISO8601"))
+        projected = elapsed.dt.total_seconds().to_numpy(dtype=float) + \
+            running["eta_seconds"].to_numpy(dtype=float)
+        projected = projected[np.isfinite(projected)]
+        typical = float(np.median(projected)) if projected.size else math.nan
+    interrupted = latest[latest["status"] == "interrupted"]
+    left_share = 1.0 - interrupted["progress"].fillna(0.0).to_numpy(dtype=float)
+    work = running["eta_seconds"].to_numpy(dtype=float).sum() if len(running) else 0.0
+    if counts["not started"] or len(interrupted):
+        work += typical * (counts["not started"] + float(left_share.sum()))
+    if not len(running) and counts["not started"] == 0 and not len(interrupted):
+        eta = 0.0  # nothing left to do (finished or failed)
+    else:
+        eta = work / max(len(running), 1)
+    return ExperimentStatus(experiment, len(names), counts, float(eta), latest)
