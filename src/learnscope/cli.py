@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from learnscope.progress import Task, progress
+from learnscope.progress import Task, format_duration, progress
 from learnscope.scope import DEFAULT_STORE
 from learnscope.store import StoreError
 from learnscope.store import open as open_store
@@ -198,7 +198,7 @@ def runs(store: Path = StoreOption) -> None:
         console.print(f"The store {escape(str(store))} has no runs yet.")
         return
     table = Table(title=f"runs in {escape(str(store))}", header_style="bold")
-    for column in ("id", "experiment", "status", "progress", "measurements", "updated"):
+    for column in ("id", "experiment", "status", "progress", "ETA", "measurements", "updated"):
         table.add_column(column)
     colours = {"finished": "green", "running": "cyan", "failed": "red", "diverged": "red",
                "interrupted": "yellow"}
@@ -208,7 +208,8 @@ def runs(store: Path = StoreOption) -> None:
         status = row["status"]
         table.add_row(row["id"], str(row["experiment"] or "-"),
                       f"[{colours.get(status, 'white')}]{status}[/]", shown,
-                      str(row["measurements"]), str(row["updated_at"]))
+                      format_duration(row["eta_seconds"]), str(row["measurements"]),
+                      str(row["updated_at"]))
     console.print(table)
 
 
@@ -255,8 +256,6 @@ def status(
     With an EXPERIMENT, its runs are listed one by one as well.
     """
     from learnscope.experiments.status import STATES, planned, planned_experiments, summarise
-    from learnscope.progress import format_duration
-
     if not store.exists():
         _fail(f"no store at {store}; run an experiment first (learnscope run PRESET) or pass "
               "--store PATH")
