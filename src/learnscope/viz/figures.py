@@ -1,0 +1,550 @@
+"""The figures of the activation-pattern paper, and heatmaps / curves of any measure.
+
+Every function reads a run store (an open ``Store`` or the path of one) and returns a
+``matplotlib.figure.Figure``; :func:`save` writes it as PNG or PDF. See docs/figures.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from learnscope.store import Store
+from learnscope.viz import style
+from learnscope.viz.data import (
+    FigureError,
+    RunInfo,
+    clipped_change,
+    epochs_by_step,
+    open_runs,
+    read_measures,
+    select_runs,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["FIGURE1_PANELS", "curves", "figure1", "figure2", "figure3", "figure4", "heatmap",
+           "save"]
+
+T = TypeVar("T")
+StoreLike = Store | str | os.PathLike
+
+SUFFIXES = (".png", ".pdf")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One of the five measures of Figures 1 and 4."""
+
+    key: str
+    title: str
+    measure: str
+    ylabel: str
+
+
+#: The five panels of Figures 1 and 4, left to right.
+FIGURE1_PANELS = (
+    Panel("A", "(A) pattern-set size", "distinct", "|A| / max |A|"),
+    Panel("B", "(B) patterns changed", "distinct", "Δ|A| (clipped)"),
+    Panel("C", "(C) most frequent pattern", "max_frac", "max c(a) / E"),
+    Panel("D", "(D) relative entropy", "rel_entropy", "H / Hmax"),
+    Panel("E", "(E) weighted Jaccard to init", "weighted_jaccard_since_init", "Ruzicka(init)"),
+)
+_FIGURE1_MEASURES = list(dict.fromkeys(p.measure for p in FIGURE1_PANELS))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _reporter() -> Iterator[Any]:
+    """The active progress display, or a new one for the duration of the block."""
+    from learnscope import progress as display
+
+    active = getattr(display, "current", lambda: None)()
+    if active is not None:
+        yield active
+        return
+    with display.progress() as report:
+        yield report
+
+
+def _track(items: Sequence[T], description: str) -> Iterator[T]:
+    """Iterate over ``items`` reporting progress (learnscope.progress) when there are several."""
+    if len(items) < 2:
+        yield from items
+        return
+    with _reporter() as report:
+        try:
+            task = report.task(description, total=len(items), transient=True)
+        except TypeError:  # a progress module without transient tasks
+            task = report.task(description, total=len(items))
+        for item in items:
+            yield item
+            task.advance()
+        task.finish()
+
+
+def _read_runs(
+    store: Store, runs: Sequence[str] | str | None, experiment: str | None, measures: list[str],
+    probe: str | None, what: str,
+) -> tuple[list[tuple[RunInfo, pd.DataFrame]], str]:
+    if isinstance(runs, str):
+        runs = [runs]
+    infos, prefix = select_runs(store, runs, experiment=experiment)
+    data = [(info, read_measures(store, info, measures, probe))
+            for info in _track(infos, f"{what}: reading {len(infos)} runs")]
+    return data, prefix
+
+
+def _wide(frame: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Steps (rows) x layer indexes (columns) of one measure."""
+    rows = frame[frame["measure"] == measure]
+    table = rows.pivot_table(index="step", columns="layer_index", values="value",
+                             aggfunc="first", dropna=False)
+    return table.sort_index().sort_index(axis=1)
+
+
+def _layer_names(frame: pd.DataFrame) -> dict[int, str]:
+    pairs = frame.drop_duplicates("layer_index").sort_values("layer_index")
+    return dict(zip(pairs["layer_index"].astype(int), pairs["layer"], strict=True))
+
+
+def _x_axis(store: Store, run: RunInfo, frame: pd.DataFrame, steps: Iterable[int],
+            x: str) -> tuple[np.ndarray, str]:
+    """x values of ``steps`` and the axis label: epochs when asked for and known, else steps."""
+    steps = [int(s) for s in steps]
+    if x == "step":
+        return np.asarray(steps, dtype=float), "step"
+    epochs = epochs_by_step(store, run, frame)
+    values = None
+    if epochs is not None and all(s in epochs for s in steps):
+        values = np.asarray([epochs[s] for s in steps], dtype=float)
+    if values is not None and np.all(np.diff(values) > 0):
+        return values, "epoch"
+    if x == "epoch":
+        found = ("no epochs are recorded for its measurements" if values is None
+                 else "its measurements' epochs do not increase with the step (whole-epoch "
+                      "numbers recorded for several measurements)")
+        raise FigureError(f"run {run.id} cannot be drawn over epochs: {found}; draw it over "
+                          "steps instead (x='step', --x step)")
+    return np.asarray(steps, dtype=float), "step"
+
+
+def _panel_values(wide: dict[str, pd.DataFrame], panel: Panel) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values of shape steps x layers) that ``panel`` draws."""
+    table = wide[panel.measure]
+    steps = table.index.to_numpy()
+    values = table.to_numpy(dtype=float)
+    if panel.key == "A":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            peak = np.nanmax(np.where(np.isfinite(values), values, np.nan), axis=0)
+            return steps, values / np.where(peak > 0, peak, np.nan)
+    if panel.key == "B":
+        return steps[1:], clipped_change(values)
+    return steps, values
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted centres (half-way between neighbours)."""
+    centres = np.asarray(centres, dtype=float)
+    if centres.size == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    middle = (centres[1:] + centres[:-1]) / 2
+    first = centres[0] - (middle[0] - centres[0])
+    last = centres[-1] + (centres[-1] - middle[-1])
+    return np.concatenate([[first], middle, [last]])
+
+
+def _mesh(ax, xs: np.ndarray, layers: np.ndarray, values: np.ndarray, norm: Normalize):
+    """Heatmap of ``values`` (layers x measurements); y = layer index, 0 at the bottom."""
+    mesh = ax.pcolormesh(_edges(xs), _edges(layers), np.ma.masked_invalid(values), norm=norm,
+                         cmap=style.VALUE_CMAP, shading="flat", rasterized=True)
+    ax.grid(False)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return mesh
+
+
+def _norm(arrays: Iterable[np.ndarray]) -> Normalize:
+    finite = [a[np.isfinite(a)] for a in arrays]
+    finite = [a for a in finite if a.size]
+    if not finite:
+        return Normalize(0.0, 1.0)
+    low = float(min(a.min() for a in finite))
+    high = float(max(a.max() for a in finite))
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    return Normalize(low, high)
+
+
+def _title_prefix(fig: Figure, title: str, prefix: str) -> None:
+    fig.suptitle(f"{title}: {prefix}" if prefix else title)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def figure1(
+    store: StoreLike, runs: Sequence[str] | str | None = None, *, experiment: str | None = None,
+    probe: str | None = None,
+) -> Figure:
+    """Figure 1: the early phase of training, per run the last and the first activation layer.
+
+    For each run a group of five panels per row, over training steps: (A) the number of
+    distinct patterns relative to its maximum over the run, (B) its change between consecutive
+    measurements, clipped to the 1st-99th percentile, (C) the share of the most frequent
+    pattern, (D) the relative entropy, (E) the weighted Jaccard similarity to the initial
+    network. Top row: the last activation layer; bottom row: the first. Data: the ``early``
+    preset (any run with the patterns probe's default measures works).
+    """
+    with open_runs(store) as s, style.styled():
+        data, prefix = _read_runs(s, runs, experiment, _FIGURE1_MEASURES, probe, "figure1")
+        n = len(data)
+        fig = style.new_figure(n * 5 * style.PANEL_WIDTH, 2 * style.PANEL_HEIGHT + 0.9)
+        _title_prefix(fig, "Activation patterns in the early phase of training", prefix)
+        subfigs = fig.subfigures(1, n, squeeze=False, wspace=0.02)[0]
+        for sub, (info, frame) in zip(subfigs, data, strict=True):
+            sub.suptitle(f"{info.label} ({info.model})" if info.model not in info.label
+                         else info.label, fontsize=10, fontweight="bold")
+            names = _layer_names(frame)
+            first, last = min(names), max(names)
+            axes = sub.subplots(2, 5, sharex=True, squeeze=False)
+            for row, (where, index) in enumerate((("last", last), ("first", first))):
+                layer = frame[frame["layer_index"] == index]
+                wide = {m: _wide(layer, m) for m in _FIGURE1_MEASURES}
+                for col, panel in enumerate(FIGURE1_PANELS):
+                    ax = axes[row, col]
+                    steps, values = _panel_values(wide, panel)
+                    colour = style.line_colours(style.LAYER_CMAP, 2)[row]
+                    ax.plot(steps, values[:, 0], color=colour, label=names[index])
+                    if panel.key == "B":
+                        ax.axhline(0.0, color="0.5", linewidth=0.6, gid="zero")
+                    style.mark_panel(ax, figure="figure1", run=info.id, panel=panel.key,
+                                     measure=panel.measure, layer=names[index],
+                                     layer_index=index, row=where)
+                    ax.set_ylabel(panel.ylabel)
+                    if row == 0:
+                        ax.set_title(panel.title)
+                    else:
+                        ax.set_xlabel("step")
+                    if col == 0:
+                        ax.set_ylabel(f"{where} layer: {names[index]}\n{panel.ylabel}")
+        return fig
+
+
+def figure2(
+    store: StoreLike, runs: Sequence[str] | str | None = None, *, experiment: str | None = None,
+    measure: str = "rel_entropy", probe: str | None = None,
+) -> Figure:
+    """Figure 2: mean relative entropy per layer over seeds, for nets of several depths.
+
+    Columns: model families (``resnet``, ``convnet``, ``toynet``, from each run's model name);
+    rows: measure points (the k-th measured step of every run, labelled with its step and
+    epoch); one line per depth (``resnet8``, ``resnet14``, ...) with the mean over the runs of
+    that model (seeds) and a band of +-1 standard deviation (``numpy.std``, ddof 0). Data: the
+    ``entropycurve`` preset.
+    """
+    with open_runs(store) as s, style.styled():
+        data, prefix = _read_runs(s, runs, experiment, [measure], probe, "figure2")
+        families: dict[str, dict[str, list]] = {}
+        depths: set[int] = set()
+        for info, frame in data:
+            families.setdefault(info.family, {}).setdefault(info.model, []).append(
+                (info, _wide(frame, measure), epochs_by_step(s, info, frame)))
+            depths.add(info.depth if info.depth is not None else 0)
+        depth_order = sorted(depths)
+        colours = dict(zip(depth_order, style.line_colours(style.DEPTH_CMAP, len(depth_order)),
+                           strict=True))
+        points = max(len(wide.index) for models in families.values()
+                     for members in models.values() for _, wide, _ in members)
+        ncols = len(families)
+        fig = style.new_figure(ncols * 1.5 * style.PANEL_WIDTH + 0.6,
+                               points * style.PANEL_HEIGHT + 0.8)
+        _title_prefix(fig, f"Mean {_measure_title(measure)} per layer over seeds (±1 s.d.)",
+                      prefix)
+        axes = fig.subplots(points, ncols, squeeze=False, sharex="col", sharey=True)
+        for col, (family, models) in enumerate(families.items()):
+            ordered = sorted(models.items(), key=lambda item: (item[1][0][0].depth or 0, item[0]))
+            for k in range(points):
+                ax = axes[k, col]
+                steps_here: list[int] = []
+                epochs_here: list[float] = []
+                for model, members in ordered:
+                    columns = []
+                    for info, wide, epochs in members:
+                        if len(wide.index) <= k:
+                            continue
+                        step = int(wide.index[k])
+                        steps_here.append(step)
+                        if epochs is not None and step in epochs:
+                            epochs_here.append(epochs[step])
+                        columns.append(wide.iloc[k].rename(info.id))
+                    if not columns:
+                        continue
+                    table = np.vstack([c.to_numpy(dtype=float) for c in columns])  # seeds x L
+                    layers = columns[0].index.to_numpy()
+                    mean = np.nanmean(table, axis=0)
+                    spread = np.nanstd(table, axis=0)
+                    colour = colours[members[0][0].depth or 0]
+                    band = ax.fill_between(layers, mean - spread, mean + spread, color=colour,
+                                           alpha=0.25, linewidth=0)
+                    band.set_gid(model)
+                    ax.plot(layers, mean, color=colour, marker="o", markersize=2.2, gid=model,
+                            label=f"{model} (n={len(columns)})")
+                style.mark_panel(ax, figure="figure2", family=family, point=k,
+                                 steps=sorted(set(steps_here)), measure=measure)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                if k == 0:
+                    ax.set_title(family)
+                    if ax.get_legend_handles_labels()[0]:
+                        ax.legend(loc="best")
+                if k == points - 1:
+                    ax.set_xlabel("activation layer (index)")
+                if col == 0:
+                    ax.set_ylabel(f"{_point_label(steps_here, epochs_here)}\n"
+                                  f"{_measure_title(measure)}")
+        return fig
+
+
+def _point_label(steps: list[int], epochs: list[float]) -> str:
+    if not steps:
+        return "(no runs)"
+    low, high = min(steps), max(steps)
+    text = f"step {low}" if low == high else f"steps {low}-{high}"
+    if epochs:
+        elow, ehigh = min(epochs), max(epochs)
+        text += f", epoch {elow:.3g}" if elow == ehigh else f", epochs {elow:.3g}-{ehigh:.3g}"
+    return text
+
+
+_MEASURE_TITLES = {
+    "rel_entropy": "relative entropy",
+    "entropy": "entropy (bits)",
+    "distinct": "distinct patterns",
+    "distinct_frac": "patterns per evaluation",
+    "max_frac": "most frequent pattern share",
+    "occupancy": "hash-list occupancy",
+    "weighted_jaccard_since_final": "weighted Jaccard to final",
+    "weighted_jaccard_since_init": "weighted Jaccard to init",
+    "weighted_jaccard_since_last": "weighted Jaccard to previous",
+    "jaccard_since_final": "Jaccard to final",
+    "jaccard_since_init": "Jaccard to init",
+    "jaccard_since_last": "Jaccard to previous",
+    "mutual_information": "MI(patterns; labels)",
+}
+
+
+def _measure_title(measure: str) -> str:
+    return _MEASURE_TITLES.get(measure, measure)
+
+
+def figure3(
+    store: StoreLike, runs: Sequence[str] | str | None = None, *, experiment: str | None = None,
+    probe: str | None = None,
+) -> Figure:
+    """Figure 3: per run (method), layer x epoch heatmaps over the whole training.
+
+    Rows: relative entropy, weighted Jaccard similarity to the final network
+    (``weighted_jaccard_since_final``, written by the since-final pass), and the hash-list
+    occupancy when every run was counted in hash-list mode, else patterns per evaluation
+    (``distinct_frac``). Each row has one colour scale and colour bar; layers (by index, 0 at
+    the bottom) line up across columns. x is the epoch where known, else the step. Data: the
+    ``methods`` preset.
+    """
+    import pandas as pd
+
+    rows = ["rel_entropy", "weighted_jaccard_since_final"]
+    with open_runs(store) as s, style.styled():
+        data, prefix = _read_runs(s, runs, experiment, rows, probe, "figure3")
+        third = "occupancy"
+        extra = []
+        for info, _ in data:
+            try:
+                extra.append(read_measures(s, info, [third], probe))
+            except FigureError:
+                extra = []
+                break
+        if not extra:
+            third = "distinct_frac"
+            extra = [read_measures(s, info, [third], probe) for info, _ in data]
+        measures = [*rows, third]
+        n = len(data)
+        fig = style.new_figure(n * style.PANEL_WIDTH + 1.0, 3 * style.PANEL_HEIGHT + 0.9)
+        _title_prefix(fig, "Activation patterns over the whole training", prefix)
+        axes = fig.subplots(3, n, squeeze=False, sharey=True)
+        layer_count = 1
+        grids = []
+        for (info, frame), more in zip(data, extra, strict=True):
+            frame = pd.concat([frame, more], ignore_index=True)
+            tables = {m: _wide(frame, m) for m in measures}
+            steps = sorted(set().union(*(t.index for t in tables.values())))
+            xs, xlabel = _x_axis(s, info, frame, steps, "auto")
+            grids.append((info, tables, steps, xs, xlabel))
+            layer_count = max(layer_count, max(len(t.columns) for t in tables.values()))
+        for row, measure in enumerate(measures):
+            arrays = []
+            for _info, tables, steps, _, _ in grids:
+                table = tables[measure].reindex(steps)
+                arrays.append(table.to_numpy(dtype=float).T)  # layers x steps
+            norm = _norm(arrays)
+            for col, ((info, tables, steps, xs, xlabel), values) in enumerate(
+                    zip(grids, arrays, strict=True)):
+                ax = axes[row, col]
+                _mesh(ax, xs, tables[measure].columns.to_numpy(), values, norm)
+                ax.set_ylim(-0.5, layer_count - 0.5)
+                style.mark_panel(ax, figure="figure3", run=info.id, measure=measure,
+                                 x=xlabel, steps=list(steps))
+                if row == 0:
+                    ax.set_title(info.label)
+                if row == 2:
+                    ax.set_xlabel(xlabel)
+                if col == 0:
+                    ax.set_ylabel(f"{_measure_title(measure)}\nactivation layer")
+            fig.colorbar(ScalarMappable(norm=norm, cmap=style.VALUE_CMAP), ax=list(axes[row, :]),
+                         label=_measure_title(measure), shrink=0.9, aspect=15)
+        return fig
+
+
+def figure4(
+    store: StoreLike, runs: Sequence[str] | str | None = None, *, experiment: str | None = None,
+    probe: str | None = None,
+) -> Figure:
+    """Figure 4: the five measures of Figure 1 over the whole training, every layer.
+
+    One row per run; panels as in Figure 1 (A-E), one line per activation layer coloured by its
+    depth (layer index, colour bar per row); x is the epoch where known, else the step. In panel
+    B the clipping percentiles are taken over all layers of the run. Data: the ``methods``
+    preset (any run with the default measures).
+    """
+    with open_runs(store) as s, style.styled():
+        data, prefix = _read_runs(s, runs, experiment, _FIGURE1_MEASURES, probe, "figure4")
+        n = len(data)
+        fig = style.new_figure(5 * style.PANEL_WIDTH + 1.0, n * style.PANEL_HEIGHT + 0.9)
+        _title_prefix(fig, "Activation patterns over the whole training", prefix)
+        axes = fig.subplots(n, 5, squeeze=False, sharex="row")
+        cmap = style.truncated_cmap(style.LAYER_CMAP)
+        for row, (info, frame) in enumerate(data):
+            wide = {m: _wide(frame, m) for m in _FIGURE1_MEASURES}
+            names = _layer_names(frame)
+            indexes = sorted(names)
+            norm = Normalize(min(indexes), max(max(indexes), min(indexes) + 1))
+            all_steps = wide["distinct"].index
+            xs_all, xlabel = _x_axis(s, info, frame, all_steps, "auto")
+            x_of = dict(zip(all_steps, xs_all, strict=True))
+            for col, panel in enumerate(FIGURE1_PANELS):
+                ax = axes[row, col]
+                steps, values = _panel_values(wide, panel)
+                xs = np.asarray([x_of.get(step, np.nan) for step in steps])
+                for j, index in enumerate(wide[panel.measure].columns):
+                    ax.plot(xs, values[:, j], color=cmap(norm(index)), label=names[index])
+                if panel.key == "B":
+                    ax.axhline(0.0, color="0.5", linewidth=0.6, gid="zero")
+                style.mark_panel(ax, figure="figure4", run=info.id, panel=panel.key,
+                                 measure=panel.measure, x=xlabel)
+                if row == 0:
+                    ax.set_title(panel.title)
+                ax.set_xlabel(xlabel if row == n - 1 else "")
+                ax.set_ylabel(f"{info.label}\n{panel.ylabel}" if col == 0 else panel.ylabel)
+            bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[row, :]),
+                               label="layer", aspect=12)
+            bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        return fig
+
+
+def heatmap(
+    store: StoreLike, run: str, measure: str, *, x: str = "step", probe: str | None = None,
+) -> Figure:
+    """Any measure of any run as a layer (y, index 0 at the bottom) x step heatmap.
+
+    ``x="epoch"`` puts epochs on the x axis (an error when the run has none recorded).
+    """
+    _check_x(x)
+    with open_runs(store) as s, style.styled():
+        data, _ = _read_runs(s, [run], None, [measure], probe, "heatmap")
+        info, frame = data[0]
+        table = _wide(frame, measure)
+        xs, xlabel = _x_axis(s, info, frame, table.index, x)
+        names = _layer_names(frame)
+        values = table.to_numpy(dtype=float).T
+        fig = style.new_figure(6.4, max(2.6, 0.16 * len(names) + 1.6))
+        ax = fig.subplots()
+        mesh = _mesh(ax, xs, table.columns.to_numpy(), values, _norm([values]))
+        _layer_ticks(ax, names)
+        style.mark_panel(ax, figure="heatmap", run=info.id, measure=measure, x=xlabel,
+                         steps=[int(v) for v in table.index])
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"{_measure_title(measure)}: {info.name}")
+        fig.colorbar(mesh, ax=ax, label=measure)
+        return fig
+
+
+def curves(
+    store: StoreLike, run: str, measure: str, *, x: str = "step", probe: str | None = None,
+) -> Figure:
+    """Any measure of any run over steps, one line per layer coloured by depth (colour bar)."""
+    _check_x(x)
+    with open_runs(store) as s, style.styled():
+        data, _ = _read_runs(s, [run], None, [measure], probe, "curves")
+        info, frame = data[0]
+        table = _wide(frame, measure)
+        xs, xlabel = _x_axis(s, info, frame, table.index, x)
+        names = _layer_names(frame)
+        indexes = sorted(names)
+        norm = Normalize(min(indexes), max(max(indexes), min(indexes) + 1))
+        cmap = style.truncated_cmap(style.LAYER_CMAP)
+        fig = style.new_figure(6.4, 3.6)
+        ax = fig.subplots()
+        for index in table.columns:
+            ax.plot(xs, table[index].to_numpy(dtype=float), color=cmap(norm(index)),
+                    label=names[index])
+        if len(table.columns) <= 10:
+            ax.legend(loc="best", title="layer")
+        style.mark_panel(ax, figure="curves", run=info.id, measure=measure, x=xlabel)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(measure)
+        ax.set_title(f"{_measure_title(measure)}: {info.name}")
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="layer")
+        bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        return fig
+
+
+def _check_x(x: str) -> None:
+    if x not in ("step", "epoch"):
+        raise FigureError(f"x must be 'step' or 'epoch', got {x!r}")
+
+
+def _layer_ticks(ax, names: dict[int, str]) -> None:
+    """Layer names on the y axis when they fit, else indexes."""
+    if len(names) <= 40:
+        ax.set_yticks(sorted(names), [f"{i} {names[i]}" for i in sorted(names)], fontsize=6.5)
+    ax.set_ylabel("activation layer")
+
+
+def save(figure: Figure, path: str | os.PathLike) -> Path:
+    """Write ``figure`` to ``path`` as PNG or PDF (by the suffix); returns the path.
+
+    Parent folders are created. Any other suffix raises :class:`FigureError`.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise FigureError(
+            f"cannot write {path}: unknown suffix {path.suffix or '(none)'!r}; use a path "
+            "ending in .png or .pdf"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with style.styled():
+        figure.savefig(path, format=suffix[1:], dpi=style.PNG_DPI)
+    return path
+
