@@ -57,9 +57,9 @@ class Panel:
 FIGURE1_PANELS = (
     Panel("A", "(A) pattern-set size", "distinct", "|A| / max |A|"),
     Panel("B", "(B) patterns changed", "distinct", "Δ|A| (clipped)"),
-    Panel("C", "(C) most frequent pattern", "max_frac", "max c(a) / E"),
+    Panel("C", "(C) top pattern share", "max_frac", "max c(a) / E"),
     Panel("D", "(D) relative entropy", "rel_entropy", "H / Hmax"),
-    Panel("E", "(E) weighted Jaccard to init", "weighted_jaccard_since_init", "Ruzicka(init)"),
+    Panel("E", "(E) w. Jaccard to init", "weighted_jaccard_since_init", "Ruzicka(init)"),
 )
 _FIGURE1_MEASURES = list(dict.fromkeys(p.measure for p in FIGURE1_PANELS))
 
