@@ -24,13 +24,14 @@ import pytest
 
 import learnscope
 import learnscope.store as store_mod
+import learnscope.store.db as store_db
 from learnscope.store import Store, StoreError
 
 METRIC_COLUMNS = ["run", "step", "epoch", "probe", "layer", "layer_index", "measure", "value"]
 RUN_COLUMNS = [
     "id", "name", "experiment", "status", "created_at", "updated_at", "finished_at",
-    "total_steps", "last_step", "progress", "measurements", "version", "git_rev", "host",
-    "pid", "error", "config",
+    "total_steps", "last_step", "progress", "eta_seconds", "measurements", "version", "git_rev",
+    "host", "pid", "error", "config",
 ]  # fmt: skip
 
 
@@ -209,7 +210,7 @@ def test_write_and_read_back_exact_values(store: Store) -> None:
     row = runs.iloc[0]
     assert row["id"] == run_id
     assert row["last_step"] == 20
-    assert row["progress"] == pytest.approx(21 / 100)
+    assert row["progress"] == pytest.approx(20 / 100)  # step 20 = 20 of 100 updates done
     assert row["measurements"] == 4
     assert row["status"] == "running"
     assert json.loads(row["config"]) == config
@@ -266,6 +267,22 @@ def test_idempotent_rewrite(store: Store) -> None:
         assert raw.execute("SELECT n_rows FROM measurements").fetchall() == [(2,)]
     finally:
         raw.close()
+
+
+def test_rewrite_without_epoch_keeps_the_epoch(store: Store) -> None:
+    run_id = store.create_run("r", {})
+    store.write_measurement(run_id, 5, 1.25, "p", [("l", 0, "a", 1.0)])
+    store.write_measurement(run_id, 5, None, "p", [("l", 0, "b", 2.0)])  # e.g. since-final rows
+    raw = sqlite3.connect(store.path)
+    try:
+        epoch = raw.execute("SELECT epoch FROM measurements WHERE run = ?", (run_id,)).fetchone()
+        values = raw.execute("SELECT measure, value FROM metrics ORDER BY measure").fetchall()
+    finally:
+        raw.close()
+    assert epoch == (1.25,)
+    assert values == [("a", 1.0), ("b", 2.0)]
+    store.write_measurement(run_id, 5, 2.0, "p", [])  # an explicit epoch still replaces it
+    assert set(store.metrics(run_id)["epoch"]) == {2.0}
 
 
 def test_progress_and_last_step(store: Store) -> None:
@@ -490,7 +507,7 @@ def expected_value(worker: int, step: int, layer_index: int, measure: str) -> fl
 
 def _concurrent_writer(path: str, worker: int, start, results) -> None:  # pragma: no cover
     s = store_mod.open(path)
-    run_id = s.create_run(f"worker{worker}", {"worker": worker}, total_steps=N_MEASUREMENTS)
+    run_id = s.create_run(f"worker{worker}", {"worker": worker}, total_steps=N_MEASUREMENTS - 1)
     start.wait(timeout=60)
     for step in range(N_MEASUREMENTS):
         rows = [
@@ -605,3 +622,229 @@ def test_sigkill_mid_run_keeps_completed_measurements(tmp_path: Path) -> None:
         assert info["status"] == "interrupted"
         assert info["finished_at"] is None
         assert s.runs().set_index("id").loc[run_id, "status"] == "interrupted"
+
+
+# --------------------------------------------------------------------------- read-only access
+
+
+def files_in(folder: Path) -> dict[str, tuple[int, int]]:
+    """Name -> (size, mtime_ns) of every file in ``folder``."""
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def test_read_only_missing_store_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "not" / "there" / "runs.db"
+    with pytest.raises(StoreError) as info:
+        store_mod.open(missing, read_only=True)
+    message = str(info.value)
+    assert str(missing) in message and "does not exist" in message and "--store" in message
+    assert list(tmp_path.iterdir()) == []  # no folder, no file
+    with pytest.raises(StoreError, match="directory"):
+        Store(tmp_path, read_only=True)
+
+
+def test_read_only_rejects_files_that_are_not_stores(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    with pytest.raises(StoreError, match="empty, not \\(yet\\) a learnscope store"):
+        store_mod.open(empty, read_only=True)
+    assert empty.stat().st_size == 0  # no schema was written
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not an sqlite database at all" * 100)
+    with pytest.raises(StoreError, match="not a usable SQLite database"):
+        store_mod.open(garbage, read_only=True)
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE runs (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="not a learnscope store") as info:
+        store_mod.open(other, read_only=True)
+    assert str(other) in str(info.value)
+
+
+def test_read_only_reads_and_never_writes(db_path: Path) -> None:
+    with store_mod.open(db_path) as s:
+        run_id = s.create_run("ro", {"a": 1}, total_steps=10)
+        s.write_measurement(run_id, 3, 0, "p", [("l0", 0, "m", 1.5), ("l1", 1, "m", math.nan)])
+    db_bytes = db_path.read_bytes()
+    before = files_in(db_path.parent)
+    assert list(before) == ["runs.db"]  # the writer checkpointed and removed its WAL
+    with Store(db_path, read_only=True) as ro:
+        assert ro.read_only and "read-only" in repr(ro)
+        assert ro.run(run_id)["last_step"] == 3
+        assert ro.metrics(run_id)["value"].tolist()[0] == 1.5
+        assert math.isnan(ro.metrics(run_id)["value"].tolist()[1])
+        for write in (
+            lambda: ro.create_run("x", {}),
+            lambda: ro.write_measurement(run_id, 4, 0, "p", [("l0", 0, "m", 2.0)]),
+            lambda: ro.set_status(run_id, "finished"),
+        ):
+            with pytest.raises(StoreError, match="read-only"):
+                write()
+        folder = ro.artifact_dir(run_id, 3, "p")
+        assert not folder.exists() and not ro.artifacts_root.exists()
+        clone = pickle.loads(pickle.dumps(ro))
+        try:
+            assert clone.read_only and clone.run(run_id)["id"] == run_id
+        finally:
+            clone.close()
+    assert db_path.read_bytes() == db_bytes
+    assert files_in(db_path.parent)["runs.db"] == before["runs.db"]
+    # SQLite may leave (empty) -wal/-shm side files of a WAL database, never a -journal
+    extra = set(files_in(db_path.parent)) - {"runs.db"}
+    assert extra <= {"runs.db-wal", "runs.db-shm"}
+    if (db_path.parent / "runs.db-wal").exists():
+        assert (db_path.parent / "runs.db-wal").stat().st_size == 0
+
+
+def test_read_only_reads_while_another_connection_writes(db_path: Path) -> None:
+    writer = store_mod.open(db_path)
+    try:
+        run_id = writer.create_run("live", {}, total_steps=100)
+        writer.write_measurement(run_id, 0, 0, "p", [("l0", 0, "m", 1.0)])
+        with store_mod.open(db_path, read_only=True) as reader:
+            conn = writer._conn
+            assert conn is not None
+            conn.execute("BEGIN IMMEDIATE")  # a write in progress holds the write lock
+            conn.execute(
+                "INSERT INTO metrics (run, step, probe, layer, layer_index, measure, value) "
+                "VALUES (?, 1, 'p', 'l0', 0, 'm', 2.0)",
+                (run_id,),
+            )
+            started = time.monotonic()
+            assert reader.metrics(run_id)["step"].tolist() == [0]  # committed state only
+            assert time.monotonic() - started < 5  # not blocked by the writer
+            conn.execute("ROLLBACK")
+            writer.write_measurement(run_id, 1, 0, "p", [("l0", 0, "m", 2.0)])
+            assert reader.metrics(run_id)["step"].tolist() == [0, 1]
+            assert reader.metrics(run_id, since_step=0)["value"].tolist() == [2.0]
+            assert reader.run(run_id)["last_step"] == 1
+    finally:
+        writer.close()
+
+
+def test_series_lists_each_probe_layer_measure_once(store: Store) -> None:
+    run_id = store.create_run("ser", {})
+    for step in (0, 5):
+        rows = [("fc2", 1, "a", 1.0), ("fc1", 0, "b", 2.0), ("fc1", 0, "a", 3.0)]
+        store.write_measurement(run_id, step, 0, "patterns", rows)
+    store.write_measurement(run_id, 5, 0, "train", [("model", -1, "loss", 0.5)])
+    got = [tuple(r) for r in store.series(run_id).itertuples(index=False)]
+    assert got == [
+        ("patterns", "fc1", 0, "a"),
+        ("patterns", "fc1", 0, "b"),
+        ("patterns", "fc2", 1, "a"),
+        ("train", "model", -1, "loss"),
+    ]
+
+
+# --------------------------------------------------------------------------- eta_seconds
+
+T0 = 1_700_000_000.0  # a fixed moment (2023-11-14) for hand-made completion times
+
+
+def stamp(seconds: float) -> str:
+    """ISO-8601 UTC text of ``T0 + seconds``, as the store writes it."""
+    from datetime import datetime, timezone
+
+    moment = datetime.fromtimestamp(T0 + seconds, tz=timezone.utc)
+    return moment.isoformat(timespec="microseconds")
+
+
+def write_timed(store: Store, run_id: str, probe: str, times: dict[int, float]) -> None:
+    """Write one measurement of ``probe`` per step, then set its ``completed_at`` by hand."""
+    for step in times:
+        store.write_measurement(run_id, step, None, probe, [("l0", 0, "m", float(step))])
+    raw = sqlite3.connect(store.path)
+    try:
+        raw.executemany(
+            "UPDATE measurements SET completed_at = ? WHERE run = ? AND step = ? AND probe = ?",
+            [(stamp(t), run_id, step, probe) for step, t in times.items()],
+        )
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def eta(store: Store, run_id: str) -> float:
+    from_runs = store.runs().set_index("id").loc[run_id, "eta_seconds"]
+    from_run = store.run(run_id)["eta_seconds"]
+    assert isinstance(from_run, float)
+    assert (math.isnan(from_runs) and math.isnan(from_run)) or from_runs == from_run
+    return from_run
+
+
+def test_eta_from_steady_rate(store: Store) -> None:
+    run_id = store.create_run("steady", {}, total_steps=1000)
+    # steps 0, 10, ..., 90 completed 5 s apart: 0.5 s per step; 1000 - 90 steps to go
+    write_timed(store, run_id, "p", {step: step * 0.5 for step in range(0, 100, 10)})
+    assert eta(store, run_id) == pytest.approx(910 * 0.5)
+
+
+def test_eta_uses_only_the_last_window(store: Store) -> None:
+    run_id = store.create_run("window", {}, total_steps=500)
+    # 30 measurements, one per step: the first 10 take 9 s each, the last 20 take 2 s each
+    times, t = {}, 0.0
+    for step in range(30):
+        times[step] = t
+        t += 9.0 if step < 9 else 2.0
+    write_timed(store, run_id, "p", times)
+    assert store_db.ETA_WINDOW == 20
+    # the window is steps 10..29: 19 intervals of 2 s; 500 - 29 steps to go
+    assert eta(store, run_id) == pytest.approx(471 * 2.0)
+
+
+def test_eta_ignores_dead_time_before_a_resume(store: Store) -> None:
+    run_id = store.create_run("resumed", {}, total_steps=200)
+    # 1 s per step; the process died after step 40 and was resumed an hour later
+    times = {step: float(step) for step in range(0, 50, 10)}
+    times.update({step: 3600.0 + step for step in range(50, 80, 10)})
+    write_timed(store, run_id, "p", times)
+    # intervals: 4 x 10 s and 2 x 10 s at 1 s/step, one of 3610 s for 10 steps (dead time)
+    assert eta(store, run_id) == pytest.approx((200 - 70) * 1.0)
+    # right after the resume there are only two intervals: the gap still stands out
+    run2 = store.create_run("resumed-early", {}, total_steps=200)
+    write_timed(store, run2, "p", {0: 0.0, 10: 20.0, 20: 7220.0})
+    assert eta(store, run2) == pytest.approx((200 - 20) * 2.0)
+
+
+def test_eta_uses_the_probe_spanning_most_steps(store: Store) -> None:
+    run_id = store.create_run("probes", {}, total_steps=1000)
+    # a probe measured every 50 steps, 30 s apart (0.6 s per step, measuring included) ...
+    write_timed(store, run_id, "patterns", {0: 0.0, 50: 30.0, 100: 60.0})
+    # ... and a loss logged at every one of the last 20 steps, 0.1 s apart
+    write_timed(store, run_id, "train", {s: 60.0 - 0.1 * (100 - s) for s in range(81, 101)})
+    assert eta(store, run_id) == pytest.approx((1000 - 100) * 0.6)
+
+
+def test_eta_unknown_finished_and_dead_runs(store: Store) -> None:
+    no_total = store.create_run("no-total", {})
+    write_timed(store, no_total, "p", {0: 0.0, 10: 10.0})
+    one = store.create_run("one", {}, total_steps=100)
+    write_timed(store, one, "p", {0: 0.0})
+    none = store.create_run("none", {}, total_steps=100)
+    two_probes = store.create_run("two-probes", {}, total_steps=100)
+    write_timed(store, two_probes, "a", {0: 0.0})
+    write_timed(store, two_probes, "b", {10: 10.0})
+    done = store.create_run("done", {}, total_steps=100)
+    write_timed(store, done, "p", {0: 0.0, 10: 10.0})
+    store.set_status(done, "finished")
+    failed = store.create_run("failed", {}, total_steps=100)
+    write_timed(store, failed, "p", {0: 0.0, 10: 10.0})
+    store.set_status(failed, "failed", error="boom")
+    reached = store.create_run("reached", {}, total_steps=100)
+    write_timed(store, reached, "p", {0: 0.0, 100: 10.0})
+    dead = store.create_run("dead", {}, total_steps=100)
+    write_timed(store, dead, "p", {0: 0.0, 10: 10.0})
+    raw = sqlite3.connect(store.path)
+    try:
+        raw.execute("UPDATE runs SET pid = ? WHERE id = ?", (dead_pid(), dead))
+        raw.commit()
+    finally:
+        raw.close()
+    for run_id in (no_total, one, none, two_probes, failed, dead):
+        assert math.isnan(eta(store, run_id)), run_id
+    assert eta(store, done) == 0.0
+    assert eta(store, reached) == 0.0
+    assert store.run(dead)["status"] == "interrupted"

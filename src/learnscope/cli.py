@@ -304,9 +304,17 @@ def status(
 
 
 # Commands defined next to the feature they drive (each module imports its heavy parts lazily).
-# figures: learnscope.viz.cli
-# dashboard: learnscope.dashboard.cli
-# exports: learnscope.exports.cli
+from learnscope.viz.cli import plot_app  # noqa: E402
+
+app.add_typer(plot_app, name="plot")
+
+from learnscope.dashboard.cli import dashboard_command  # noqa: E402
+
+app.command("dashboard")(dashboard_command)
+
+from learnscope.exports.cli import export_command  # noqa: E402
+
+app.command("export")(export_command)
 
 
 def main() -> None:

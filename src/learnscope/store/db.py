@@ -27,10 +27,37 @@ Interrupted runs
     :meth:`Store.run`; the database itself keeps ``'running'``. The recorded host/pid are
     those of the process that last created, resumed (``set_status(..., 'running')``) or wrote
     a measurement to the run.
+
+Read-only access
+    ``Store(path, read_only=True)`` (or ``open(path, read_only=True)``) never creates the file,
+    its folders or the schema: it opens SQLite with a ``mode=ro`` URI and raises
+    :class:`StoreError` when the file is missing or is not a learnscope store. Every write
+    method raises :class:`StoreError`. It reads consistently while other processes write (WAL).
+    To read a WAL database SQLite needs its ``-wal`` and ``-shm`` side files; when no writer
+    has them open, the reader creates them (empty) next to the store and leaves them there.
+    The ``.db`` file itself is never modified.
+
+Estimated time to completion
+    ``eta_seconds`` in :meth:`Store.runs` / :meth:`Store.run` estimates how many seconds a
+    running run needs, counted from its latest measurement, to reach ``total_steps``:
+    ``(total_steps - last_step) * seconds_per_step`` (step s is the network after s updates,
+    so a run is complete at ``last_step == total_steps``). ``seconds_per_step`` comes from
+    the ``completed_at`` times of the run's recent measurements: for each probe the last
+    :data:`ETA_WINDOW` measurements are taken, and the probe whose window spans the most
+    steps is used (a probe that logs every step would otherwise hide the cost of the sparser
+    measurements). Between consecutive measurements of that window, an interval whose time
+    per step is more than :data:`ETA_GAP_FACTOR` times the median of the other intervals is
+    dead time (the process was gone before a resume) and is left out; the rate is then total
+    time over total steps of the remaining intervals. ``eta_seconds`` is ``0.0`` for a
+    ``'finished'`` run and for a running run that has reached ``total_steps``; it is NaN when
+    ``total_steps`` is unknown, when the run has fewer than two measurements of one probe at
+    different steps, and for ``'failed'``, ``'diverged'`` and ``'interrupted'`` runs (nothing
+    is making progress).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import operator
@@ -51,12 +78,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .schema import ensure_schema
+from .schema import APPLICATION_ID, SCHEMA_VERSION, ensure_schema
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["BUSY_TIMEOUT_S", "RUN_STATUSES", "Store", "StoreError", "open"]
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "ETA_GAP_FACTOR",
+    "ETA_WINDOW",
+    "RUN_STATUSES",
+    "Store",
+    "StoreError",
+    "open",
+]
 
 #: Seconds a write waits for another process's write to finish before giving up.
 BUSY_TIMEOUT_S = 60.0
@@ -64,14 +99,21 @@ BUSY_TIMEOUT_S = 60.0
 #: Statuses a run can be stored with; all but ``'running'`` are terminal.
 RUN_STATUSES = ("running", "finished", "failed", "diverged")
 
+#: Number of recent measurements (per probe) that ``eta_seconds`` is estimated from.
+ETA_WINDOW = 20
+
+#: An interval between measurements this many times slower per step than the median of the
+#: others counts as dead time (a resume after the process was gone) for ``eta_seconds``.
+ETA_GAP_FACTOR = 10.0
+
 _TERMINAL = frozenset(RUN_STATUSES) - {"running"}
 _WHERE_TO = "Choose a writable location with --store PATH (or pass another path to the store)."
 _MAX_LISTED = 10
 _METRIC_COLUMNS = ["run", "step", "epoch", "probe", "layer", "layer_index", "measure", "value"]
 _RUN_COLUMNS = [
     "id", "name", "experiment", "status", "created_at", "updated_at", "finished_at",
-    "total_steps", "last_step", "progress", "measurements", "version", "git_rev", "host",
-    "pid", "error", "config",
+    "total_steps", "last_step", "progress", "eta_seconds", "measurements", "version", "git_rev",
+    "host", "pid", "error", "config",
 ]  # fmt: skip
 
 # Connections of Stores that were inherited by a forked child. They are never closed or
@@ -295,6 +337,164 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open the existing store at ``path`` read-only (``mode=ro``); create nothing."""
+    todo_missing = (
+        "Start a run that writes to it (e.g. `learnscope run quickstart --store PATH`), or "
+        "pass the path of an existing store with --store PATH."
+    )
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:
+        raise _open_error(path, f"it cannot be accessed ({exc.strerror or exc})") from exc
+    if not exists:
+        raise _open_error(path, "the file does not exist", todo_missing)
+    if is_dir:
+        raise _open_error(
+            path,
+            "that path is a directory, not a database file",
+            f"Pass the path of a .db file instead, e.g. {path / 'runs.db'}.",
+        )
+    if not os.access(path, os.R_OK):
+        raise _open_error(path, "this user cannot read the file", "Check its permissions.")
+    move_away = "Pass the path of a learnscope store with --store PATH."
+    try:
+        conn = sqlite3.connect(
+            f"{path.as_uri()}?mode=ro",
+            uri=True,
+            timeout=BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    except sqlite3.Error as exc:
+        raise _open_error(path, f"SQLite cannot open the file read-only ({exc})") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA query_only = ON")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        n_objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        message = str(exc)
+        if "not a database" in message or "malformed" in message:
+            what = f"the file exists but is not a usable SQLite database ({message})"
+            raise _open_error(path, what, move_away) from exc
+        what = f"the database cannot be read ({message}){_writable_hint(path)}"
+        raise _open_error(path, what, "Try again in a moment.") from exc
+    if app_id != APPLICATION_ID:
+        conn.close()
+        if app_id == 0 and n_objects == 0:
+            raise _open_error(
+                path,
+                "the file is empty, not (yet) a learnscope store",
+                "If a run is creating it right now, try again in a moment; otherwise "
+                + move_away[0].lower()
+                + move_away[1:],
+            )
+        what = (
+            "it is an SQLite database but not a learnscope store "
+            f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x})"
+        )
+        raise _open_error(path, what, move_away)
+    if version > SCHEMA_VERSION:
+        conn.close()
+        what = (
+            f"it was written by a newer learnscope (store schema version {version}, this "
+            f"learnscope reads up to {SCHEMA_VERSION})"
+        )
+        raise _open_error(path, what, "Upgrade learnscope.")
+    return conn
+
+
+def _parse_time(text: Any) -> float | None:
+    """Seconds since the epoch of an ISO-8601 time (naive means UTC), or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _seconds_per_step(points: list[tuple[int, float]]) -> float:
+    """Seconds per step from ``(step, time)`` points sorted by step, dead time left out.
+
+    NaN when there is no interval with a positive step difference and a non-negative time
+    difference.
+    """
+    intervals = [
+        (s2 - s1, t2 - t1)
+        for (s1, t1), (s2, t2) in zip(points, points[1:], strict=False)
+        if s2 > s1 and t2 >= t1
+    ]
+    if not intervals:
+        return math.nan
+    rates = [dt / ds for ds, dt in intervals]
+    kept = []
+    for i, interval in enumerate(intervals):
+        others = rates[:i] + rates[i + 1 :]
+        if others:
+            others.sort()
+            mid = len(others) // 2
+            median = others[mid] if len(others) % 2 else (others[mid - 1] + others[mid]) / 2
+            if rates[i] > ETA_GAP_FACTOR * median and median > 0:
+                continue  # dead time: the process was gone before a resume
+        kept.append(interval)
+    steps = sum(ds for ds, _ in kept)
+    return sum(dt for _, dt in kept) / steps
+
+
+_RECENT_SQL = """
+SELECT run, probe, step, completed_at FROM (
+    SELECT run, probe, step, completed_at,
+           row_number() OVER (PARTITION BY run, probe ORDER BY step DESC) AS k
+    FROM measurements WHERE run IN ({marks})
+) WHERE k <= ? ORDER BY run, probe, step
+"""
+
+
+def _eta_seconds(
+    conn: sqlite3.Connection, runs: list[tuple[str, str, int | None, int | None]]
+) -> dict[str, float]:
+    """``eta_seconds`` (see the module docstring) for ``(id, status, total, last_step)`` rows."""
+    result: dict[str, float] = {}
+    estimate = []
+    for run_id, status, total, last in runs:
+        if status == "finished":
+            result[run_id] = 0.0
+        elif status != "running" or total is None or total <= 0:
+            result[run_id] = math.nan
+        elif last is not None and last >= total:
+            result[run_id] = 0.0
+        else:
+            result[run_id] = math.nan
+            estimate.append((run_id, total, last))
+    if not estimate:
+        return result
+    windows: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    ids = [run_id for run_id, _, _ in estimate]
+    sql = _RECENT_SQL.format(marks=", ".join("?" * len(ids)))
+    for run_id, probe, step, completed_at in conn.execute(sql, (*ids, ETA_WINDOW)):
+        moment = _parse_time(completed_at)
+        if moment is not None:
+            windows.setdefault(run_id, {}).setdefault(probe, []).append((int(step), moment))
+    for run_id, total, last in estimate:
+        probes = windows.get(run_id, {})
+        if not probes:
+            continue
+        # the window that spans the most steps (then: the most measurements; then: by name)
+        _, _, _, points = max((p[-1][0] - p[0][0], len(p), name, p) for name, p in probes.items())
+        rate = _seconds_per_step(points)
+        if not math.isnan(rate):
+            done = last if last is not None else 0
+            result[run_id] = max(total - done, 0) * rate
+    return result
+
+
 _RUNS_SQL = """
 SELECT r.id, r.name, r.experiment, r.status, r.created_at, r.updated_at, r.finished_at,
        r.total_steps, r.last_step, COALESCE(m.n, 0) AS measurements, r.version, r.git_rev,
@@ -332,23 +532,27 @@ class Store:
     """A learnscope run store backed by one SQLite file (see the module docstring).
 
     ``Store(path)`` opens the database at ``path``, creating its parent folders and the
-    schema when missing; it raises :class:`StoreError` when that is impossible. Use it as a
-    context manager, or call :meth:`close` when done.
+    schema when missing; it raises :class:`StoreError` when that is impossible.
+    ``Store(path, read_only=True)`` opens an existing store for reading only and creates
+    nothing (see "Read-only access" in the module docstring). Use it as a context manager,
+    or call :meth:`close` when done.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        """Open or create the store at ``path`` (the ``.db`` file)."""
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
+        """Open or create the store at ``path`` (the ``.db`` file); see the class docstring."""
         self.path: Path = Path(path).expanduser().resolve()
+        self.read_only: bool = bool(read_only)
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._conn: sqlite3.Connection | None = None
-        self._conn = _connect(self.path)
+        self._conn = _connect_read_only(self.path) if self.read_only else _connect(self.path)
 
     # ---------------------------------------------------------------- lifecycle
 
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else "open"
-        return f"Store({str(self.path)!r}, {state})"
+        mode = ", read-only" if self.read_only else ""
+        return f"Store({str(self.path)!r}, {state}{mode})"
 
     def __enter__(self) -> Store:
         """Return the store itself; it is closed when the ``with`` block ends."""
@@ -358,8 +562,10 @@ class Store:
         """Close the store."""
         self.close()
 
-    def __reduce__(self) -> tuple[type[Store], tuple[str]]:
-        """Pickle by path only: the receiving process opens its own connection."""
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickle by path (and read-only flag): the receiving process opens its own connection."""
+        if self.read_only:
+            return (functools.partial(Store, read_only=True), (str(self.path),))
         return (Store, (str(self.path),))
 
     def close(self) -> None:
@@ -400,6 +606,11 @@ class Store:
         """One ``BEGIN IMMEDIATE ... COMMIT`` transaction; rolled back on any error."""
         with self._lock:
             conn = self._db()
+            if self.read_only:
+                raise StoreError(
+                    f"The store {self.path} was opened read-only; open it with "
+                    "learnscope.store.open(path) to write."
+                )
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -514,7 +725,7 @@ class Store:
         total = frame["total_steps"].astype("float64").to_numpy(na_value=np.nan)
         last = frame["last_step"].astype("float64").to_numpy(na_value=-1.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            progress = np.clip((last + 1.0) / total, 0.0, 1.0)
+            progress = np.clip(last / total, 0.0, 1.0)
         frame["progress"] = np.where(total > 0, progress, np.nan)
         host = socket.gethostname()
         interrupted = [
@@ -524,6 +735,17 @@ class Store:
             )
         ]
         frame.loc[np.asarray(interrupted, dtype=bool), "status"] = "interrupted"
+        rows = [
+            (run_id, status, None if pd.isna(total) else int(total),
+             None if pd.isna(last) else int(last))
+            for run_id, status, total, last in zip(
+                frame["id"], frame["status"], frame["total_steps"], frame["last_step"],
+                strict=True,
+            )
+        ]  # fmt: skip
+        with self._lock:
+            eta = _eta_seconds(self._db(), rows)
+        frame["eta_seconds"] = np.array([eta[row[0]] for row in rows], dtype="float64")
         return frame[_RUN_COLUMNS].reset_index(drop=True)
 
     def _metrics_frame(self, sql: str, params: list[Any]) -> pd.DataFrame:
@@ -624,8 +846,9 @@ class Store:
         row in ``measurements`` and the run's ``last_step``/``updated_at`` are written in one
         transaction. Rewriting a measurement replaces the values of the same
         ``(layer, measure)`` keys (never duplicates rows); keys only present in an earlier
-        write are kept. NaN values are stored as NULL and read back as NaN; infinities are
-        kept. An unknown ``run_id`` raises :class:`StoreError`.
+        write are kept; an ``epoch`` of None keeps the epoch of an earlier write (e.g. the
+        since-final pass adding rows to a measurement). NaN values are stored as NULL and read
+        back as NaN; infinities are kept. An unknown ``run_id`` raises :class:`StoreError`.
         """
         step = _as_int(step, "step")
         if epoch is not None:
@@ -667,7 +890,7 @@ class Store:
             conn.execute(
                 "INSERT INTO measurements (run, step, probe, epoch, n_rows, completed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run, step, probe) DO UPDATE SET "
-                "epoch = excluded.epoch, n_rows = excluded.n_rows, "
+                "epoch = COALESCE(excluded.epoch, measurements.epoch), n_rows = excluded.n_rows, "
                 "completed_at = excluded.completed_at",
                 (run_id, step, probe, epoch, n_rows, now),
             )
@@ -713,7 +936,8 @@ class Store:
     def artifact_dir(self, run_id: str, step: int, probe: str) -> Path:
         """Folder ``<artifacts_root>/<run_id>/<probe>/step_<step:09d>/``, created on demand.
 
-        ``probe`` (and ``run_id``) are sanitised to ``[A-Za-z0-9_.-]`` for the path.
+        ``probe`` (and ``run_id``) are sanitised to ``[A-Za-z0-9_.-]`` for the path. A
+        read-only store returns the path without creating anything.
         """
         step = _as_int(step, "step")
         with self._lock:
@@ -724,6 +948,8 @@ class Store:
             / _safe_component(probe)
             / f"step_{step:09d}"
         )
+        if self.read_only:
+            return folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -738,9 +964,11 @@ class Store:
         """One row per run, ordered by creation time (columns: see the module docstring).
 
         Columns: id, name, experiment, status, created_at, updated_at, finished_at,
-        total_steps, last_step, progress, measurements, version, git_rev, host, pid, error,
-        config (JSON text). ``progress`` is ``(last_step + 1) / total_steps`` clipped to
-        [0, 1] (0 before the first measurement), NaN when ``total_steps`` is unknown.
+        total_steps, last_step, progress, eta_seconds, measurements, version, git_rev, host,
+        pid, error, config (JSON text). ``progress`` is ``last_step / total_steps``
+        clipped to [0, 1] (0 before the first measurement), NaN when ``total_steps`` is
+        unknown. ``eta_seconds`` estimates the seconds still needed (see "Estimated time to
+        completion" in the module docstring; NaN when unknown, 0.0 when finished).
         ``status`` is ``'interrupted'`` for a ``'running'`` run of this host whose process is
         gone. Integer columns that may be missing use pandas' nullable ``Int64``.
         """
@@ -750,7 +978,8 @@ class Store:
         """The run ``ref`` (exact id, else unique id prefix, else most recent by name).
 
         Returns a dict with the keys of a :meth:`runs` row, as plain Python values (missing
-        values are None, ``progress`` is NaN when unknown) and ``config`` parsed to a dict.
+        values are None, ``progress`` and ``eta_seconds`` are NaN when unknown) and
+        ``config`` parsed to a dict.
         Raises :class:`StoreError` when no run or several runs match.
         """
         with self._lock:
@@ -760,7 +989,7 @@ class Store:
 
         record: dict[str, Any] = {}
         for column, value in frame.iloc[0].items():
-            if column == "progress":
+            if column in ("progress", "eta_seconds"):
                 record[column] = float(value)
             elif value is None or (not isinstance(value, str) and pd.isna(value)):
                 record[column] = None
@@ -777,6 +1006,8 @@ class Store:
         layer: str | list[str] | None = None,
         measure: str | list[str] | None = None,
         probe: str | None = None,
+        *,
+        since_step: int | None = None,
     ) -> pd.DataFrame:
         """Metric values in long form.
 
@@ -784,10 +1015,13 @@ class Store:
         step, probe, layer_index, measure. ``run`` is resolved like :meth:`run` (None: all
         runs). A ``layer``, ``measure`` or ``probe`` that does not occur (in the run, or in
         the store when ``run`` is None) raises :class:`ValueError` listing the available
-        names.
+        names. ``since_step`` keeps only the rows with ``step > since_step`` (for polling a
+        run that is being written).
         """
         layers = _name_list(layer, "layer")
         measures = _name_list(measure, "measure")
+        if since_step is not None:
+            since_step = _as_int(since_step, "since_step")
         with self._lock:
             conn = self._db()
             run_id = self._resolve(conn, run) if run is not None else None
@@ -806,8 +1040,39 @@ class Store:
                 self._check_names(conn, "probe", [probe], run_id)
                 clauses.append("m.probe = ?")
                 params.append(probe)
+            if since_step is not None:
+                clauses.append("m.step > ?")
+                params.append(since_step)
             where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
             return self._metrics_frame(f"{_METRICS_SELECT} {where} {_METRICS_ORDER}", params)
+
+    def series(self, run: str) -> pd.DataFrame:
+        """The distinct ``(probe, layer, layer_index, measure)`` series that ``run`` has.
+
+        Sorted by probe, layer_index, layer, measure; ``run`` is resolved like :meth:`run`.
+        """
+        import pandas as pd
+
+        with self._lock:
+            conn = self._db()
+            run_id = self._resolve(conn, run)
+            # DISTINCT over the primary key's columns reads only that (covering) index; the
+            # layer index of each series is then one indexed lookup.
+            keys = conn.execute(
+                "SELECT DISTINCT probe, layer, measure FROM metrics WHERE run = ?", (run_id,)
+            ).fetchall()
+            rows = [
+                (probe, layer, conn.execute(
+                    "SELECT layer_index FROM metrics WHERE run = ? AND measure = ? "
+                    "AND layer = ? AND probe = ? LIMIT 1",
+                    (run_id, measure, layer, probe),
+                ).fetchone()[0], measure)
+                for probe, layer, measure in keys
+            ]  # fmt: skip
+        frame = pd.DataFrame(rows, columns=["probe", "layer", "layer_index", "measure"])
+        frame = frame.astype({"layer_index": "int64"})
+        frame = frame.sort_values(["probe", "layer_index", "layer", "measure"], kind="stable")
+        return frame.reset_index(drop=True)
 
     def latest(self, run: str) -> pd.DataFrame:
         """For each (probe, layer, measure) of ``run``, its row with the greatest step.
@@ -819,6 +1084,10 @@ class Store:
             return self._metrics_frame(_LATEST_SQL, [run_id])
 
 
-def open(path: str | os.PathLike[str]) -> Store:
-    """Open (creating if needed) the learnscope run store at ``path``; see :class:`Store`."""
-    return Store(path)
+def open(path: str | os.PathLike[str], *, read_only: bool = False) -> Store:
+    """Open (creating if needed) the learnscope run store at ``path``; see :class:`Store`.
+
+    With ``read_only=True`` an existing store is opened for reading only and nothing is
+    created; a missing file raises :class:`StoreError`.
+    """
+    return Store(path, read_only=read_only)

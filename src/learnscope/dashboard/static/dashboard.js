@@ -1,0 +1,540 @@
+// learnscope dashboard: keeps the pages up to date by polling the JSON API (no reloads).
+// Served from the learnscope package; uses only Plotly (served from the plotly package).
+(function () {
+  "use strict";
+
+  const config = JSON.parse(document.getElementById("ls-config").textContent);
+  // Exposed for debugging and for the browser tests.
+  const ls = (window.learnscope = { config: config, polls: 0, draws: 0, state: null });
+  const POLL_MS = Math.max(200, config.poll_ms || 2000);
+  const PLOT_CONFIG = { displaylogo: false, responsive: true };
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === "text") node.textContent = value;
+      else if (key === "className") node.className = value;
+      else if (key === "style") node.setAttribute("style", value);
+      else node.setAttribute(key, value);
+    }
+    for (const child of children || []) node.appendChild(child);
+    return node;
+  }
+
+  async function getJSON(url) {
+    const response = await fetch(url, { cache: "no-store", headers: { Accept: "application/json" } });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (e) {
+      body = null;
+    }
+    if (!response.ok) {
+      const error = new Error((body && body.detail) || response.statusText);
+      error.status = response.status;
+      error.body = body || { error: "Request failed", detail: response.statusText, hint: "" };
+      throw error;
+    }
+    return body;
+  }
+
+  function banner(text) {
+    const node = $("ls-banner");
+    if (!node) return;
+    node.hidden = !text;
+    node.textContent = text || "";
+  }
+
+  // Polls fn now and then every POLL_MS (never two at once). API errors are fn's business;
+  // a failed fetch (server gone) shows a banner until the server answers again.
+  function poll(fn) {
+    let timer = null;
+    let running = false;
+    async function tick() {
+      timer = null;
+      if (running) return;
+      running = true;
+      try {
+        await fn();
+        banner(null);
+      } catch (error) {
+        if (error && error.status !== undefined) banner(error.message);
+        else banner("The dashboard server cannot be reached; retrying every " + POLL_MS / 1000 + " s.");
+        if (window.console) console.warn("learnscope dashboard:", error);
+      } finally {
+        running = false;
+        ls.polls += 1;
+        if (timer === null) timer = setTimeout(tick, POLL_MS);
+      }
+    }
+    tick();
+    return function now() {
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      if (!running) tick();
+      else timer = setTimeout(tick, 50);
+    };
+  }
+
+  // ------------------------------------------------------------------ formatting
+
+  function fmtDuration(seconds) {
+    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "-";
+    const s = Math.round(seconds);
+    const pad = (n) => String(n).padStart(2, "0");
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min " + pad(s % 60) + " s";
+    if (s < 86400) return Math.floor(s / 3600) + " h " + pad(Math.floor((s % 3600) / 60)) + " min";
+    return Math.floor(s / 86400) + " d " + Math.floor((s % 86400) / 3600) + " h";
+  }
+
+  function fmtProgress(p) {
+    return p === null || p === undefined || !isFinite(p) ? "-" : Math.round(100 * p) + "%";
+  }
+
+  function fmtAgo(unix) {
+    if (unix === null || unix === undefined) return "-";
+    const ago = Math.max(0, Date.now() / 1000 - unix);
+    if (ago < 5) return "just now";
+    return fmtDuration(ago) + " ago";
+  }
+
+  function statusBadge(status) {
+    return el("span", { className: "status status-" + status, text: status });
+  }
+
+  function showNotice(node, body, kind) {
+    if (!node) return;
+    node.className = "notice " + (kind || "error");
+    node.replaceChildren(
+      el("h2", { text: body.error || "Error" }),
+      el("p", { className: "detail", text: body.detail || "" })
+    );
+    if (body.hint) node.appendChild(el("p", { className: "hint", text: body.hint }));
+    node.hidden = false;
+  }
+
+  function hideNotice(node) {
+    if (node) node.hidden = true;
+  }
+
+  // ------------------------------------------------------------------ run list
+
+  function initRuns() {
+    const table = $("runs-table");
+    const tbody = table.querySelector("tbody");
+    const notice = $("ls-error");
+    const button = $("compare-button");
+    const picked = new Set();
+    $("runs-form").addEventListener("change", (event) => {
+      const box = event.target;
+      if (box.name !== "runs") return;
+      if (box.checked) picked.add(box.value);
+      else picked.delete(box.value);
+    });
+    for (const box of tbody.querySelectorAll("input[name=runs]:checked")) picked.add(box.value);
+
+    function row(run) {
+      const box = el("input", { type: "checkbox", name: "runs", value: run.id, "aria-label": "compare " + run.id });
+      box.checked = picked.has(run.id);
+      const width = run.progress === null ? 0 : Math.max(0, Math.min(1, run.progress)) * 100;
+      const link = el("a", { href: "/runs/" + encodeURIComponent(run.id), text: run.name });
+      return el("tr", { "data-run": run.id }, [
+        el("td", {}, [box]),
+        el("td", {}, [link, el("div", { className: "muted small", text: run.id })]),
+        el("td", { text: run.experiment || "-" }),
+        el("td", {}, [statusBadge(run.status)]),
+        el("td", {}, [
+          el("div", { className: "bar" }, [el("div", { style: "width:" + width.toFixed(1) + "%" })]),
+          document.createTextNode(fmtProgress(run.progress)),
+        ]),
+        el("td", { text: fmtDuration(run.eta_seconds) }),
+        el("td", { text: String(run.measurements) }),
+        el("td", { title: run.updated_at || "", text: fmtAgo(run.updated_unix) }),
+      ]);
+    }
+
+    poll(async () => {
+      let data;
+      try {
+        data = await getJSON("/api/runs");
+      } catch (error) {
+        if (!error.body) throw error;
+        showNotice(notice, error.body, "error");
+        table.hidden = button.hidden = true;
+        return;
+      }
+      ls.state = data;
+      if (!data.runs.length) {
+        showNotice(notice, {
+          error: "No runs yet",
+          detail: "The store " + data.store + " has no runs yet.",
+          hint: "Start one, e.g. `learnscope run quickstart --store " + data.store +
+            "`, or train with ls.Scope(..., store=...) pointing at it. This list updates by itself.",
+        }, "info");
+        table.hidden = button.hidden = true;
+        return;
+      }
+      hideNotice(notice);
+      table.hidden = button.hidden = false;
+      tbody.replaceChildren(...data.runs.map(row));
+    });
+  }
+
+  // ------------------------------------------------------------------ series of one measure
+
+  // Series of one measure of one run, merged from incremental responses.
+  function newSeriesState(measure) {
+    return { measure: measure, steps: [], epochs: new Map(), series: new Map() };
+  }
+
+  // Merges a /metrics response; returns whether anything new arrived.
+  function merge(state, data) {
+    let changed = false;
+    const known = new Set(state.steps);
+    data.steps.forEach((step, i) => {
+      if (!known.has(step)) {
+        known.add(step);
+        changed = true;
+      }
+      if (data.epochs[i] !== null) state.epochs.set(step, data.epochs[i]);
+    });
+    for (const s of data.series) {
+      const key = s.probe + "\u0001" + s.layer;
+      let entry = state.series.get(key);
+      if (!entry) {
+        entry = { probe: s.probe, layer: s.layer, layer_index: s.layer_index, values: new Map() };
+        state.series.set(key, entry);
+        changed = true;
+      }
+      data.steps.forEach((step, i) => {
+        const value = s.values[i];
+        if (value !== null || !entry.values.has(step)) {
+          if (entry.values.get(step) !== value) changed = true;
+          entry.values.set(step, value);
+        }
+      });
+    }
+    state.steps = Array.from(known).sort((a, b) => a - b);
+    return changed;
+  }
+
+  // Since-step for the next request: the last step again (a measure may come from several
+  // probes written one after the other), then only newer ones.
+  function sinceStep(state) {
+    return state.steps.length ? state.steps[state.steps.length - 1] - 1 : null;
+  }
+
+  // Series in forward order with display labels (probe shown only when there are several).
+  function ordered(state) {
+    const list = Array.from(state.series.values());
+    list.sort((a, b) => a.layer_index - b.layer_index || (a.probe < b.probe ? -1 : a.probe > b.probe ? 1 : 0) ||
+      (a.layer < b.layer ? -1 : a.layer > b.layer ? 1 : 0));
+    const probes = new Set(list.map((s) => s.probe));
+    return list.map((s) => ({
+      label: probes.size > 1 ? s.probe + ": " + s.layer : s.layer,
+      values: state.steps.map((step) => (s.values.has(step) ? s.values.get(step) : null)),
+      series: s,
+    }));
+  }
+
+  function metricsUrl(runId, state) {
+    let url = "/api/runs/" + encodeURIComponent(runId) + "/metrics?measure=" + encodeURIComponent(state.measure);
+    const since = sinceStep(state);
+    if (since !== null) url += "&since_step=" + since;
+    return url;
+  }
+
+  function heatmapTrace(rows, steps, measure, extra) {
+    return Object.assign({
+      type: "heatmap",
+      x: steps,
+      y: rows.map((r) => r.label),
+      z: rows.map((r) => r.values),
+      colorscale: "Viridis",
+      hoverongaps: false,
+      colorbar: { title: { text: measure, side: "right" }, thickness: 14 },
+      hovertemplate: "%{y}<br>step %{x}<br>" + measure + " %{z:.4g}<extra></extra>",
+    }, extra || {});
+  }
+
+  // Colours each row (layer) from its own minimum to its own maximum; hover shows the values.
+  function perLayer(rows, measure) {
+    const z = rows.map((r) => {
+      const finite = r.values.filter((v) => v !== null && isFinite(v));
+      const lo = Math.min(...finite);
+      const span = Math.max(...finite) - lo;
+      return r.values.map((v) => (v === null || !isFinite(v) ? null : span > 0 ? (v - lo) / span : 0.5));
+    });
+    return {
+      z: z,
+      customdata: rows.map((r) => r.values),
+      zmin: 0,
+      zmax: 1,
+      colorbar: { title: { text: "per layer: min to max", side: "right" }, thickness: 14 },
+      hovertemplate: "%{y}<br>step %{x}<br>" + measure + " %{customdata:.4g}<extra></extra>",
+    };
+  }
+
+  function heatmapLayout(rows, measure, extra) {
+    return Object.assign({
+      margin: { l: 10, r: 10, t: 10, b: 45 },
+      height: Math.max(240, 70 + 24 * rows.length),
+      xaxis: { title: { text: "step" }, zeroline: false },
+      yaxis: { autorange: "reversed", type: "category", automargin: true },
+      uirevision: measure,
+    }, extra || {});
+  }
+
+  // ------------------------------------------------------------------ one run
+
+  function initRun() {
+    const runId = config.run_id;
+    const select = $("measure");
+    let state = newSeriesState(config.measure || null);
+    // The run's measures are rendered into the page; they are re-read while the run is
+    // running (a measure may first appear later, e.g. one logged once per epoch).
+    const CATALOG_EVERY = 15;
+    let catalogAge = 0;
+    let status = null;
+    ls.state = state;
+
+    function setSummary(run) {
+      const set = (key, text) => {
+        const node = document.querySelector('#run-summary [data-key="' + key + '"]');
+        if (node) node.textContent = text;
+      };
+      const badge = document.querySelector('#run-summary [data-key="status"]');
+      if (badge) badge.replaceChildren(statusBadge(run.status));
+      status = run.status;
+      set("experiment", run.experiment || "-");
+      set("progress", fmtProgress(run.progress));
+      set("eta", fmtDuration(run.eta_seconds));
+      set("last_step", run.last_step === null ? "-" : String(run.last_step));
+      set("measurements", String(run.measurements));
+      set("updated", fmtAgo(run.updated_unix));
+      const updated = document.querySelector('#run-summary [data-key="updated"]');
+      if (updated) updated.title = run.updated_at || "";
+    }
+
+    function setMeasures(measures) {
+      const current = select.value;
+      const names = measures.map((m) => m.name);
+      const same = names.length === select.options.length &&
+        names.every((n, i) => select.options[i].value === n);
+      if (same) return;
+      select.replaceChildren(...measures.map((m) =>
+        el("option", { value: m.name, text: m.name + (m.per_layer ? "" : " (model)") })));
+      if (names.includes(current)) select.value = current;
+    }
+
+    async function refreshCatalog() {
+      const data = await getJSON("/api/runs/" + encodeURIComponent(runId));
+      catalogAge = 0;
+      setMeasures(data.measures);
+      setSummary(data.run);
+      if (!state.measure && data.default_measure) {
+        state = newSeriesState(data.default_measure);
+        ls.state = state;
+        select.value = data.default_measure;
+      }
+    }
+
+    function draw() {
+      const rows = ordered(state);
+      const measure = state.measure;
+      const scaled = $("per-layer-scale") && $("per-layer-scale").checked;
+      Plotly.react($("heatmap"), [heatmapTrace(rows, state.steps, measure, scaled ? perLayer(rows, measure) : null)],
+        heatmapLayout(rows, measure), PLOT_CONFIG);
+      const mode = state.steps.length > 60 ? "lines" : "lines+markers";
+      const lines = rows.map((r) => ({
+        type: "scatter", mode: mode, name: r.label, x: state.steps, y: r.values, connectgaps: true,
+        hovertemplate: r.label + "<br>step %{x}<br>" + measure + " %{y:.4g}<extra></extra>",
+      }));
+      Plotly.react($("lines"), lines, {
+        margin: { l: 60, r: 10, t: 10, b: 45 }, height: 380,
+        xaxis: { title: { text: "step" } }, yaxis: { title: { text: measure } },
+        uirevision: measure, showlegend: true,
+      }, PLOT_CONFIG);
+      ls.draws += 1;
+    }
+
+    const refreshNow = poll(async () => {
+      if (!state.measure || (catalogAge >= CATALOG_EVERY && status === "running")) {
+        await refreshCatalog();
+      }
+      catalogAge += 1;
+      if (!state.measure) return;
+      const requested = state;
+      let data;
+      try {
+        data = await getJSON(metricsUrl(runId, requested));
+      } catch (error) {
+        if (!error.body || error.status >= 500) throw error;
+        showNotice($("ls-notice"), error.body, "error");
+        return;
+      }
+      hideNotice($("ls-notice"));
+      if (requested !== state) return; // the measure changed meanwhile
+      setSummary(data.run);
+      const changed = merge(state, data);
+      if (changed || ls.draws === 0 || !$("heatmap").data) draw();
+    });
+
+    const scale = $("per-layer-scale");
+    if (scale) scale.addEventListener("change", () => { if (state.steps.length) draw(); });
+
+    select.addEventListener("change", () => {
+      state = newSeriesState(select.value);
+      ls.state = state;
+      const url = new URL(window.location.href);
+      url.searchParams.set("measure", select.value);
+      history.replaceState(null, "", url.toString());
+      refreshNow();
+    });
+  }
+
+  // ------------------------------------------------------------------ several runs
+
+  function initCompare() {
+    const runs = config.runs || [];
+    const select = $("measure");
+    const layerSelect = $("layer");
+    const grid = $("compare-grid");
+    let measure = config.measure || select.value || null;
+    let states = new Map();
+    const cells = new Map();
+    ls.state = states;
+    if (!runs.length || !measure) return;
+
+    function reset() {
+      states = new Map(runs.map((r) => [r.id, newSeriesState(measure)]));
+      ls.state = states;
+    }
+    reset();
+
+    for (const run of runs) {
+      const plot = el("div", { className: "plot", id: "heatmap-" + run.id });
+      const note = el("p", { className: "muted small", hidden: "" });
+      const link = el("a", { href: "/runs/" + encodeURIComponent(run.id), text: run.name });
+      const cell = el("div", { className: "cell" }, [
+        el("h2", { className: "plot-title" }, [link]),
+        el("div", { className: "muted small", text: run.id }),
+        note, plot,
+      ]);
+      grid.appendChild(cell);
+      cells.set(run.id, { plot: plot, note: note });
+    }
+
+    function draw() {
+      let lo = Infinity;
+      let hi = -Infinity;
+      const rowsOf = new Map();
+      for (const run of runs) {
+        const rows = ordered(states.get(run.id));
+        rowsOf.set(run.id, rows);
+        for (const r of rows) {
+          for (const v of r.values) {
+            if (v !== null && isFinite(v)) {
+              lo = Math.min(lo, v);
+              hi = Math.max(hi, v);
+            }
+          }
+        }
+      }
+      const range = isFinite(lo) ? { zmin: lo, zmax: hi, zauto: false } : {};
+      for (const run of runs) {
+        const state = states.get(run.id);
+        const rows = rowsOf.get(run.id);
+        Plotly.react(cells.get(run.id).plot, [heatmapTrace(rows, state.steps, measure, range)],
+          heatmapLayout(rows, measure, { height: Math.max(220, 70 + 20 * rows.length) }),
+          PLOT_CONFIG);
+      }
+      // layer choices: labels in forward order of the first run that has them
+      const labels = [];
+      for (const run of runs) {
+        for (const r of rowsOf.get(run.id)) if (!labels.includes(r.label)) labels.push(r.label);
+      }
+      const current = layerSelect.value;
+      if (labels.length !== layerSelect.options.length ||
+          labels.some((l, i) => layerSelect.options[i].value !== l)) {
+        layerSelect.replaceChildren(...labels.map((l) => el("option", { value: l, text: l })));
+        if (labels.includes(current)) layerSelect.value = current;
+      }
+      const layer = layerSelect.value;
+      const traces = [];
+      for (const run of runs) {
+        const row = rowsOf.get(run.id).find((r) => r.label === layer);
+        if (!row) continue;
+        const steps = states.get(run.id).steps;
+        traces.push({
+          type: "scatter", mode: steps.length > 60 ? "lines" : "lines+markers", name: run.name + " (" + run.id + ")",
+          x: steps, y: row.values, connectgaps: true,
+        });
+      }
+      Plotly.react($("compare-lines"), traces, {
+        margin: { l: 60, r: 10, t: 10, b: 45 }, height: 380,
+        xaxis: { title: { text: "step" } }, yaxis: { title: { text: measure + " of " + layer } },
+        uirevision: measure + "|" + layer, showlegend: true,
+      }, PLOT_CONFIG);
+      ls.draws += 1;
+    }
+
+    const refreshNow = poll(async () => {
+      const requested = states;
+      const results = await Promise.all(runs.map(async (run) => {
+        try {
+          return { run: run, data: await getJSON(metricsUrl(run.id, requested.get(run.id))) };
+        } catch (error) {
+          if (!error.body || error.status >= 500) throw error;
+          return { run: run, error: error.body };
+        }
+      }));
+      if (requested !== states) return;
+      let changed = ls.draws === 0;
+      for (const result of results) {
+        const cell = cells.get(result.run.id);
+        if (result.error) {
+          cell.note.hidden = false;
+          cell.note.textContent = result.error.detail;
+          continue;
+        }
+        cell.note.hidden = true;
+        if (merge(states.get(result.run.id), result.data)) changed = true;
+      }
+      if (changed) draw();
+    });
+
+    select.addEventListener("change", () => {
+      measure = select.value;
+      reset();
+      const url = new URL(window.location.href);
+      url.searchParams.set("measure", measure);
+      history.replaceState(null, "", url.toString());
+      refreshNow();
+    });
+    layerSelect.addEventListener("change", draw);
+  }
+
+  // ------------------------------------------------------------------ error pages
+
+  function initError() {
+    if (!config.retry) return;
+    poll(async () => {
+      try {
+        await getJSON("/api/runs");
+      } catch (error) {
+        if (error.body) return; // still not readable: keep the page
+        throw error;
+      }
+      window.location.reload(); // the store is readable now: show the real page
+    });
+  }
+
+  const pages = { runs: initRuns, run: initRun, compare: initCompare, error: initError };
+  (pages[config.page] || function () {})();
+})();

@@ -1,0 +1,554 @@
+"""Tests of the web dashboard (learnscope.dashboard) and its command.
+
+The JSON endpoints are checked with Starlette's TestClient against values read from the store
+file directly with sqlite3 (not through learnscope). The end-to-end test drives the system
+Chromium (Playwright) against a dashboard served by uvicorn, and writes a new measurement while
+the page is open to check that the page shows it without reloading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the dashboard extra is not installed")
+pytest.importorskip("uvicorn", reason="the dashboard extra is not installed")
+pytest.importorskip("plotly", reason="the dashboard extra is not installed")
+
+import httpx  # noqa: E402
+import torch  # noqa: E402
+
+with warnings.catch_warnings():  # Starlette would like httpx2; httpx works
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+import learnscope.store as store_mod  # noqa: E402
+from learnscope import cli  # noqa: E402
+from learnscope.dashboard import create_app  # noqa: E402
+from learnscope.experiments.quickstart import run_quickstart  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+MEASURE = "entropy"  # the measure the run page shows first for a quickstart run
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A store with one real quickstart run (MLP, 1 epoch, measured every 5 steps)."""
+    path = tmp_path_factory.mktemp("dashboard") / "runs.db"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        outcome = run_quickstart(path, epochs=1, every_k=5, nets=("mlp",))
+    finally:
+        torch.set_num_threads(threads)
+    return path, outcome[0].run_id
+
+
+@pytest.fixture()
+def copy(quick: tuple[Path, str], tmp_path: Path) -> tuple[Path, str]:
+    """A private copy of the quickstart store (for tests that write or watch files)."""
+    source, run_id = quick
+    target = tmp_path / "copy" / "runs.db"
+    target.parent.mkdir()
+    for suffix in ("", "-wal"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copy2(f"{source}{suffix}", f"{target}{suffix}")
+    return target, run_id
+
+
+def raw_query(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of ``sql`` run on the store file with plain sqlite3 (read-only)."""
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def expected_metrics(path: Path, run_id: str, measure: str, since: int = -1) -> dict:
+    """steps, layers (forward order) and {(layer, step): value} of one measure, via sqlite3."""
+    rows = raw_query(
+        path,
+        "SELECT step, layer, layer_index, value FROM metrics "
+        "WHERE run = ? AND measure = ? AND step > ?",
+        (run_id, measure, since),
+    )
+    layers = sorted({(index, layer) for _, layer, index, _ in rows})
+    return {
+        "steps": sorted({step for step, *_ in rows}),
+        "layers": [layer for _, layer in layers],
+        "values": {(layer, step): value for step, layer, _, value in rows},
+    }
+
+
+def files_of(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+# --------------------------------------------------------------------------- JSON API
+
+
+def test_api_runs_matches_the_store(quick: tuple[Path, str]) -> None:
+    path, run_id = quick
+    client = TestClient(create_app(path))
+    response = client.get("/api/runs")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["store"] == str(path.resolve())
+    assert body["poll_seconds"] == 2.0
+    (run,) = body["runs"]
+    name, experiment, status, total, last = raw_query(
+        path,
+        "SELECT name, experiment, status, total_steps, last_step FROM runs WHERE id = ?",
+        (run_id,),
+    )[0]
+    (n_measurements,) = raw_query(
+        path, "SELECT count(*) FROM measurements WHERE run = ?", (run_id,)
+    )[0]
+    assert run["id"] == run_id
+    assert (run["name"], run["experiment"], run["status"]) == (name, experiment, status)
+    assert (run["total_steps"], run["last_step"]) == (total, last)
+    assert run["measurements"] == n_measurements
+    assert status == "finished" and run["progress"] == 1.0 and run["eta_seconds"] == 0.0
+    assert isinstance(run["updated_unix"], float)
+
+
+def test_api_run_lists_measures_and_layers(quick: tuple[Path, str]) -> None:
+    path, run_id = quick
+    body = TestClient(create_app(path)).get(f"/api/runs/{run_id}").json()
+    measures = {m["name"] for m in body["measures"]}
+    stored = {m for (m,) in raw_query(path, "SELECT DISTINCT measure FROM metrics")}
+    assert measures == stored
+    assert body["default_measure"] == MEASURE
+    layers = raw_query(
+        path,
+        "SELECT DISTINCT probe, layer, layer_index FROM metrics WHERE run = ? "
+        "ORDER BY layer_index, probe, layer",
+        (run_id,),
+    )
+    assert [(x["probe"], x["layer"], x["layer_index"]) for x in body["layers"]] == layers
+    (config,) = raw_query(path, "SELECT config FROM runs WHERE id = ?", (run_id,))[0]
+    assert body["run"]["config"] == json.loads(config)
+    assert {m["name"]: m["per_layer"] for m in body["measures"]}["loss"] is False
+
+
+@pytest.mark.parametrize("measure", [MEASURE, "added_since_last", "loss"])
+def test_api_metrics_values_equal_the_store(quick: tuple[Path, str], measure: str) -> None:
+    path, run_id = quick
+    client = TestClient(create_app(path))
+    response = client.get(f"/api/runs/{run_id}/metrics", params={"measure": measure})
+    assert response.status_code == 200
+    assert "NaN" not in response.text and "Infinity" not in response.text
+    body = response.json()
+    want = expected_metrics(path, run_id, measure)
+    assert body["measure"] == measure
+    assert body["steps"] == want["steps"]
+    assert [s["layer"] for s in body["series"]] == want["layers"]
+    for series in body["series"]:
+        for step, value in zip(body["steps"], series["values"], strict=True):
+            assert value == want["values"][(series["layer"], step)]  # NULL (NaN) -> null
+    if measure == "added_since_last":  # NaN at the first measurement
+        assert all(s["values"][0] is None for s in body["series"])
+    # incremental polling: only the steps after since_step
+    since = want["steps"][-3]
+    part = client.get(
+        f"/api/runs/{run_id}/metrics", params={"measure": measure, "since_step": since}
+    ).json()
+    assert (
+        part["steps"]
+        == want["steps"][-2:]
+        == expected_metrics(path, run_id, measure, since)["steps"]
+    )
+    assert [s["values"] for s in part["series"]] == [s["values"][-2:] for s in body["series"]]
+
+
+def test_unknown_run_and_measure_are_404_with_what_to_do(quick: tuple[Path, str]) -> None:
+    path, run_id = quick
+    client = TestClient(create_app(path))
+    for url in ("/api/runs/nope", "/api/runs/nope/metrics?measure=entropy"):
+        response = client.get(url)
+        assert response.status_code == 404
+        body = response.json()
+        assert body["error"] == "Unknown run"
+        assert "No run matches 'nope'" in body["detail"] and run_id in body["detail"]
+        assert body["hint"]
+    page = client.get("/runs/nope")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "Unknown run" in page.text and "No run matches" in page.text
+    assert "Traceback" not in page.text
+    bad = client.get(f"/api/runs/{run_id}/metrics", params={"measure": "bogus"})
+    assert bad.status_code == 404
+    assert "Unknown measure 'bogus'" in bad.json()["detail"] and MEASURE in bad.json()["detail"]
+    invalid = client.get(f"/api/runs/{run_id}/metrics", params={"since_step": "x"})
+    assert invalid.status_code == 422 and "since_step" in invalid.json()["detail"]
+    assert client.get("/api/nothing").json()["error"] == "Not found"
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def test_pages_render_and_use_only_local_assets(quick: tuple[Path, str]) -> None:
+    path, run_id = quick
+    client = TestClient(create_app(path))
+    pages = {
+        "/": ["quickstart-mlp", run_id, "Compare selected runs"],
+        f"/runs/{run_id}": ["quickstart-mlp", f'<option value="{MEASURE}" selected>', "loss"],
+        "/runs/quickstart-mlp": [run_id],  # by name
+        f"/compare?runs={run_id}&runs={run_id}": ["Compare runs", MEASURE],
+    }
+    for url, needles in pages.items():
+        response = client.get(url)
+        assert response.status_code == 200, url
+        for needle in needles:
+            assert needle in response.text, (url, needle)
+        for ref in re.findall(r'(?:src|href)="([^"]*)"', response.text):
+            assert ref.startswith(("/", "data:")), (url, ref)  # nothing from elsewhere
+        assert "cdn" not in response.text.lower()
+    plotly_js = client.get("/assets/plotly.min.js")
+    assert plotly_js.status_code == 200 and len(plotly_js.content) > 1_000_000
+    assert b"plotly" in plotly_js.content[:2000].lower()
+    for asset in ("/static/dashboard.js", "/static/dashboard.css"):
+        assert client.get(asset).status_code == 200
+    assert client.get("/docs").status_code == 404  # FastAPI's docs would load a CDN
+
+
+def test_missing_store_page_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "runs.db"
+    client = TestClient(create_app(path))
+    page = client.get("/")
+    assert page.status_code == 503
+    assert "No run store yet" in page.text and str(path) in page.text
+    assert "learnscope run quickstart --store" in page.text
+    api = client.get("/api/runs")
+    assert api.status_code == 503
+    assert api.json()["error"] == "No run store yet" and "--store" in api.json()["hint"]
+    assert client.get("/runs/anything").status_code == 503
+    assert client.get("/api/runs/anything/metrics").status_code == 503
+    assert list(tmp_path.iterdir()) == []  # no folder, no file
+
+
+def test_empty_store_and_a_run_without_measurements(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store_mod.open(path).close()
+    client = TestClient(create_app(path))
+    page = client.get("/")
+    assert page.status_code == 200 and "No runs yet" in page.text
+    assert client.get("/api/runs").json()["runs"] == []
+    assert "No runs yet" in client.get("/compare").text
+    with store_mod.open(path) as s:
+        run_id = s.create_run("fresh", {}, total_steps=100)
+    (run,) = client.get("/api/runs").json()["runs"]
+    assert run["progress"] == 0.0 and run["eta_seconds"] is None and run["last_step"] is None
+    page = client.get(f"/runs/{run_id}")
+    assert page.status_code == 200 and "No measurements yet" in page.text
+    empty = client.get(f"/api/runs/{run_id}/metrics")
+    assert empty.status_code == 404 and empty.json()["error"] == "No measurements yet"
+
+
+def test_files_that_are_not_stores_give_a_clear_page(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    page = TestClient(create_app(other)).get("/")
+    assert page.status_code == 503
+    assert "not a learnscope store" in page.text and "Traceback" not in page.text
+    folder = TestClient(create_app(tmp_path)).get("/api/runs")
+    assert folder.status_code == 503 and "directory" in folder.json()["detail"]
+
+
+def test_the_dashboard_never_writes(copy: tuple[Path, str]) -> None:
+    path, run_id = copy
+    before = path.read_bytes()
+    stat = path.stat()
+    client = TestClient(create_app(path))
+    for url in (
+        "/",
+        "/api/runs",
+        f"/runs/{run_id}",
+        f"/api/runs/{run_id}",
+        f"/api/runs/{run_id}/metrics?measure={MEASURE}",
+        f"/compare?runs={run_id}",
+        "/api/runs/nope",
+    ):
+        assert client.get(url).status_code in (200, 404), url
+    assert path.read_bytes() == before
+    assert (path.stat().st_mtime_ns, path.stat().st_size) == (stat.st_mtime_ns, stat.st_size)
+    names = set(files_of(path.parent))
+    assert not any(name.endswith("-journal") for name in names)
+    assert names <= {"runs.db", "runs.db-wal", "runs.db-shm"}  # SQLite's WAL index only
+    wal = path.parent / "runs.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert not (path.parent / "runs.artifacts").exists()
+
+
+def test_a_store_being_written_is_read_without_waiting(copy: tuple[Path, str]) -> None:
+    path, run_id = copy
+    client = TestClient(create_app(path))
+    with store_mod.open(path) as writer:
+        conn = writer._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")  # a writer in the middle of a transaction
+        conn.execute("UPDATE runs SET status = 'failed' WHERE id = ?", (run_id,))
+        try:
+            started = time.monotonic()
+            response = client.get("/api/runs")
+            metrics = client.get(f"/api/runs/{run_id}/metrics", params={"measure": MEASURE})
+            assert time.monotonic() - started < 10
+        finally:
+            conn.execute("ROLLBACK")
+    assert response.status_code == 200 and metrics.status_code == 200
+    assert response.json()["runs"][0]["status"] == "finished"  # the committed state
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_command_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # makes `import uvicorn` fail
+    result = CliRunner().invoke(cli.app, ["dashboard", "--port", "0"])
+    assert result.exit_code == 2
+    assert "pip install 'learnscope[dashboard]'" in result.output
+    assert "uvicorn" in result.output
+
+
+def test_command_reports_a_busy_port(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(
+            cli.app, ["dashboard", "--store", str(tmp_path / "x.db"), "--port", str(port)]
+        )
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "--port" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_command_serves_the_store(quick: tuple[Path, str]) -> None:
+    path, run_id = quick
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "learnscope.cli", "dashboard", "--store", str(path),
+         "--port", "0", "--poll", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    try:
+        seen: list[str] = []
+        match = None
+        while match is None:  # other output (warnings) may come first
+            seen.append(lines.get(timeout=60))
+            match = re.search(r"at (http://127\.0\.0\.1:\d+/) \(read-only", seen[-1])
+            assert len(seen) < 50, seen
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(match.group(1) + "api/runs", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the dashboard did not answer"
+                time.sleep(0.1)
+        assert response.status_code == 200
+        assert [r["id"] for r in response.json()["runs"]] == [run_id]
+        assert response.json()["poll_seconds"] == 1.0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --------------------------------------------------------------------------- in a browser
+
+
+@contextmanager
+def serve(path: Path, poll_seconds: float) -> Iterator[str]:
+    """The dashboard of ``path`` served by uvicorn in a thread; yields its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(path, poll_seconds=poll_seconds), log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def require_browser() -> None:
+    """Skip (fail on CI) when the system Chromium or Playwright is missing."""
+    problem = None
+    if not Path(CHROMIUM).exists():
+        problem = f"the system Chromium ({CHROMIUM}) is missing: apt-get install -y chromium"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "Playwright is missing: pip install -e '.[test]'"
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{problem} (CI must provide it)")
+    pytest.skip(problem)
+
+
+def artifacts_dir() -> Path:
+    folder = Path(os.environ.get("LEARNSCOPE_TEST_ARTIFACTS") or REPO / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_browser_pages_update_live_and_offline(copy: tuple[Path, str]) -> None:
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    path, run_id = copy
+    want = expected_metrics(path, run_id, MEASURE)
+    (probe,) = {p for (p,) in raw_query(
+        path, "SELECT DISTINCT probe FROM metrics WHERE run = ? AND measure = ?", (run_id, MEASURE)
+    )}  # fmt: skip
+    requests: list[str] = []
+    errors: list[str] = []
+    navigations: list[str] = []
+    heatmap = "document.getElementById('heatmap')"
+    with serve(path, poll_seconds=0.25) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(20_000)
+            page.on("request", lambda request: requests.append(request.url))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on(
+                "framenavigated",
+                lambda frame: navigations.append(frame.url) if frame == page.main_frame else None,
+            )
+
+            # the run list picks up a new run by itself
+            page.goto(base + "/")
+            page.wait_for_selector(f'#runs-table tr[data-run="{run_id}"]')
+            page.evaluate("window.__lsMarker = 'list'")
+            with store_mod.open(path) as s:
+                new_run = s.create_run("arrives-later", {}, total_steps=10)
+            page.wait_for_selector(f'#runs-table tr[data-run="{new_run}"]')
+            assert page.evaluate("window.__lsMarker") == "list"
+
+            # the run page: heatmap of the run's layers (forward order) x measured steps
+            page.goto(f"{base}/runs/{run_id}")
+            page.wait_for_function(f"() => {heatmap}.data && {heatmap}.data[0].x.length > 0")
+            trace = page.evaluate(f"() => {{ const t = {heatmap}.data[0]; "
+                                  "return {x: t.x, y: t.y, z: t.z, type: t.type}; }")  # fmt: skip
+            assert trace["type"] == "heatmap"
+            assert trace["y"] == want["layers"] and trace["x"] == want["steps"]
+            for layer, row in zip(trace["y"], trace["z"], strict=True):
+                assert row == [want["values"][(layer, step)] for step in trace["x"]]
+            ticks = page.evaluate(
+                "() => Array.from(document.querySelectorAll('#heatmap .ytick text'))"
+                ".map(t => [t.getBoundingClientRect().top, t.textContent])"
+                ".sort((a, b) => a[0] - b[0]).map(t => t[1])"
+            )
+            assert ticks == want["layers"]  # drawn top to bottom in forward order
+            lines = page.evaluate(f"() => {heatmap.replace('heatmap', 'lines')}.data.length")
+            assert lines == len(want["layers"])
+            page.evaluate("window.__lsMarker = 'run'")
+            loaded = len(navigations)
+
+            # a new measurement written while the page is open appears without a reload
+            new_step = max(want["steps"]) + 7
+            written = {layer: 1.25 + i for i, layer in enumerate(want["layers"])}
+            rows = [(layer, i, MEASURE, written[layer]) for i, layer in enumerate(want["layers"])]
+            with store_mod.open(path) as s:
+                s.write_measurement(run_id, new_step, 1, probe, rows)
+            page.wait_for_function(f"() => {heatmap}.data[0].x.includes({new_step})")
+            trace = page.evaluate(f"() => {{ const t = {heatmap}.data[0]; "
+                                  "return {x: t.x, y: t.y, z: t.z}; }")  # fmt: skip
+            assert trace["x"] == [*want["steps"], new_step] and trace["y"] == want["layers"]
+            assert [row[-1] for row in trace["z"]] == [written[y] for y in trace["y"]]
+            page.wait_for_function(
+                f"() => document.querySelector('[data-key=last_step]').textContent === '{new_step}'"
+            )
+            assert page.evaluate("window.__lsMarker") == "run"  # same document: no reload
+            assert len(navigations) == loaded
+            page.screenshot(path=str(artifacts_dir() / "dashboard.png"), full_page=True)
+
+            # each layer on its own colour scale: 0..1 per row, the values kept for hovering
+            page.check("#per-layer-scale")
+            page.wait_for_function(f"() => {heatmap}.data[0].zmax === 1")
+            scaled = page.evaluate(f"() => {{ const t = {heatmap}.data[0]; "
+                                   "return {z: t.z, raw: t.customdata}; }")  # fmt: skip
+            assert [(min(row), max(row)) for row in scaled["z"]] == [(0, 1)] * len(trace["y"])
+            assert scaled["raw"] == trace["z"]
+            page.uncheck("#per-layer-scale")
+
+            # another measure, then the comparison page
+            page.select_option("#measure", "rel_entropy")
+            page.wait_for_function(f"() => {heatmap}.data[0].colorbar.title.text === 'rel_entropy'")
+            assert page.evaluate("window.__lsMarker") == "run"
+
+            # a run without measurements yet: its page waits, then draws the first one
+            page.goto(f"{base}/runs/{new_run}")
+            assert "No measurements yet" in page.inner_text("#ls-notice")
+            page.evaluate("window.__lsMarker = 'empty'")
+            with store_mod.open(path) as s:
+                first = want["layers"][0]
+                s.write_measurement(new_run, 0, 0, probe, [(first, 0, MEASURE, 3.5)])
+            page.wait_for_function(f"() => {heatmap}.data && {heatmap}.data[0].x.length === 1")
+            assert page.evaluate(f"() => {heatmap}.data[0].z") == [[3.5]]
+            assert page.is_hidden("#ls-notice")
+            assert page.evaluate("window.__lsMarker") == "empty"
+
+            # the comparison page: one heatmap per run
+            page.goto(f"{base}/compare?runs={run_id}&runs={new_run}&measure={MEASURE}")
+            for shown in (run_id, new_run):
+                page.wait_for_function(
+                    f"() => {{ const d = document.getElementById('heatmap-{shown}'); "
+                    "return d && d.data && d.data[0].x.length > 0; }"
+                )
+            lines = page.evaluate("() => document.getElementById('compare-lines').data")
+            assert [len(trace["x"]) for trace in lines] == [len(want["steps"]) + 1, 1]
+        finally:
+            browser.close()
+    assert errors == []
+    outside = [url for url in requests if not url.startswith(base + "/") and
+               not url.startswith("data:")]  # fmt: skip
+    assert outside == [], outside  # works offline: everything comes from the dashboard
+    assert any(url.startswith(f"{base}/assets/plotly.min.js") for url in requests)
+    assert any("since_step=" in url for url in requests)  # incremental polling
