@@ -115,3 +115,13 @@ def test_status_command_end_to_end(tmp_path):
         absent = runner.invoke(cli.app, ["status", "--store", str(tmp_path / "none.db")])
         assert absent.exit_code == 2 and "no store at" in absent.output
         assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.parametrize("command", [["runs"], ["status"], ["show", "x"]])
+def test_reading_commands_reject_a_file_that_is_not_a_store(tmp_path, command):
+    bogus = tmp_path / "notes.db"
+    bogus.write_text("not a database")
+    result = CliRunner().invoke(cli.app, [*command, "--store", str(bogus)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "error:" in result.output and "not a usable SQLite database" in result.output
+    assert bogus.read_text() == "not a database"  # untouched

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -13,7 +15,7 @@ from rich.table import Table
 
 from learnscope.progress import Task, format_duration, progress
 from learnscope.scope import DEFAULT_STORE
-from learnscope.store import StoreError
+from learnscope.store import Store, StoreError
 from learnscope.store import open as open_store
 
 app = typer.Typer(
@@ -127,7 +129,7 @@ def run(
                 tasks[net].finish()
 
         outcome = run_quickstart(store, epochs=epochs, every_k=every, seed=seed, on_step=on_step)
-    with open_store(store) as s:
+    with open_store(store, read_only=True) as s:
         for result in outcome:
             latest = s.latest(result.run_id)
             title = (f"{result.net}: run {result.run_id}, test accuracy "
@@ -135,6 +137,19 @@ def run(
             console.print(_measure_table(title, latest, SHOWN_MEASURES))
     console.print(f"Stored in {escape(str(store))}. Try: learnscope runs --store "
                   f"{escape(str(store))}")
+
+
+@contextmanager
+def _reading(store: Path, todo: str) -> Iterator[Store]:
+    """The store at `store` opened read-only; a clean error when it is missing or unusable."""
+    if not store.exists():
+        _fail(f"no store at {store}; {todo}")
+    try:
+        opened = open_store(store, read_only=True)
+    except StoreError as error:
+        _fail(str(error))
+    with opened:
+        yield opened
 
 
 def _check_store(store: Path) -> None:
@@ -190,9 +205,7 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
 @app.command()
 def runs(store: Path = StoreOption) -> None:
     """List the runs in the store with status and progress."""
-    if not store.exists():
-        _fail(f"no store at {store}; run `learnscope run quickstart` first or pass --store PATH")
-    with open_store(store) as s:
+    with _reading(store, "run `learnscope run quickstart` first or pass --store PATH") as s:
         frame = s.runs()
     if frame.empty:
         console.print(f"The store {escape(str(store))} has no runs yet.")
@@ -222,9 +235,7 @@ def show(
     ),
 ) -> None:
     """Print a run's latest measures per layer."""
-    if not store.exists():
-        _fail(f"no store at {store}; pass --store PATH")
-    with open_store(store) as s:
+    with _reading(store, "pass --store PATH") as s:
         try:
             info = s.run(run_ref)
             latest = s.latest(info["id"])
@@ -256,10 +267,9 @@ def status(
     With an EXPERIMENT, its runs are listed one by one as well.
     """
     from learnscope.experiments.status import STATES, planned, planned_experiments, summarise
-    if not store.exists():
-        _fail(f"no store at {store}; run an experiment first (learnscope run PRESET) or pass "
-              "--store PATH")
-    with open_store(store) as s:
+
+    with _reading(store, "run an experiment first (learnscope run PRESET) or pass --store PATH"
+                  ) as s:
         frame = s.runs()
     known = list(dict.fromkeys(
         [e for e in frame["experiment"] if isinstance(e, str)] + planned_experiments(store)))

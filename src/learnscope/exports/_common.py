@@ -46,7 +46,7 @@ def opened(store: StoreLike) -> Iterator[Store]:
     path = Path(store).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no learnscope store at {path}; pass the path of a .db file")
-    with open_store(path) as opened_store:
+    with open_store(path, read_only=True) as opened_store:
         yield opened_store
 
 

@@ -72,7 +72,7 @@ def export_command(
         _fail(f"no store at {store}; pass --store PATH")
     measures = list(measure) if measure else None
     try:
-        with open_store(store) as s:
+        with open_store(store, read_only=True) as s:
             record = s.run(run_ref)
             dest = out if out is not None else default_destination(fmt, record["id"])
             frame = frame_of(s, [record], measures, None, None)

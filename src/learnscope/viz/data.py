@@ -112,7 +112,7 @@ def open_runs(store: Store | str | os.PathLike[str]) -> Iterator[Store]:
             f"no run store at {path}; run an experiment first (e.g. `learnscope run "
             "quickstart`) or pass the path of an existing store (--store PATH)"
         )
-    with open_store(path) as opened:
+    with open_store(path, read_only=True) as opened:
         yield opened
 
 
