@@ -28,7 +28,6 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import learnscope
 from learnscope.store import Store, StoreError
+from learnscope.store.db import parse_time
 
 __all__ = ["DashboardError", "create_app"]
 
@@ -97,23 +97,10 @@ class SafeJSONResponse(JSONResponse):
         return text.encode("utf-8")
 
 
-def _unix(text: Any) -> float | None:
-    """Seconds since the epoch of an ISO-8601 time text (naive means UTC), or None."""
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
-
-
 def _summary(record: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON form of a run (a :meth:`Store.runs` row or a :meth:`Store.run` dict)."""
     out = {key: _plain(record.get(key)) for key in _SUMMARY_KEYS}
-    out["updated_unix"] = _unix(record.get("updated_at"))
+    out["updated_unix"] = parse_time(record.get("updated_at"))
     return out
 
 

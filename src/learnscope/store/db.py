@@ -407,7 +407,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _parse_time(text: Any) -> float | None:
+def parse_time(text: Any) -> float | None:
     """Seconds since the epoch of an ISO-8601 time (naive means UTC), or None."""
     if not isinstance(text, str):
         return None
@@ -479,7 +479,7 @@ def _eta_seconds(
     ids = [run_id for run_id, _, _ in estimate]
     sql = _RECENT_SQL.format(marks=", ".join("?" * len(ids)))
     for run_id, probe, step, completed_at in conn.execute(sql, (*ids, ETA_WINDOW)):
-        moment = _parse_time(completed_at)
+        moment = parse_time(completed_at)
         if moment is not None:
             windows.setdefault(run_id, {}).setdefault(probe, []).append((int(step), moment))
     for run_id, total, last in estimate:
