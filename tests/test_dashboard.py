@@ -552,3 +552,132 @@ def test_browser_pages_update_live_and_offline(copy: tuple[Path, str]) -> None:
     assert outside == [], outside  # works offline: everything comes from the dashboard
     assert any(url.startswith(f"{base}/assets/plotly.min.js") for url in requests)
     assert any("since_step=" in url for url in requests)  # incremental polling
+
+
+# --------------------------------------------------------------------------- equi-separation
+
+
+def write_separation(path: Path, run_id: str, step: int, rho: float) -> dict[str, float]:
+    """Separation rows as the Separation probe writes them: D_l = 4 rho^l (input = 0, layers
+    1..5) and the fit over layers 1..5 (numpy); returns the fit values."""
+    import numpy as np
+
+    layers = np.arange(6)
+    d = 4.0 * rho**layers * (1.0 + 0.01 * np.sin(layers + step))
+    slope = float(np.polyfit(layers[1:], np.log(d[1:]), 1)[0])
+    r = float(np.corrcoef(layers[1:], np.log(d[1:]))[0, 1])
+    law = {"law_slope": slope, "law_rho": float(np.exp(slope)), "law_pearson_r": r,
+           "law_r2": r * r, "law_first": 1.0, "law_last": 5.0}  # fmt: skip
+    rows = [("input" if i == 0 else f"fc{i}", i, "fuzziness", float(d[i])) for i in layers]
+    rows += [("law", -1, m, v) for m, v in law.items()]
+    with store_mod.open(path) as s:
+        s.write_measurement(run_id, step, step / 10, "separation", rows)
+    return law
+
+
+@pytest.fixture()
+def separated(tmp_path: Path) -> tuple[Path, str]:
+    """A store with one run of separation rows at steps 0, 10, 20."""
+    path = tmp_path / "sep" / "runs.db"
+    path.parent.mkdir()
+    with store_mod.open(path) as s:
+        run_id = s.create_run("equisep-mlp", {}, experiment="equisep", total_steps=100)
+    for step, rho in ((0, 0.95), (10, 0.85), (20, 0.75)):
+        write_separation(path, run_id, step, rho)
+    return path, run_id
+
+
+def test_api_separation_equals_the_store(separated: tuple[Path, str], quick) -> None:
+    path, run_id = separated
+    client = TestClient(create_app(path))
+    body = client.get(f"/api/runs/{run_id}/separation").json()
+    want = expected_metrics(path, run_id, "fuzziness")
+    assert body["probe"] == "separation" and body["steps"] == want["steps"]
+    assert [s["layer"] for s in body["series"]] == want["layers"]
+    assert [s["layer_index"] for s in body["series"]] == list(range(6))
+    for series in body["series"]:
+        assert series["values"] == [want["values"][(series["layer"], t)] for t in want["steps"]]
+    for key in ("slope", "rho", "pearson_r", "r2", "first", "last"):
+        rows = raw_query(
+            path,
+            "SELECT step, value FROM metrics WHERE run = ? AND layer = 'law' "
+            "AND measure = ? ORDER BY step",
+            (run_id, f"law_{key}"),
+        )
+        assert body["law"][key] == [v for _, v in rows]
+    later = client.get(f"/api/runs/{run_id}/separation?since_step=10").json()
+    assert later["steps"] == [20] and len(later["law"]["rho"]) == 1
+    assert client.get(f"/api/runs/{run_id}").json()["separation_probe"] == "separation"
+    page = client.get(f"/runs/{run_id}").text
+    assert '<div id="separation">' in page and 'id="equisep"' in page
+    # a run without separation rows: the section is hidden, the endpoint says what to run
+    quick_path, quick_id = quick
+    other = TestClient(create_app(quick_path))
+    assert '<div id="separation" hidden>' in other.get(f"/runs/{quick_id}").text
+    missing = other.get(f"/api/runs/{quick_id}/separation")
+    assert missing.status_code == 404 and "learnscope run equisep" in missing.json()["hint"]
+
+
+def test_browser_equisep_plots_update_live(separated: tuple[Path, str]) -> None:
+    require_browser()
+    import math
+
+    from playwright.sync_api import sync_playwright
+
+    path, run_id = separated
+    errors: list[str] = []
+    plot = "document.getElementById('equisep')"
+    with serve(path, poll_seconds=0.25) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(20_000)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{base}/runs/{run_id}")
+            page.wait_for_function(f"() => {plot}.data && {plot}.data.length === 2 && "
+                                   f"{plot}.data[0].name.includes('step 20')")  # fmt: skip
+            page.evaluate("window.__lsMarker = 'sep'")
+            for step, rho in ((20, None), (30, 0.6)):
+                law = write_separation(path, run_id, step, rho) if rho else None
+                if law is not None:
+                    page.wait_for_function(f"() => {plot}.data[0].name.includes('step {step}')")
+                else:
+                    law = {m: v for m, v in raw_query(
+                        path, "SELECT measure, value FROM metrics WHERE run = ? AND step = ? "
+                        "AND layer = 'law'", (run_id, step))}  # fmt: skip
+                points, fit = page.evaluate(f"() => {plot}.data.map(t => ({{x: t.x, y: t.y, "
+                                            "name: t.name}))")  # fmt: skip
+                want = raw_query(path, "SELECT layer_index, value FROM metrics WHERE run = ? "
+                                 "AND step = ? AND measure = 'fuzziness' ORDER BY layer_index",
+                                 (run_id, step))  # fmt: skip
+                assert points["x"] == [i for i, _ in want] == list(range(6))
+                assert points["y"] == [v for _, v in want]
+                assert fit["x"] == [1, 2, 3, 4, 5]
+                slope = (math.log(fit["y"][-1]) - math.log(fit["y"][0])) / 4
+                assert slope == pytest.approx(law["law_slope"], rel=1e-9)
+                assert fit["name"] == (f"fit: ρ = {law['law_rho']:.3f}, "
+                                       f"r = {law['law_pearson_r']:.3f}")  # fmt: skip
+            dynamics = page.evaluate("() => document.getElementById('equisep-dynamics').data"
+                                     ".map(t => ({name: t.name, x: t.x, y: t.y}))")  # fmt: skip
+            assert [t["name"] for t in dynamics] == [
+                "input",
+                "fc1",
+                "fc2",
+                "fc3",
+                "fc4",
+                "fc5",
+                "Pearson r",
+                "ρ",
+            ]
+            assert all(t["x"] == [0, 10, 20, 30] for t in dynamics)
+            rs = raw_query(path, "SELECT value FROM metrics WHERE run = ? AND measure = "
+                           "'law_pearson_r' ORDER BY step", (run_id,))  # fmt: skip
+            assert dynamics[-2]["y"] == [v for (v,) in rs]
+            # the layer x step heatmap shows fuzziness too (the run's default measure)
+            heat = page.evaluate("() => document.getElementById('heatmap').data[0].y")
+            assert heat == ["input", "fc1", "fc2", "fc3", "fc4", "fc5"]
+            assert page.evaluate("window.__lsMarker") == "sep"  # updated without a reload
+            page.screenshot(path=str(artifacts_dir() / "dashboard-equisep.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []

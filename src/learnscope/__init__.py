@@ -10,6 +10,7 @@ from learnscope import data, models, patterns, store, train  # noqa: E402
 from learnscope.patterns import ActivationPatterns  # noqa: E402
 from learnscope.probe import Probe, ProbeResult  # noqa: E402
 from learnscope.scope import Scope  # noqa: E402
+from learnscope.separation import Separation  # noqa: E402
 from learnscope.train.schedules import at, at_epochs, end, every, every_epoch  # noqa: E402
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Probe",
     "ProbeResult",
     "Scope",
+    "Separation",
     "__version__",
     "data",
     "models",

@@ -26,7 +26,7 @@ app = typer.Typer(
 # Not a terminal (CI, logs, pipes): use a wide fixed width so tables are not truncated.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
-PRESETS = ("quickstart", "early", "entropycurve", "methods")
+PRESETS = ("quickstart", "early", "entropycurve", "methods", "equisep", "equisep-depth")
 SHOWN_MEASURES = (
     "evaluations", "distinct", "distinct_frac", "max_frac", "entropy", "rel_entropy",
     "mutual_information", "jaccard_since_init", "weighted_jaccard_since_last",
@@ -80,16 +80,23 @@ def run(
     name: str = typer.Argument(..., help=f"What to run: {', '.join(PRESETS)}."),
     store: Path = StoreOption,
     scale: str = typer.Option("small", help="Preset scale: 'small' (digits, CPU minutes) or "
-                              "'paper' (the paper's settings, CIFAR-10)."),
+                              "'paper' (the paper's settings: CIFAR-10; equisep: 10x10 MNIST "
+                              "'cm', 600 epochs)."),
     epochs: int = typer.Option(None, help="Training epochs per network (quickstart: 8; "
                                "presets: the recipe's)."),
     steps: int = typer.Option(None, help="Stop each run after this many updates."),
     seeds: str = typer.Option(None, help="Comma-separated seeds (presets)."),
-    models: str = typer.Option(None, help="Comma-separated model names (presets)."),
-    dataset: str = typer.Option(None, help="Dataset name (presets; default by scale)."),
+    models: str = typer.Option(None, help="Comma-separated model names (presets; equisep: fnn, "
+                               "fnn_nobn, fnn_linear, mlp, small_cnn, resnet8, ...)."),
+    dataset: str = typer.Option(None, help="Dataset name (presets; default by scale; equisep "
+                                "also cm, cfm, cc: MNIST, Fashion-MNIST, CIFAR-10 at 10x10)."),
     schedule: str = typer.Option(None, help="Measurement schedule, e.g. 'every 1 until 40; "
                                  "epochs 100; end' (presets)."),
     device: str = typer.Option("cpu", help="Device to train on (presets), e.g. cuda."),
+    depths: str = typer.Option(None, help="equisep: comma-separated depths (the reference's "
+                               "layer_num; default 2,6,18 or 1..8 for equisep-depth)."),
+    optimizers: str = typer.Option(None, help="equisep: comma-separated subset of sgd, "
+                                   "momentum, adam."),
     every: int = typer.Option(10, help="Quickstart: measure every k training steps."),
     seed: int = typer.Option(0, help="Quickstart: random seed."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run, run nothing."),
@@ -103,7 +110,7 @@ def run(
     if name != "quickstart":
         _run_preset(name, store, scale=scale, epochs=epochs, steps=steps, seeds=seeds,
                     models=models, dataset=dataset, schedule=schedule, device=device,
-                    dry_run=dry_run)
+                    dry_run=dry_run, depths=depths, optimizers=optimizers)
         return
     epochs = 8 if epochs is None else epochs
     from learnscope.experiments.quickstart import NETS, run_quickstart
@@ -161,13 +168,15 @@ def _check_store(store: Path) -> None:
 
 def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps: int | None,
                 seeds: str | None, models: str | None, dataset: str | None,
-                schedule: str | None, device: str, dry_run: bool) -> None:
+                schedule: str | None, device: str, dry_run: bool, depths: str | None = None,
+                optimizers: str | None = None) -> None:
     from learnscope.experiments.presets import execute, expand
 
     overrides: dict = {"device": device}
     for key, value in (("epochs", epochs), ("steps", steps), ("dataset", dataset),
                        ("schedule", schedule), ("seeds", _split_list(seeds, int)),
-                       ("models", _split_list(models))):
+                       ("models", _split_list(models)), ("depths", _split_list(depths, int)),
+                       ("optimizers", _split_list(optimizers))):
         if value is not None:
             overrides[key] = value
     try:

@@ -17,6 +17,8 @@ JSON endpoints (NaN and infinite values are sent as ``null``; errors as
 ``/api/runs``                                       all runs, newest first
 ``/api/runs/{run}``                                 one run, its config, measures and layers
 ``/api/runs/{run}/metrics?measure=M&since_step=S``  one measure of a run, steps > S
+``/api/runs/{run}/separation?since_step=S``         separation fuzziness per layer and the
+                                                    equi-separation fit, steps > S
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ __all__ = ["DashboardError", "create_app"]
 
 #: Measures a run page shows first, in this order of preference, when the run has them.
 PREFERRED_MEASURES = ("entropy", "rel_entropy", "distinct_frac", "distinct")
+
+#: The measure of the separation probe's per-layer rows, its usual probe name, and its fit rows
+#: (layer "law", index -1), sent by ``/api/runs/{run}/separation`` without the ``law_`` prefix.
+SEPARATION_MEASURE = "fuzziness"
+SEPARATION_PROBE = "separation"
+LAW_MEASURES = ("law_slope", "law_rho", "law_pearson_r", "law_r2", "law_first", "law_last")
 
 _SUMMARY_KEYS = (
     "id", "name", "experiment", "status", "created_at", "updated_at", "finished_at",
@@ -152,6 +160,30 @@ def _wide(frame: pd.DataFrame) -> dict[str, Any]:
         series.append({"probe": str(probe), "layer": str(layer), "layer_index": int(index),
                        "values": values})  # fmt: skip
     return {"steps": steps, "epochs": epochs, "series": series}
+
+
+def _separation_probe(series: pd.DataFrame) -> str | None:
+    """The probe whose fuzziness rows the run page draws (``separation`` first), or None."""
+    probes = sorted({str(p) for p in series.loc[series["measure"] == SEPARATION_MEASURE, "probe"]})
+    if SEPARATION_PROBE in probes:
+        return SEPARATION_PROBE
+    return probes[0] if probes else None
+
+
+def _separation(frame: pd.DataFrame) -> dict[str, Any]:
+    """Fuzziness per layer (as :func:`_wide`) and the fit values at the same steps."""
+    fuzz = frame[(frame["measure"] == SEPARATION_MEASURE) & (frame["layer_index"] >= 0)]
+    content = _wide(fuzz)
+    laws = frame[(frame["layer_index"] < 0) & frame["measure"].isin(LAW_MEASURES)]
+    found = {
+        (int(step), str(m)): float(v)
+        for step, m, v in zip(laws["step"], laws["measure"], laws["value"], strict=True)
+    }
+    content["law"] = {
+        m.removeprefix("law_"): [_plain(found.get((step, m))) for step in content["steps"]]
+        for m in LAW_MEASURES
+    }
+    return content
 
 
 # --------------------------------------------------------------------------- HTML
@@ -369,7 +401,8 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
         run["config"] = _plain(record.get("config") or {})
         for key in ("version", "git_rev"):
             run[key] = _plain(record.get(key))
-        return {"run": run, **_catalog(store.series(record["id"]))}
+        series = store.series(record["id"])
+        return {"run": run, **_catalog(series), "separation_probe": _separation_probe(series)}
 
     # ---------------------------------------------------------------- errors
 
@@ -396,7 +429,8 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
             what = DashboardError(
                 404, "Not found", f"There is no page or endpoint at {request.url.path}.",
                 "Pages: /, /runs/RUN, /compare. Endpoints: /api/runs, /api/runs/RUN, "
-                "/api/runs/RUN/metrics?measure=M&since_step=S.",
+                "/api/runs/RUN/metrics?measure=M&since_step=S, "
+                "/api/runs/RUN/separation?since_step=S.",
             )  # fmt: skip
         else:
             what = DashboardError(error.status_code, "Request failed", str(error.detail))
@@ -487,6 +521,33 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
                    **_wide(frame)}  # fmt: skip
         return SafeJSONResponse(content, headers={"Cache-Control": "no-store"})
 
+    @app.get("/api/runs/{ref}/separation")
+    def api_separation(
+        ref: str,
+        probe: Annotated[str | None, Query(description="separation probe name")] = None,
+        since_step: Annotated[int | None, Query(description="only steps greater than this")] = None,
+    ) -> SafeJSONResponse:
+        """Fuzziness D_l per layer and the equi-separation fit per step, steps > since_step."""
+        with reader() as store:
+            record = resolve(store, ref)
+            run_id = record["id"]
+            series = store.series(run_id)
+            if probe is None:
+                probe = _separation_probe(series)
+            found = series[(series["measure"] == SEPARATION_MEASURE) & (series["probe"] == probe)]
+            if probe is None or found.empty:
+                raise DashboardError(
+                    404, "No separation measurements",
+                    f"Run {run_id} has no {SEPARATION_MEASURE!r} rows"
+                    + (f" from probe {probe!r}." if probe else "."),
+                    "Record them with the equi-separation preset (`learnscope run equisep`) or "
+                    "add ls.Separation(...) to the Scope's probes.",
+                )  # fmt: skip
+            frame = store.metrics(run_id, probe=probe, since_step=since_step)
+        content = {"run": _summary(record), "probe": probe, "since_step": since_step,
+                   **_separation(frame)}  # fmt: skip
+        return SafeJSONResponse(content, headers={"Cache-Control": "no-store"})
+
     # ---------------------------------------------------------------- pages
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -555,6 +616,7 @@ Compare selected runs</button>
             for m in content["measures"]
         )
         config_text = json.dumps(run["config"], indent=2, sort_keys=True, default=str)
+        separation = content["separation_probe"]
         body = f"""<h1 id="run-title">{_e(run["name"])}</h1>
 <p class="muted" id="run-id">{_e(run["id"])}</p>
 <dl class="summary" id="run-summary">
@@ -576,8 +638,15 @@ Compare selected runs</button>
 </div>
 <section><h2 class="plot-title">layer x step</h2><div id="heatmap" class="plot"></div></section>
 <section><h2 class="plot-title">per layer</h2><div id="lines" class="plot"></div></section>
+<div id="separation"{"" if separation else " hidden"}>
+<section><h2 class="plot-title">equi-separation: fuzziness D<sub>l</sub> per layer at the latest
+step</h2><div id="equisep" class="plot"></div></section>
+<section><h2 class="plot-title">separation dynamics</h2><div id="equisep-dynamics" class="plot">
+</div></section>
+</div>
 <details><summary>config</summary><pre id="run-config">{_e(config_text)}</pre></details>"""
-        config = {"poll_ms": poll_ms, "run_id": run["id"], "measure": chosen}
+        config = {"poll_ms": poll_ms, "run_id": run["id"], "measure": chosen,
+                  "separation_probe": separation}  # fmt: skip
         return _page(run["name"], "run", body, config, store=path, plotly=True)
 
     @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)

@@ -11,6 +11,14 @@ name is already finished in the store is skipped, an unfinished one is resumed f
   one-cycle schedules, FixUp ResNet-20, PyramidNet-20; measured every epoch, and every measured
   state compared with the final network afterwards.
 
+Presets of the equi-separation paper (He & Su, PNAS 2023; see docs/equisep.md), measured by the
+Separation probe (fuzziness D_l per layer and the log-linear law fit):
+
+- equisep: feed-forward Linear-BN-ReLU nets, width 100, the reference's depths 2, 6, 18 x nine
+  optimizer / learning-rate pairs (sgd 0.3 0.03 0.01, momentum 0.3 0.01 0.001, adam 3e-3 1e-3
+  3e-4) per seed; 600 epochs, batch 128, wd 5e-4, lr / 10 at 1/3 and 2/3 of training.
+- equisep-depth: the same nets with depth 1..8, Adam at 1e-3.
+
 Small scale uses the embedded digits dataset (8x8, 1 channel), few seeds and short training, so a
 whole preset runs in minutes on a laptop CPU. Any setting can be overridden.
 """
@@ -18,6 +26,7 @@ whole preset runs in minutes on a laptop CPU. Any setting can be overridden.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,7 +35,26 @@ from typing import Any
 import torch
 
 SCALES = ("small", "paper")
-PRESETS = ("early", "entropycurve", "methods")
+PRESETS = ("early", "entropycurve", "methods", "equisep", "equisep-depth")
+PROBES = ("patterns", "separation")
+
+# Equi-separation grids. A depth is the reference's `layer_num` L: its GFNN has an input block
+# plus L blocks of Linear-BN-ReLU, i.e. L + 1 hidden blocks (models option depth=L + 1) and
+# L + 2 Linear layers with the classifier; separation is measured after each of the L + 1 blocks.
+EQUISEP_DEPTHS = (2, 6, 18)
+EQUISEP_OPTIMIZERS = (  # (optimizer, lr), the reference's run_experiments.sh ("optimization")
+    ("sgd", 0.3), ("sgd", 0.03), ("sgd", 0.01),
+    ("momentum", 0.3), ("momentum", 0.01), ("momentum", 0.001),
+    ("adam", 3e-3), ("adam", 1e-3), ("adam", 3e-4),
+)
+EQUISEP_DEPTH_SWEEP = tuple(range(1, 9))
+EQUISEP_DEPTH_LRS = (1e-3,)  # the reference sweeps Adam over 3e-5 1e-4 3e-4 1e-3 3e-3 per depth
+EQUISEP_WIDTH = 100
+EQUISEP_PER_CLASS = 100
+# dataset keys of the reference: 10x10 MNIST, Fashion-MNIST, CIFAR-10 (resized when loaded)
+EQUISEP_DATASETS = {"cm": "mnist", "cfm": "fashion-mnist", "cc": "cifar10"}
+EQUISEP_EPOCHS = {"small": 30, "paper": 600}
+EQUISEP_SCHEDULE = "every-epoch 10; end"
 
 
 @dataclass(frozen=True)
@@ -47,6 +75,7 @@ class RunSpec:
     probe_options: dict[str, Any] = field(default_factory=dict)
     since_final: bool = False
     device: str = "cpu"
+    probe: str = "patterns"
 
     def config(self) -> dict[str, Any]:
         """JSON-friendly settings (stored with the run)."""
@@ -72,12 +101,20 @@ def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]
 
     Overrides: dataset, seeds (list), models (list of registry names), epochs, steps (max
     updates), schedule (text, see learnscope.train.parse), device, blocks (list, entropycurve),
-    and any RunSpec field.
+    and any RunSpec field. equisep and equisep-depth also take: depths (list of the reference's
+    layer_num), optimizers (subset of sgd, momentum, adam; equisep), lrs (list; equisep-depth),
+    width, per_class, imbalance (long-tailed training set, largest / smallest class; the probe
+    then uses the imbalanced Σ definitions), probe_batch. Their datasets: digits, mnist1d, any
+    registry name, or cm / cfm / cc (MNIST, Fashion-MNIST, CIFAR-10 resized to 10x10).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; use 'small' or 'paper'")
+    if preset.startswith("equisep"):
+        specs = _expand_equisep(preset, scale, overrides)
+        epochs = overrides.pop("epochs", None)
+        return [_override(s, epochs=epochs, **overrides) for s in specs]
     settings = _scale_settings(scale)
     small = scale == "small"
     dataset = overrides.pop("dataset", settings["dataset"])
@@ -138,6 +175,65 @@ def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]
     return specs
 
 
+def _equisep_data(key: str, per_class: int | None, imbalance: float | None
+                  ) -> tuple[str, dict[str, Any], int | None]:
+    """(registry dataset, data options, image size) for an equisep dataset key."""
+    options: dict[str, Any] = {"per_class": per_class, "normalize": True, "val_fraction": 0.0}
+    if imbalance is not None:
+        options["imbalance"] = imbalance
+    if key in EQUISEP_DATASETS:
+        return EQUISEP_DATASETS[key], {**options, "resize": 10}, 10
+    return key, options, 8 if key == "digits" else None
+
+
+def _expand_equisep(preset: str, scale: str, overrides: dict[str, Any]) -> list[RunSpec]:
+    """The equisep grids; pops the overrides it understands from `overrides`."""
+    from learnscope.models import FLAT_INPUT
+    from learnscope.train.recipes import EQUISEP_OPTIMIZERS as OPTIMIZER_OPTIONS
+
+    key = overrides.pop("dataset", "digits" if scale == "small" else "cm")
+    per_class = overrides.pop("per_class", EQUISEP_PER_CLASS)
+    imbalance = overrides.pop("imbalance", None)
+    dataset, data_options, image_size = _equisep_data(key, per_class, imbalance)
+    seeds = overrides.pop("seeds", [0])
+    nets = overrides.pop("models", ["fnn"])
+    width = overrides.pop("width", EQUISEP_WIDTH)
+    epochs = EQUISEP_EPOCHS[scale]
+    probe = {"batchnorm": "train", "balanced": imbalance is None,
+             "batch_size": overrides.pop("probe_batch", 4096)}
+    if preset == "equisep":
+        depths = overrides.pop("depths", list(EQUISEP_DEPTHS))
+        wanted = overrides.pop("optimizers", None)
+        combos = [c for c in EQUISEP_OPTIMIZERS if wanted is None or c[0] in wanted]
+    else:
+        depths = overrides.pop("depths", list(EQUISEP_DEPTH_SWEEP))
+        combos = [("adam", lr) for lr in overrides.pop("lrs", list(EQUISEP_DEPTH_LRS))]
+    bad = sorted({d for d in depths if not isinstance(d, int) or d < 0})
+    if bad:
+        raise ValueError(f"depths must be ints >= 0 (the reference's layer_num), got {bad}")
+    specs: list[RunSpec] = []
+    for net in nets:
+        flat = net in FLAT_INPUT
+        for depth in depths if flat else [None]:
+            options: dict[str, Any] = {}
+            if flat:
+                options = {"depth": depth + 1, "width": width}
+            elif net != "small_cnn" and image_size is not None:
+                options = {"image_size": image_size}
+            label = f"{net}-L{depth}" if flat else net
+            for optimizer, lr in combos:
+                if optimizer not in OPTIMIZER_OPTIONS:
+                    raise ValueError(f"unknown optimizer {optimizer!r}; use "
+                                     f"{', '.join(OPTIMIZER_OPTIONS)}")
+                recipe = {**OPTIMIZER_OPTIONS[optimizer], "lr": lr, "epochs": epochs}
+                for seed in seeds:
+                    specs.append(RunSpec(
+                        preset, f"{preset}-{scale}-{key}-{label}-{optimizer}-lr{lr:g}-s{seed}",
+                        net, options, dataset, dict(data_options), "equisep", recipe, seed,
+                        None, EQUISEP_SCHEDULE, dict(probe), probe="separation"))
+    return specs
+
+
 def _override(spec: RunSpec, *, epochs: int | None = None, **overrides: Any) -> RunSpec:
     if epochs is not None:
         recipe_options = {**spec.recipe_options, "epochs": epochs}
@@ -153,6 +249,19 @@ def _override(spec: RunSpec, *, epochs: int | None = None, **overrides: Any) -> 
     if unknown:
         raise ValueError(f"unknown override(s) {unknown}; settings: {sorted(known)}")
     return replace(spec, **overrides)
+
+
+def _make_probe(spec: RunSpec, data: Any) -> Any:
+    """The probe `spec.probe` over the measurement set (training samples, un-augmented)."""
+    if spec.probe == "patterns":
+        from learnscope.patterns import ActivationPatterns
+
+        return ActivationPatterns(data, **spec.probe_options)
+    if spec.probe == "separation":
+        from learnscope.separation import Separation
+
+        return Separation(data, **spec.probe_options)
+    raise ValueError(f"unknown probe {spec.probe!r}; use {' or '.join(PROBES)}")
 
 
 def execute(
@@ -180,7 +289,9 @@ def execute(
 
     def build() -> torch.nn.Module:
         options = {"num_classes": splits.num_classes, **spec.model_options}
-        if spec.model not in ("mlp",) and len(in_shape) == 3:
+        if spec.model in ls.models.FLAT_INPUT:
+            options.setdefault("in_features", math.prod(in_shape))
+        elif len(in_shape) == 3:
             options.setdefault("in_channels", in_shape[0])
         return ls.models.create(spec.model, **options)
 
@@ -188,7 +299,7 @@ def execute(
     model = build()
     steps_per_epoch = -(-len(splits.train) // recipe.batch_size)
     total = spec.max_steps or recipe.epochs * steps_per_epoch
-    probe = ls.ActivationPatterns(splits.measure, **spec.probe_options)
+    probe = _make_probe(spec, splits.measure)
     scope = ls.Scope(model, [probe], parse(spec.schedule), store, name=spec.name,
                      experiment=spec.preset, config=spec.config(), total_steps=total,
                      steps_per_epoch=steps_per_epoch, resume=resume)

@@ -1,10 +1,13 @@
 """Models by name: `learnscope.models.create("resnet20")`, `create("mlp", in_features=64)`.
 
-Fixed names: "mlp", "small_cnn". Conv families are matched by pattern `<family><depth>` with
-depth = 6n + 2 (n blocks in each of the three stages): "resnet20", "resnet56", "convnet14",
-"toynet32", "pyramidnet20", "fixup_resnet110", ... Their options are keyword arguments of
-`create`: activation, blocks_per_stage (overrides the depth in the name), widths, in_channels,
-image_size, num_classes, and, except for fixup_resnet, batchnorm and bn_momentum.
+Fixed names: "mlp", "small_cnn", and the equi-separation feed-forward nets "fnn" (Linear-BN-ReLU
+blocks, width 100), "fnn_nobn" (Linear-ReLU) and "fnn_linear" (Linear-BN, no activation), which
+take `depth` (hidden blocks), `width`, `in_features`, `num_classes`. Conv families are matched by
+pattern `<family><depth>` with depth = 6n + 2 (n blocks in each of the three stages): "resnet20",
+"resnet56", "convnet14", "toynet32", "pyramidnet20", "fixup_resnet110", ... Their options are
+keyword arguments of `create`: activation, blocks_per_stage (overrides the depth in the name),
+widths, in_channels, image_size, num_classes, and, except for fixup_resnet, batchnorm and
+bn_momentum.
 """
 
 from __future__ import annotations
@@ -20,7 +23,26 @@ from learnscope.models.fnn import MLP
 from learnscope.models.pyramidnet import PyramidNet, pyramidnet
 from learnscope.models.resnet import CifarResNet, convnet, resnet, toynet
 
-_FACTORIES: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "small_cnn": SmallCNN}
+
+def _fnn(batchnorm: bool, activation: str) -> Callable[..., nn.Module]:
+    def factory(depth: int = 2, width: int = 100, **options) -> nn.Module:
+        options.setdefault("batchnorm", batchnorm)
+        options.setdefault("activation", activation)
+        return MLP(depth=depth, width=width, **options)
+
+    return factory
+
+
+_FACTORIES: dict[str, Callable[..., nn.Module]] = {
+    "mlp": MLP,
+    "small_cnn": SmallCNN,
+    # feed-forward nets of the equi-separation paper: `depth` hidden blocks of `width` units
+    "fnn": _fnn(batchnorm=True, activation="relu"),
+    "fnn_nobn": _fnn(batchnorm=False, activation="relu"),
+    "fnn_linear": _fnn(batchnorm=True, activation="none"),
+}
+# models that flatten their input and take `in_features`
+FLAT_INPUT = ("mlp", "fnn", "fnn_nobn", "fnn_linear")
 
 # family -> factory(blocks_per_stage, **options)
 _FAMILIES: dict[str, Callable[..., nn.Module]] = {
@@ -76,6 +98,7 @@ def create(name: str, **options) -> nn.Module:
 
 __all__ = [
     "MLP",
+    "FLAT_INPUT",
     "CifarResNet",
     "FixupResNet",
     "PyramidNet",

@@ -10,6 +10,7 @@ so a run can stop and resume at any update.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -30,6 +31,10 @@ class Recipe:
         epochs: training epochs; batch_size: training batch size.
         scheduler: "multistep", "cyclic", "onecycle" or "constant".
         milestones: epochs after which the lr is multiplied by `gamma` (multistep).
+        milestone_fractions: if set, replaces `milestones` by floor(f * epochs) for each
+            fraction f, so the drops stay at the same share of training when `epochs` changes
+            (equisep: (1/3, 2/3), the reference's `epoch == int(epochs / 3)` and
+            `int(epochs * 2 / 3)`).
         cycle_epochs_up: epochs of the rising half of a triangular cycle (cyclic).
         cycle_base_lr: lowest lr of the cycle (cyclic).
         warmup_fraction, div_factor, final_div_factor: one-cycle settings (cosine annealing).
@@ -48,6 +53,7 @@ class Recipe:
     batch_size: int = 128
     scheduler: str = "multistep"
     milestones: tuple[int, ...] = (100, 150)
+    milestone_fractions: tuple[float, ...] | None = None
     gamma: float = 0.1
     cycle_epochs_up: int = 10
     cycle_base_lr: float = 0.001
@@ -64,9 +70,17 @@ class Recipe:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown recipe setting(s) {unknown}; settings: {sorted(known)}")
-        if "milestones" in overrides:
-            overrides["milestones"] = tuple(overrides["milestones"])
+        for key in ("milestones", "milestone_fractions"):
+            if overrides.get(key) is not None:
+                overrides[key] = tuple(overrides[key])
         return replace(self, **overrides)
+
+    def epoch_milestones(self) -> tuple[int, ...]:
+        """Epochs after which the multistep lr drops (from the fractions when they are set)."""
+        if self.milestone_fractions is None:
+            return self.milestones
+        # the small epsilon keeps int(600 * 2 / 3) = 400 whatever the float rounding of 2/3
+        return tuple(math.floor(f * self.epochs + 1e-9) for f in self.milestone_fractions)
 
     def config(self) -> dict[str, Any]:
         """The settings as a JSON-friendly dict (stored with the run)."""
@@ -101,7 +115,8 @@ class Recipe:
         total = self.epochs * steps_per_epoch
         if self.scheduler == "multistep":
             return sched.MultiStepLR(
-                optimizer, [m * steps_per_epoch for m in self.milestones], gamma=self.gamma
+                optimizer, [m * steps_per_epoch for m in self.epoch_milestones()],
+                gamma=self.gamma,
             )
         if self.scheduler == "cyclic":
             return sched.CyclicLR(
@@ -164,6 +179,20 @@ _RECIPES: dict[str, Recipe] = {
         "adam", optimizer="adam", lr=1e-3, momentum=0.0, weight_decay=0.0, epochs=100,
         scheduler="constant",
     ),
+    # Equi-separation (He & Su): 600 epochs, batch 128, wd 5e-4, lr / 10 at 1/3 and / 100 at 2/3
+    # of training; Adam 1e-3 by default (see EQUISEP_OPTIMIZERS for sgd and momentum)
+    "equisep": Recipe(
+        "equisep", optimizer="adam", lr=1e-3, momentum=0.0, weight_decay=5e-4, epochs=600,
+        batch_size=128, milestone_fractions=(1 / 3, 2 / 3),
+    ),
+}
+
+# The equi-separation paper's three optimizers as overrides of the "equisep" recipe: plain SGD,
+# SGD with momentum 0.9 ("momentum"), Adam (torch's L2 weight decay in every case).
+EQUISEP_OPTIMIZERS: dict[str, dict[str, Any]] = {
+    "sgd": {"optimizer": "sgd", "momentum": 0.0},
+    "momentum": {"optimizer": "sgd", "momentum": 0.9},
+    "adam": {"optimizer": "adam", "momentum": 0.0},
 }
 
 

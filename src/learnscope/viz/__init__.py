@@ -7,7 +7,9 @@
 Functions (each returns a ``matplotlib.figure.Figure``; runs are ids, id prefixes or names):
 `figure1` (early phase, first and last layer), `figure2` (mean relative entropy per layer over
 seeds), `figure3` (layer x epoch heatmaps per method), `figure4` (the five measures over the
-whole training), `heatmap` and `curves` (any measure of one run), `save`. Data panels are
+whole training), `heatmap` and `curves` (any measure of one run), `equisep` (separation
+fuzziness per layer and the equi-separation fit at one step), `equisep_dynamics` (both over
+training), `save`. Data panels are
 marked: ``ax.get_label() == "panel"`` and ``ax.panel_info``; see `learnscope.viz.style`.
 matplotlib is imported only when one of them is first used. Command line: `learnscope plot`.
 """
@@ -18,8 +20,8 @@ from typing import Any
 
 from learnscope.viz.data import FigureError
 
-__all__ = ["FigureError", "curves", "figure1", "figure2", "figure3", "figure4", "heatmap",
-           "panels", "save"]
+__all__ = ["FigureError", "curves", "equisep", "equisep_dynamics", "figure1", "figure2",
+           "figure3", "figure4", "heatmap", "panels", "save"]
 
 _LAZY = {"curves", "figure1", "figure2", "figure3", "figure4", "heatmap", "save"}
 
@@ -29,6 +31,12 @@ def __getattr__(name: str) -> Any:
         from learnscope.viz import figures
 
         return getattr(figures, name)
+    if name in ("equisep", "equisep_dynamics"):
+        # in `separation`, not `equisep`: a submodule named like the function would replace it
+        # as the package attribute `viz.equisep` once imported
+        from learnscope.viz import separation
+
+        return getattr(separation, name)
     if name == "panels":
         from learnscope.viz.style import panels
 

@@ -19,8 +19,9 @@ from learnscope.store import StoreError
 from learnscope.viz.data import FigureError
 
 plot_app = typer.Typer(
-    help="Draw the figures of the activation-pattern paper (figure1-4) and heatmaps or curves "
-    "of any measure of a run, from a run store, as PNG or PDF.",
+    help="Draw the figures of the activation-pattern paper (figure1-4), heatmaps or curves "
+    "of any measure of a run, and the equi-separation law (equisep, equisep-dynamics), from a "
+    "run store, as PNG or PDF.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -53,7 +54,8 @@ XOption = typer.Option("step", "--x", help="x axis: step or epoch.")
 OutOptions = {
     name: typer.Option(None, "--out", "-o", show_default=False,
                        help=f"Output file, .png or .pdf (default {name}.png).")
-    for name in ("figure1", "figure2", "figure3", "figure4", "heatmap", "curves")
+    for name in ("figure1", "figure2", "figure3", "figure4", "heatmap", "curves", "equisep",
+                 "equisep-dynamics")
 }
 
 
@@ -229,3 +231,49 @@ def curves_command(
     from learnscope.viz.figures import curves
 
     _draw(store, outputs, lambda s: curves(s, run, measure, x=x, probe=probe))
+
+
+SeparationProbeOption = typer.Option(
+    "separation", "--probe", help="Name of the separation probe whose rows to draw."
+)
+
+
+@plot_app.command("equisep")
+def equisep_command(
+    runs: list[str] = typer.Argument(..., metavar="RUN...", show_default=False,
+                                     help="Run id, unique id prefix, or name; several runs "
+                                     "are drawn in one plot."),
+    step: int = typer.Option(None, "--step", help="Measured step to draw (default: the last "
+                             "of each run)."),
+    store: Path = StoreOption,
+    out: Path = OutOptions["equisep"],
+    formats: str = FormatOption,
+    probe: str = SeparationProbeOption,
+) -> None:
+    """Equi-separation law: fuzziness D_l (log scale) per layer l at one step, with the fit.
+
+    Markers: D_l of the input (l = 0) and of every layer; dashed line: the stored fit over its
+    layer range, labelled with the decay ratio rho and Pearson r (preset `equisep`, or any run
+    with the ls.Separation probe).
+    """
+    outputs = _outputs(out, formats, "equisep")
+    from learnscope.viz.separation import equisep
+
+    _draw(store, outputs, lambda s: equisep(s, runs, step=step, probe=probe))
+
+
+@plot_app.command("equisep-dynamics")
+def equisep_dynamics_command(
+    run: str = RunArgument,
+    store: Path = StoreOption,
+    out: Path = OutOptions["equisep-dynamics"],
+    formats: str = FormatOption,
+    x: str = typer.Option("auto", "--x", help="x axis: auto (epoch where known, else step), "
+                          "step or epoch."),
+    probe: str = SeparationProbeOption,
+) -> None:
+    """Separation over training: D_l per layer (log y), Pearson r and rho of the fit."""
+    outputs = _outputs(out, formats, "equisep-dynamics")
+    from learnscope.viz.separation import equisep_dynamics
+
+    _draw(store, outputs, lambda s: equisep_dynamics(s, run, probe=probe, x=x))

@@ -290,6 +290,98 @@
     }, extra || {});
   }
 
+  // ------------------------------------------------------------------ equi-separation
+
+  // Viridis (as the heatmaps) at t in [0, 1], for lines coloured by layer depth.
+  const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+  function viridis(t) {
+    const x = Math.max(0, Math.min(1, t)) * 0.85 * (VIRIDIS.length - 1); // light end is hard to see
+    const i = Math.min(VIRIDIS.length - 2, Math.floor(x));
+    const f = x - i;
+    const c = VIRIDIS[i].map((v, k) => Math.round(v + f * (VIRIDIS[i + 1][k] - v)));
+    return "rgb(" + c.join(",") + ")";
+  }
+
+  function fmt3(v) {
+    return v === null || v === undefined || !isFinite(v) ? "-" : v.toFixed(3);
+  }
+
+  // The fitted line over layers first..last: y = exp(a + slope * l), with the intercept a (not
+  // stored) by least squares for the stored slope over the stored D_l > 0 in that range.
+  function fitLine(xs, ys, law) {
+    if (!law || law.slope === null || law.first === null || law.last === null) return null;
+    const inside = xs.map((x, i) => [x, ys[i]]).filter(([x, y]) =>
+      x >= law.first && x <= law.last && y !== null && isFinite(y) && y > 0);
+    if (!inside.length) return null;
+    const meanX = inside.reduce((a, p) => a + p[0], 0) / inside.length;
+    const meanLog = inside.reduce((a, p) => a + Math.log(p[1]), 0) / inside.length;
+    const intercept = meanLog - law.slope * meanX;
+    const lx = [];
+    for (let l = Math.round(law.first); l <= Math.round(law.last); l++) lx.push(l);
+    return { x: lx, y: lx.map((l) => Math.exp(intercept + law.slope * l)) };
+  }
+
+  function drawSeparation(sep) {
+    const state = sep.state;
+    const rows = ordered(state);
+    if (!state.steps.length || !rows.length) return;
+    const last = state.steps[state.steps.length - 1];
+    const at = state.steps.length - 1;
+    const law = sep.law.get(last) || null;
+    const xs = rows.map((r) => r.series.layer_index);
+    const ys = rows.map((r) => r.values[at]);
+    const epoch = state.epochs.get(last);
+    const when = "step " + last + (epoch === undefined ? "" : ", epoch " + epoch);
+    const traces = [{
+      type: "scatter", mode: "markers", name: "D_l (" + when + ")", x: xs, y: ys,
+      text: rows.map((r) => r.label), marker: { size: 9 },
+      hovertemplate: "%{text} (l = %{x})<br>D_l %{y:.4g}<extra></extra>",
+    }];
+    const line = fitLine(xs, ys, law);
+    let title = "step " + last;
+    if (line) {
+      const label = "fit: ρ = " + fmt3(law.rho) + ", r = " + fmt3(law.pearson_r);
+      traces.push({ type: "scatter", mode: "lines", name: label, x: line.x, y: line.y,
+        line: { dash: "dash" }, hovertemplate: "fit<br>l = %{x}<br>%{y:.4g}<extra></extra>" });
+      title += ": ρ = " + fmt3(law.rho) + ", r = " + fmt3(law.pearson_r) + ", R² = " + fmt3(law.r2) +
+        " (layers " + law.first + "-" + law.last + ")";
+    }
+    Plotly.react($("equisep"), traces, {
+      margin: { l: 60, r: 10, t: 35, b: 45 }, height: 360,
+      title: { text: title, font: { size: 13 } },
+      xaxis: { title: { text: "layer l (0 = input)" }, dtick: 1 },
+      yaxis: { title: { text: "D_l (log scale)" }, type: "log" },
+      uirevision: "equisep", showlegend: true,
+    }, PLOT_CONFIG);
+
+    const top = Math.max(1, Math.max(...xs));
+    const mode = state.steps.length > 60 ? "lines" : "lines+markers";
+    const dynamics = rows.map((r) => ({
+      type: "scatter", mode: mode, name: r.label, x: state.steps, y: r.values, connectgaps: true,
+      line: { color: viridis(r.series.layer_index / top) }, marker: { size: 4 },
+      hovertemplate: r.label + "<br>step %{x}<br>D_l %{y:.4g}<extra></extra>",
+    }));
+    const lawOf = (key) => state.steps.map((step) => (sep.law.get(step) || {})[key] ?? null);
+    dynamics.push({
+      type: "scatter", mode: mode, name: "Pearson r", x: state.steps, y: lawOf("pearson_r"),
+      yaxis: "y2", line: { color: "#b42318" }, connectgaps: true,
+      hovertemplate: "step %{x}<br>r %{y:.4f}<extra></extra>",
+    }, {
+      type: "scatter", mode: mode, name: "ρ", x: state.steps, y: lawOf("rho"),
+      yaxis: "y3", line: { color: "#3559c7", dash: "dot" }, connectgaps: true,
+      hovertemplate: "step %{x}<br>ρ %{y:.4f}<extra></extra>",
+    });
+    Plotly.react($("equisep-dynamics"), dynamics, {
+      margin: { l: 60, r: 60, t: 10, b: 45 }, height: 520,
+      xaxis: { title: { text: "step" }, anchor: "y2" },
+      yaxis: { title: { text: "D_l (log scale)" }, type: "log", domain: [0.42, 1] },
+      yaxis2: { title: { text: "Pearson r" }, domain: [0, 0.32] },
+      yaxis3: { title: { text: "ρ" }, overlaying: "y2", side: "right", showgrid: false },
+      uirevision: "equisep-dynamics", showlegend: true,
+    }, PLOT_CONFIG);
+    sep.draws += 1;
+  }
+
   // ------------------------------------------------------------------ one run
 
   function initRun() {
@@ -332,9 +424,40 @@
       if (names.includes(current)) select.value = current;
     }
 
+    // The equi-separation plots, for runs with the separation probe's fuzziness rows (they
+    // may first appear while the run trains: the catalog refresh starts them then).
+    let separationStarted = false;
+    function startSeparation(probe) {
+      if (separationStarted || !probe || !$("separation")) return;
+      separationStarted = true;
+      $("separation").hidden = false;
+      const sep = (ls.separation = { probe: probe, state: newSeriesState("fuzziness"), law: new Map(), draws: 0 });
+      poll(async () => {
+        let url = "/api/runs/" + encodeURIComponent(runId) + "/separation?probe=" + encodeURIComponent(probe);
+        const since = sinceStep(sep.state);
+        if (since !== null) url += "&since_step=" + since;
+        let data;
+        try {
+          data = await getJSON(url);
+        } catch (error) {
+          if (!error.body || error.status >= 500) throw error;
+          return; // not (yet) there: keep asking
+        }
+        let changed = merge(sep.state, data);
+        data.steps.forEach((step, i) => {
+          const law = {};
+          for (const key of Object.keys(data.law)) law[key] = data.law[key][i];
+          if (JSON.stringify(sep.law.get(step)) !== JSON.stringify(law)) changed = true;
+          sep.law.set(step, law);
+        });
+        if (changed || sep.draws === 0) drawSeparation(sep);
+      });
+    }
+
     async function refreshCatalog() {
       const data = await getJSON("/api/runs/" + encodeURIComponent(runId));
       catalogAge = 0;
+      startSeparation(data.separation_probe);
       setMeasures(data.measures);
       setSummary(data.run);
       if (!state.measure && data.default_measure) {
@@ -363,6 +486,8 @@
       ls.draws += 1;
     }
 
+    startSeparation(config.separation_probe);
+
     const refreshNow = poll(async () => {
       if (!state.measure || (catalogAge >= CATALOG_EVERY && status === "running")) {
         await refreshCatalog();
@@ -387,6 +512,7 @@
 
     const scale = $("per-layer-scale");
     if (scale) scale.addEventListener("change", () => { if (state.steps.length) draw(); });
+
 
     select.addEventListener("change", () => {
       state = newSeriesState(select.value);

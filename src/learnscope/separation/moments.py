@@ -1,0 +1,251 @@
+"""Separation fuzziness D = Tr(Σ_W Σ_B⁺) of labelled features, computed from streamed moments.
+
+Definitions (DESIGN.md, "Separation definitions"), features h_i ∈ R^p, C classes, n_c per class,
+class means μ_c, global (sample) mean μ:
+- balanced:   Σ_B = (1/C) Σ_c (μ_c − μ)(μ_c − μ)ᵀ,  Σ_W = (1/C) Σ_c (1/n_c) Σ_{i∈c} (h_i − μ_c)(·)ᵀ
+- imbalanced: Σ_B = (1/N) Σ_c n_c (μ_c − μ)(·)ᵀ,      Σ_W = (1/N) Σ_i (h_i − μ_{y_i})(·)ᵀ
+
+Σ_B = A Aᵀ with A = [(μ_c − μ)·√w_c] (p × C), so its eigenvectors and eigenvalues come from a thin
+SVD of A (never a p × p eigen-decomposition). The pseudo-inverse keeps at most C − 1 eigenvalues
+(the centred means span at most C − 1 directions; the C-th is rounding noise) and only those above
+RTOL times the largest. Then D = Σ_k u_kᵀ Σ_W u_k / λ_k: only Σ_W along the kept u_k matters,
+which is what lets `WithinAlong` measure wide features exactly in O(C p) memory (a second pass).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+RTOL = 1e-10  # eigenvalues of Σ_B below RTOL × the largest count as zero in the pseudo-inverse
+
+
+def as_features(features, what: str = "features") -> np.ndarray:
+    """(N, ...) array or tensor -> (N, p) float64 NumPy array (checked finite)."""
+    if hasattr(features, "detach"):
+        features = features.detach().cpu().numpy()
+    x = np.asarray(features)
+    if x.ndim < 1:
+        raise ValueError(f"{what} must have shape (N, ...), got a scalar")
+    x = x.reshape(x.shape[0], -1).astype(np.float64, copy=False)
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
+        raise ValueError(
+            f"{what}: {bad} of {x.size} values are NaN or inf; the model has diverged (lower the "
+            "learning rate) or the inputs hold NaN"
+        )
+    return x
+
+
+def as_labels(labels, n: int) -> np.ndarray:
+    """Labels -> 1-D int64 array of n non-negative class indices."""
+    if hasattr(labels, "detach"):
+        labels = labels.detach().cpu().numpy()
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(
+            f"labels of shape {y.shape} do not match {n} feature rows; expected one integer "
+            f"class index per sample, shape ({n},)"
+        )
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
+    if y.size and int(y.min()) < 0:
+        raise ValueError(f"labels must be >= 0 class indices, found {int(y.min())}")
+    return y.astype(np.int64, copy=False)
+
+
+def between_basis(counts: np.ndarray, means: np.ndarray, balanced: bool):
+    """Eigenvectors U (p × r) and eigenvalues λ (r) of Σ_B kept by the pseudo-inverse."""
+    n, c = counts.sum(), counts.shape[0]
+    weights = np.full(c, 1.0 / c) if balanced else counts / n
+    mu = (counts[:, None] * means).sum(axis=0) / n  # the global sample mean
+    a = ((means - mu) * np.sqrt(weights)[:, None]).T  # p × C, Σ_B = A Aᵀ
+    u, s, _ = np.linalg.svd(a, full_matrices=False)
+    eig = s**2
+    if eig.size == 0 or eig[0] <= 0.0:
+        return u[:, :0], eig[:0]
+    keep = min(c - 1, int((eig > RTOL * eig[0]).sum()))
+    return u[:, :keep], eig[:keep]
+
+
+class ClassMoments:
+    """Streaming per-class counts, sums and sums of outer products (float64), then D.
+
+    Each class's moments are taken about a reference point (the mean of that class in the first
+    batch where it appears), so the within-class scatter S_c − n_c d_c d_cᵀ (d_c = shifted mean)
+    does not cancel catastrophically when features sit far from the origin. Memory O(C p²)
+    (O(C p) with `second_moments=False`: class means only, for `WithinAlong`).
+
+    Args:
+        num_features: p (features of any shape are flattened).
+        num_classes: the classes expected (labels 0..C-1, all must occur); None: the labels seen.
+        second_moments: also keep the per-class p × p sums of outer products.
+    """
+
+    def __init__(
+        self, num_features: int, num_classes: int | None = None, *, second_moments: bool = True
+    ) -> None:
+        if num_features < 1:
+            raise ValueError(f"num_features must be >= 1, got {num_features}")
+        self.num_features = int(num_features)
+        self.num_classes = num_classes
+        self.second_moments = second_moments
+        self._classes: dict[int, list] = {}  # label -> [count, reference, shifted sum, outer]
+
+    def update(self, features, labels) -> ClassMoments:
+        """Add a batch: features (n, ...) with n labels."""
+        x = as_features(features)
+        y = as_labels(labels, x.shape[0])
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"features have {x.shape[1]} values per sample, expected {self.num_features}"
+            )
+        if self.num_classes is not None and y.size and int(y.max()) >= self.num_classes:
+            raise ValueError(
+                f"label {int(y.max())} is out of range for num_classes={self.num_classes}"
+            )
+        for label in np.unique(y):
+            xc = x[y == label]
+            entry = self._classes.get(int(label))
+            if entry is None:
+                reference = xc.mean(axis=0)
+                outer = np.zeros((x.shape[1],) * 2) if self.second_moments else None
+                entry = self._classes[int(label)] = [0, reference, np.zeros(x.shape[1]), outer]
+            shifted = xc - entry[1]
+            entry[0] += xc.shape[0]
+            entry[2] += shifted.sum(axis=0)
+            if self.second_moments:
+                entry[3] += shifted.T @ shifted
+        return self
+
+    @property
+    def classes(self) -> list[int]:
+        """The class labels seen, sorted."""
+        return sorted(self._classes)
+
+    def _check(self) -> list[int]:
+        labels = self.classes
+        if self.num_classes is not None:
+            missing = sorted(set(range(self.num_classes)) - set(labels))
+            if missing:
+                raise ValueError(
+                    f"classes {missing} have no sample (num_classes={self.num_classes}); the "
+                    "separation needs every class: measure on data holding all of them, or "
+                    "leave num_classes unset"
+                )
+        if len(labels) < 2:
+            raise ValueError(
+                f"separation needs at least 2 classes, found {len(labels)} ({labels}); measure "
+                "on labelled data holding several classes"
+            )
+        n = sum(self._classes[c][0] for c in labels)
+        if n <= len(labels):
+            raise ValueError(
+                f"{n} samples for {len(labels)} classes: the within-class scatter needs more "
+                "samples than classes"
+            )
+        return labels
+
+    def counts_and_means(self) -> tuple[np.ndarray, np.ndarray]:
+        """(counts (C,), class means (C, p)) in class order."""
+        labels = self._check()
+        counts = np.array([self._classes[c][0] for c in labels], dtype=np.float64)
+        means = np.stack([self._classes[c][1] + self._classes[c][2] / self._classes[c][0]
+                          for c in labels])
+        return counts, means
+
+    def within(self, balanced: bool = True) -> np.ndarray:
+        """Σ_W (p × p)."""
+        if not self.second_moments:
+            raise ValueError("Σ_W needs second moments; build ClassMoments(second_moments=True)")
+        labels = self._check()
+        total = np.zeros((self.num_features,) * 2)
+        n = sum(self._classes[c][0] for c in labels)
+        for c in labels:
+            count, _, shifted_sum, outer = self._classes[c]
+            d = shifted_sum / count
+            scatter = outer - count * np.outer(d, d)
+            total += scatter / (count * len(labels)) if balanced else scatter / n
+        return total
+
+    def fuzziness(self, balanced: bool = True, max_dim: int | None = None) -> float:
+        """D = Tr(Σ_W Σ_B⁺); with `max_dim`, of the features projected on their top `max_dim`
+        principal directions (eigenvectors of the total covariance Σ_W + Σ_B, imbalanced form,
+        i.e. PCA of the centred features) when p > max_dim. NaN if all class means coincide."""
+        counts, means = self.counts_and_means()
+        sigma_w = self.within(balanced)
+        if max_dim is not None and self.num_features > max_dim:
+            if max_dim < 1:
+                raise ValueError(f"max_dim must be >= 1, got {max_dim}")
+            n = counts.sum()
+            mu = (counts[:, None] * means).sum(axis=0) / n
+            centred = means - mu
+            total = (self.within(False) if balanced else sigma_w) + (
+                centred.T * (counts / n)) @ centred
+            _, vectors = np.linalg.eigh(total)
+            p = vectors[:, ::-1][:, :max_dim]
+            sigma_w = p.T @ sigma_w @ p
+            means = means @ p
+        u, eig = between_basis(counts, means, balanced)
+        if eig.size == 0:
+            return math.nan
+        return float(((sigma_w @ u) * u).sum(axis=0) @ (1.0 / eig))
+
+
+class WithinAlong:
+    """Second pass for wide features: Σ_W along the kept eigenvectors of Σ_B, in O(C p) memory.
+
+    Built from a first pass's class means; `update` takes the same batches again and accumulates,
+    per class, the squared projections of h − μ_c on each u_k (exactly centred: the means are
+    known). D = Σ_k (u_kᵀ Σ_W u_k) / λ_k is then exact, with no p × p matrix anywhere.
+    """
+
+    def __init__(self, first_pass: ClassMoments, balanced: bool = True) -> None:
+        self.balanced = balanced
+        self.labels = first_pass.classes
+        self.counts, self.means = first_pass.counts_and_means()
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        self.u, self.eig = between_basis(self.counts, self.means, balanced)
+        self.squares = np.zeros((len(self.labels), self.eig.size))
+        self.seen = np.zeros(len(self.labels))
+
+    def update(self, features, labels) -> WithinAlong:
+        """Add a batch (the same batches as the first pass, in any order)."""
+        x = as_features(features)
+        y = as_labels(labels, x.shape[0])
+        rows = np.array([self.index.get(int(v), -1) for v in y])
+        if (rows < 0).any():
+            raise ValueError("the second pass saw labels the first pass did not")
+        z = (x - self.means[rows]) @ self.u
+        np.add.at(self.squares, rows, z**2)
+        np.add.at(self.seen, rows, 1.0)
+        return self
+
+    def fuzziness(self) -> float:
+        """D from the first pass's Σ_B and this pass's Σ_W along it."""
+        if not np.array_equal(self.seen, self.counts):
+            raise ValueError("the second pass did not see the same samples as the first")
+        if self.eig.size == 0:
+            return math.nan
+        c = len(self.labels)
+        if self.balanced:
+            along = (self.squares / self.counts[:, None]).sum(axis=0) / c
+        else:
+            along = self.squares.sum(axis=0) / self.counts.sum()
+        return float(along @ (1.0 / self.eig))
+
+
+def fuzziness(features, labels, *, balanced: bool = True, max_dim: int | None = None) -> float:
+    """Separation fuzziness D = Tr(Σ_W Σ_B⁺) of features (N, ...) with N class labels (float64).
+
+    Args:
+        features: array or tensor of shape (N, ...), flattened to (N, p).
+        labels: N integer class indices.
+        balanced: the balanced definition (each class weighs 1/C) or the imbalanced one (each
+            sample weighs 1/N). Both agree when every class has the same number of samples.
+        max_dim: project features wider than this on their top principal directions first.
+    """
+    x = as_features(features)
+    y = as_labels(labels, x.shape[0])
+    return ClassMoments(x.shape[1]).update(x, y).fuzziness(balanced, max_dim)

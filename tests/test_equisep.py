@@ -1,0 +1,225 @@
+"""The equi-separation presets (`learnscope run equisep`, `equisep-depth`): grids against the
+reference's run_experiments.sh, the recipe's lr curve against a closed form, the feed-forward
+nets, the 10x10 / 100-per-class data, and a tiny end-to-end run through the CLI."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import learnscope as ls
+from learnscope import models
+from learnscope.cli import app
+from learnscope.data import DatasetNotFoundError
+from learnscope.experiments.presets import _equisep_data, execute, expand
+from learnscope.train import recipes
+
+# the reference's grid, written out: (optimizer, lr) for every depth
+SEED_COMBOS = {
+    ("sgd", 0.3), ("sgd", 0.03), ("sgd", 0.01),
+    ("momentum", 0.3), ("momentum", 0.01), ("momentum", 0.001),
+    ("adam", 3e-3), ("adam", 1e-3), ("adam", 3e-4),
+}
+MOMENTUM = {"sgd": 0.0, "momentum": 0.9}
+
+
+def _combo(spec) -> tuple[str, float]:
+    options = spec.recipe_options
+    if options["optimizer"] == "adam":
+        return "adam", options["lr"]
+    return ("momentum" if options["momentum"] == 0.9 else "sgd"), options["lr"]
+
+
+# --------------------------------------------------------------------------- grids
+
+@pytest.mark.parametrize("scale", ["small", "paper"])
+def test_equisep_grid_is_three_depths_by_nine_optimizer_settings(scale):
+    specs = expand("equisep", scale, seeds=[0, 1])
+    assert len(specs) == 2 * 27
+    assert len({s.name for s in specs}) == len(specs)
+    for seed in (0, 1):
+        mine = [s for s in specs if s.seed == seed]
+        grid = {(s.model_options["depth"] - 1, *_combo(s)) for s in mine}
+        assert grid == {(d, *c) for d in (2, 6, 18) for c in SEED_COMBOS}
+    for spec in specs:
+        assert spec.model == "fnn" and spec.model_options["width"] == 100
+        assert spec.recipe == "equisep" and spec.probe == "separation"
+        assert spec.probe_options["batchnorm"] == "train"
+        assert spec.data_options["per_class"] == 100
+        optimizer, _ = _combo(spec)
+        if optimizer != "adam":
+            assert spec.recipe_options["momentum"] == MOMENTUM[optimizer]
+        recipe = recipes.get(spec.recipe, **spec.recipe_options)
+        assert recipe.weight_decay == 5e-4 and recipe.batch_size == 128
+        assert recipe.epochs == (600 if scale == "paper" else 30)
+    if scale == "paper":
+        assert {s.dataset for s in specs} == {"mnist"}
+        assert all(s.data_options["resize"] == 10 for s in specs)
+    else:
+        assert {s.dataset for s in specs} == {"digits"}
+
+
+def test_equisep_depth_sweep_is_depth_one_to_eight_with_adam():
+    specs = expand("equisep-depth", "paper")
+    assert len(specs) == 8
+    assert [s.model_options["depth"] - 1 for s in specs] == list(range(1, 9))
+    assert {(s.recipe_options["optimizer"], s.recipe_options["lr"]) for s in specs} == {
+        ("adam", 1e-3)}
+    assert len(expand("equisep-depth", "small", lrs=[3e-4, 1e-3], seeds=[0, 1, 2])) == 48
+
+
+def test_equisep_overrides():
+    specs = expand("equisep", "small", depths=[2], optimizers=["adam"], epochs=12, steps=5,
+                   dataset="cfm", models=["fnn_nobn", "small_cnn"], schedule="end")
+    assert len(specs) == 3 + 3  # the fnn at depth 2, the CNN once, per adam lr
+    assert {s.dataset for s in specs} == {"fashion-mnist"}
+    assert all(s.recipe_options["epochs"] == 12 and s.max_steps == 5 for s in specs)
+    assert all(s.schedule == "end" for s in specs)
+    imbalanced = expand("equisep", "small", imbalance=10.0)[0]
+    assert imbalanced.data_options["imbalance"] == 10.0
+    assert imbalanced.probe_options["balanced"] is False
+    with pytest.raises(ValueError, match="unknown override"):
+        expand("equisep", "small", nope=1)
+    # the other presets still build the activation-pattern probe
+    assert {s.probe for s in expand("early", "small")} == {"patterns"}
+
+
+# --------------------------------------------------------------------------- recipe
+
+@pytest.mark.parametrize("epochs", [600, 10, 30])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_equisep_lr_drops_tenfold_at_one_and_two_thirds(epochs, optimizer):
+    per_epoch, base = 3, 0.3
+    overrides = recipes.EQUISEP_OPTIMIZERS[optimizer]
+    recipe = recipes.get("equisep", lr=base, epochs=epochs, **overrides)
+    opt, sched = recipe.build(nn.Linear(2, 2), steps_per_epoch=per_epoch)
+    seen = []
+    for _ in range(epochs * per_epoch):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # the reference: at epoch int(E/3) lr = base/10, at epoch int(E*2/3) base/100
+    first, second = int(epochs / 3), int(epochs * 2 / 3)
+    expected = [base if e < first else base / 10 if e < second else base / 100
+                for e in (s // per_epoch for s in range(epochs * per_epoch))]
+    np.testing.assert_allclose(seen, expected, rtol=1e-12)
+    group = opt.param_groups[0]
+    assert group["weight_decay"] == 5e-4
+    if optimizer != "adam":
+        assert isinstance(opt, torch.optim.SGD) and group["momentum"] == MOMENTUM[optimizer]
+    else:
+        assert isinstance(opt, torch.optim.Adam)
+
+
+# --------------------------------------------------------------------------- models
+
+@pytest.mark.parametrize("depth", [1, 3, 19])
+def test_fnn_variants(depth):
+    """depth = hidden blocks; Linear layers = depth + 1 (the classifier)."""
+    def count(model, kind):
+        return sum(isinstance(m, kind) for m in model.modules())
+
+    fnn = models.create("fnn", depth=depth, in_features=100)
+    assert count(fnn, nn.Linear) == depth + 1
+    assert count(fnn, nn.BatchNorm1d) == depth and count(fnn, nn.ReLU) == depth
+    assert all(m.out_features == 100 for m in fnn.features if isinstance(m, nn.Linear))
+    nobn = models.create("fnn_nobn", depth=depth, width=20, in_features=64)
+    assert count(nobn, nn.BatchNorm1d) == 0 and count(nobn, nn.ReLU) == depth
+    linear = models.create("fnn_linear", depth=depth, in_features=64)
+    assert count(linear, nn.BatchNorm1d) == depth
+    activations = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ReLU6, nn.Hardtanh)
+    assert count(linear, activations) == 0
+    for model in (fnn, nobn, linear):
+        x = torch.randn(5, 1, 8, 8) if model is not fnn else torch.randn(5, 1, 10, 10)
+        assert model(x).shape == (5, 10)
+    # one separation feature point per hidden block
+    assert len(ls.separation.feature_points(fnn)) == depth
+    assert len(ls.separation.feature_points(linear)) == depth
+    with pytest.raises(ValueError, match="depth"):
+        models.create("fnn", depth=-1)
+
+
+# --------------------------------------------------------------------------- data
+
+def _idx(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _fake_mnist(folder, n_train=1200, n_test=50):
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(
+            _idx(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)))
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            _idx(rng.permutation(np.arange(n) % 10)))
+
+
+def test_cm_is_ten_by_ten_with_100_per_class(tmp_path):
+    _fake_mnist(tmp_path / "MNIST" / "raw")
+    dataset, options, size = _equisep_data("cm", 100, None)
+    assert (dataset, size) == ("mnist", 10)
+    splits = ls.data.load(dataset, root=tmp_path, seed=0, **options)
+    x, y = splits.measure.tensors
+    assert x.shape == (1000, 1, 10, 10) and splits.val is None
+    assert np.bincount(y.numpy()).tolist() == [100] * 10
+
+
+def test_digits_is_eight_by_eight_with_100_per_class():
+    dataset, options, size = _equisep_data("digits", 100, None)
+    splits = ls.data.load(dataset, seed=0, **options)
+    x, y = splits.measure.tensors
+    assert x.shape == (1000, 1, 8, 8) and size == 8
+    assert np.bincount(y.numpy()).tolist() == [100] * 10
+
+
+def test_missing_mnist_files_say_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEARNSCOPE_DATA", str(tmp_path / "nothing"))
+    spec = expand("equisep", "paper", depths=[2], optimizers=["adam"])[0]
+    with pytest.raises(DatasetNotFoundError, match="nothing"):
+        execute(spec, tmp_path / "s.db")
+
+
+# --------------------------------------------------------------------------- end to end
+
+def test_cli_run_equisep_end_to_end_and_skip(tmp_path):
+    store = tmp_path / "s.db"
+    args = ["run", "equisep", "--store", str(store), "--steps", "6", "--depths", "2",
+            "--optimizers", "adam", "--schedule", "every 3; end", "--seeds", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with ls.store.open(store, read_only=True) as s:
+        runs = s.runs()
+        assert len(runs) == 3 and set(runs["status"]) == {"finished"}
+        metrics = s.metrics(run=runs["id"].iloc[0])
+    fuzz = metrics[metrics["measure"] == "fuzziness"]
+    assert sorted(set(fuzz["step"])) == [0, 3, 6]
+    last = fuzz[fuzz["step"] == 6].sort_values("layer_index")
+    assert last["layer_index"].tolist() == [0, 1, 2, 3]  # input + the 3 hidden blocks
+    assert last["layer"].iloc[0] == "input"
+    assert np.all(np.isfinite(last["value"])) and np.all(last["value"] > 0)
+    law = metrics[(metrics["layer"] == "law") & (metrics["step"] == 6)]
+    assert {"law_slope", "law_rho", "law_pearson_r", "law_r2"} <= set(law["measure"])
+    rho = law[law["measure"] == "law_rho"]["value"].iloc[0]
+    slope = law[law["measure"] == "law_slope"]["value"].iloc[0]
+    assert math.isclose(rho, math.exp(slope), rel_tol=1e-9)
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert again.output.count("skipped") == 3
+    with ls.store.open(store, read_only=True) as s:
+        assert len(s.runs()) == 3
+
+
+def test_cli_dry_run_lists_the_grid(tmp_path):
+    result = CliRunner().invoke(app, ["run", "equisep-depth", "--dry-run", "--store",
+                                      str(tmp_path / "s.db")])
+    assert result.exit_code == 0, result.output
+    assert "8 runs" in result.output and not (tmp_path / "s.db").exists()
