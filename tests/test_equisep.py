@@ -223,3 +223,20 @@ def test_cli_dry_run_lists_the_grid(tmp_path):
                                       str(tmp_path / "s.db")])
     assert result.exit_code == 0, result.output
     assert "8 runs" in result.output and not (tmp_path / "s.db").exists()
+
+
+def test_cli_imbalance_gives_a_long_tailed_set_and_the_imbalanced_fuzziness():
+    result = CliRunner().invoke(app, ["run", "equisep", "--dry-run", "--depths", "2",
+                                      "--optimizers", "adam", "--imbalance", "10",
+                                      "--per-class", "50"])
+    assert result.exit_code == 0, result.output
+    specs = expand("equisep", "small", depths=[2], optimizers=["adam"], imbalance=10.0,
+                   per_class=50)
+    assert all(s.data_options["imbalance"] == 10.0 and s.data_options["per_class"] == 50
+               and s.probe_options["balanced"] is False for s in specs)
+    splits = ls.data.load(specs[0].dataset, seed=0, **specs[0].data_options)
+    counts = np.bincount(np.asarray([int(y) for _, y in splits.train]), minlength=10)
+    # n_c = round(50 * 10 ** (-c / 9)): 50 for class 0 down to 5 for class 9
+    assert counts.tolist() == [max(1, round(50 * 10 ** (-c / 9))) for c in range(10)]
+    other = CliRunner().invoke(app, ["run", "early", "--dry-run", "--imbalance", "10"])
+    assert other.exit_code == 2 and "unknown override" in other.output

@@ -97,6 +97,11 @@ def run(
                                "layer_num; default 2,6,18 or 1..8 for equisep-depth)."),
     optimizers: str = typer.Option(None, help="equisep: comma-separated subset of sgd, "
                                    "momentum, adam."),
+    per_class: int = typer.Option(None, help="equisep: training samples per class (default "
+                                  "100)."),
+    imbalance: float = typer.Option(None, help="equisep: long-tailed training set, ratio of the "
+                                    "largest to the smallest class (uses the imbalanced "
+                                    "fuzziness)."),
     every: int = typer.Option(10, help="Quickstart: measure every k training steps."),
     seed: int = typer.Option(0, help="Quickstart: random seed."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run, run nothing."),
@@ -110,7 +115,8 @@ def run(
     if name != "quickstart":
         _run_preset(name, store, scale=scale, epochs=epochs, steps=steps, seeds=seeds,
                     models=models, dataset=dataset, schedule=schedule, device=device,
-                    dry_run=dry_run, depths=depths, optimizers=optimizers)
+                    dry_run=dry_run, depths=depths, optimizers=optimizers,
+                    per_class=per_class, imbalance=imbalance)
         return
     epochs = 8 if epochs is None else epochs
     from learnscope.experiments.quickstart import NETS, run_quickstart
@@ -169,14 +175,16 @@ def _check_store(store: Path) -> None:
 def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps: int | None,
                 seeds: str | None, models: str | None, dataset: str | None,
                 schedule: str | None, device: str, dry_run: bool, depths: str | None = None,
-                optimizers: str | None = None) -> None:
+                optimizers: str | None = None, per_class: int | None = None,
+                imbalance: float | None = None) -> None:
     from learnscope.experiments.presets import execute, expand
 
     overrides: dict = {"device": device}
     for key, value in (("epochs", epochs), ("steps", steps), ("dataset", dataset),
                        ("schedule", schedule), ("seeds", _split_list(seeds, int)),
                        ("models", _split_list(models)), ("depths", _split_list(depths, int)),
-                       ("optimizers", _split_list(optimizers))):
+                       ("optimizers", _split_list(optimizers)), ("per_class", per_class),
+                       ("imbalance", imbalance)):
         if value is not None:
             overrides[key] = value
     try:
