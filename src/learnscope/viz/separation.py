@@ -42,7 +42,7 @@ LAW_LAYER = "law"
 #: The fit measures, as stored.
 LAW_MEASURES = ("law_slope", "law_rho", "law_pearson_r", "law_r2", "law_first", "law_last")
 
-_TODO = ("record them with the equi-separation preset (`learnscope run equisep`) or add "
+_HOW_TO_RECORD = ("record them with the equi-separation preset (`learnscope run equisep`) or add "
          "ls.Separation(...) to the Scope's probes")
 
 
@@ -99,7 +99,7 @@ def _read(store: Store, info: RunInfo, probe: str) -> pd.DataFrame:
         has = f"its probes: {', '.join(probes)}" if probes else "it has no measurements yet"
         raise FigureError(
             f"run {info.id} ({info.name}) has no separation measurements (measure "
-            f"{FUZZINESS!r} of probe {probe!r}; {has}); {_TODO}"
+            f"{FUZZINESS!r} of probe {probe!r}; {has}); {_HOW_TO_RECORD}"
         )
     return frame
 
