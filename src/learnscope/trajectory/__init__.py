@@ -1,0 +1,1 @@
+"""Weight-space trajectories: parameter snapshots of several networks and their 2-D projections."""
