@@ -229,6 +229,7 @@ def _train(
                 batchnorm="eval",
                 name="patterns_eval",
             ),
+            ls.Weights(train=dataset, test=(x[:20], y[:20]), batch_size=16),
         ]
         scope = ls.Scope(model, probes, ls.every(1), store=store, name="measured",
                          total_steps=STEPS)
@@ -289,8 +290,9 @@ def test_training_measured_every_step_is_bit_identical_to_unmeasured(tmp_path, l
     with ls.store.open(db) as store:
         runs = store.runs()
         assert list(runs["status"]) == ["finished"]
-        for probe in ("patterns", "patterns_eval"):
+        for probe in ("patterns", "patterns_eval", "weights"):
             assert store.measured_steps(run_id, probe) == list(range(STEPS))
+        assert list(store.snapshots(run_id).steps) == list(range(STEPS))
         entropy = store.metrics(run=run_id, measure="entropy", probe="patterns")
         assert sorted(set(entropy["layer"])) == sorted(EXPECTED_LAYERS)
         assert len(entropy) == STEPS * len(EXPECTED_LAYERS)

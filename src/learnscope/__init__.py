@@ -6,12 +6,13 @@
 
 __version__ = "0.1.0"
 
-from learnscope import data, models, patterns, store, train  # noqa: E402
+from learnscope import data, models, patterns, store, train, trajectory  # noqa: E402
 from learnscope.patterns import ActivationPatterns  # noqa: E402
 from learnscope.probe import Probe, ProbeResult  # noqa: E402
 from learnscope.scope import Scope  # noqa: E402
 from learnscope.separation import Separation  # noqa: E402
 from learnscope.train.schedules import at, at_epochs, end, every, every_epoch  # noqa: E402
+from learnscope.trajectory import Weights  # noqa: E402
 
 __all__ = [
     "ActivationPatterns",
@@ -19,6 +20,7 @@ __all__ = [
     "ProbeResult",
     "Scope",
     "Separation",
+    "Weights",
     "__version__",
     "data",
     "models",
@@ -30,4 +32,5 @@ __all__ = [
     "every_epoch",
     "patterns",
     "store",
+    "trajectory",
 ]

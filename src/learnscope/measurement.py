@@ -214,3 +214,41 @@ def check_labels(labels: torch.Tensor | None, n: int) -> torch.Tensor:
     if labels.numel() and int(labels.min()) < 0:
         raise ValueError(f"labels must be >= 0 class indices, found {int(labels.min())}")
     return labels
+
+
+def evaluate(model: nn.Module, data: MeasurementData | None, batch_size: int = 512,
+             ) -> dict[str, float]:
+    """Mean cross-entropy loss and accuracy of `model` on labelled `data` (eval mode).
+
+    The model is switched to eval mode for the pass (running BatchNorm statistics, no dropout)
+    and every module back to its own mode afterwards; nothing else about it changes and the RNG
+    states are restored, so a training run is unaffected. Returns {} for None or an empty
+    dataset.
+    """
+    if data is None:
+        return {}
+    device = model_device(model)
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    try:
+        with torch.no_grad(), preserved_rng():
+            for inputs, labels in iter_batches(data, batch_size):
+                if labels is None:
+                    raise ValueError(
+                        "evaluating accuracy and loss needs labels: pass (inputs, labels) or a "
+                        "Dataset of (input, label) items"
+                    )
+                inputs, labels = inputs.to(device), labels.to(device).long()
+                logits = model(inputs)
+                total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+                correct += int((logits.argmax(1) == labels).sum())
+                count += labels.shape[0]
+    except EmptyDatasetError:
+        return {}
+    finally:
+        for module, training in modes:
+            module.training = training
+    if count == 0:
+        return {}
+    return {"loss": total_loss / count, "accuracy": correct / count}

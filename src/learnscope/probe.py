@@ -1,8 +1,9 @@
 """What every probe is: a narrow plug-in that measures a model and returns values.
 
 A probe knows nothing of storage or plotting. `measure(model, step)` returns a ProbeResult: metric
-rows (layer, layer index, measure name, value) and optional artifacts (objects with `.save(path)`,
-such as PatternCounts) that the Scope hands to the store.
+rows (layer, layer index, measure name, value), optional artifacts (objects with `.save(path)`,
+such as PatternCounts) and optional weight snapshots (1-D arrays, appended to the run's snapshot
+files), all of which the Scope hands to the store.
 """
 
 from __future__ import annotations
@@ -18,10 +19,17 @@ MetricRow = tuple[str, int, str, float]
 
 @dataclass
 class ProbeResult:
-    """One measurement of one probe: metric rows plus artifacts to keep, keyed by layer name."""
+    """One measurement of one probe: metric rows, artifacts keyed by layer name, and snapshots.
+
+    `snapshots` maps trajectory names to 1-D arrays of parameter values, stored as
+    `snapshot_dtype` ("float32" or "float16"); a Scope with a store does not keep them in
+    memory after writing them.
+    """
 
     rows: list[MetricRow] = field(default_factory=list)
     artifacts: dict[str, Any] = field(default_factory=dict)
+    snapshots: dict[str, Any] = field(default_factory=dict)
+    snapshot_dtype: str = "float32"
 
     def value(self, layer: str, measure: str) -> float:
         """The value of one measure of one layer (KeyError listing what exists if absent)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,8 @@ class Scope:
             for probe in probes:
                 done = self.store.measured_steps(self.run_id, probe.name)
                 self._done[probe.name] = set(done)
+                if done and hasattr(probe, "restore_from_store"):
+                    probe.restore_from_store(self.store, self.run_id)
                 if done and hasattr(probe, "restore"):
                     probe.restore(
                         self.store.artifact_dir(self.run_id, done[0], probe.name),
@@ -131,13 +134,18 @@ class Scope:
                         folder = self.store.artifact_dir(self.run_id, global_step, probe.name)
                         save_artifacts(folder, result.artifacts)
                     self.store.write_measurement(
-                        self.run_id, global_step, epoch, probe.name, result.rows
+                        self.run_id, global_step, epoch, probe.name, result.rows,
+                        snapshots=result.snapshots, snapshot_dtype=result.snapshot_dtype,
                     )
                 self._done[probe.name].add(global_step)
         except BaseException as error:
             self.finish("failed", error=_describe(error))
             raise
-        self.results[global_step] = results
+        # snapshots are on disk once stored: keeping them would grow memory with every step
+        self.results[global_step] = {
+            name: replace(result, snapshots={}) if self.store is not None else result
+            for name, result in results.items()
+        }
         return results
 
     def forget_measurements_after(self, step: int) -> None:

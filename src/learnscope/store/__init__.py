@@ -11,5 +11,6 @@ See :mod:`learnscope.store.db` for the concurrency, durability and NaN conventio
 """
 
 from .db import BUSY_TIMEOUT_S, RUN_STATUSES, Store, StoreError, open
+from .snapshots import SnapshotSeries
 
-__all__ = ["BUSY_TIMEOUT_S", "RUN_STATUSES", "Store", "StoreError", "open"]
+__all__ = ["BUSY_TIMEOUT_S", "RUN_STATUSES", "SnapshotSeries", "Store", "StoreError", "open"]

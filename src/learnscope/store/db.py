@@ -78,6 +78,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import snapshots as snapshot_files
 from .schema import APPLICATION_ID, SCHEMA_VERSION, ensure_schema
 
 if TYPE_CHECKING:
@@ -839,8 +840,16 @@ class Store:
         epoch: int | float | None,
         probe: str,
         rows: Iterable[tuple[str, int, str, float]],
+        *,
+        snapshots: Mapping[str, Any] | None = None,
+        snapshot_dtype: str = "float32",
     ) -> int:
         """Store one measurement atomically and return the number of rows written.
+
+        ``snapshots`` maps trajectory names to 1-D arrays of parameter values (the Weights
+        probe); they are appended to the run's snapshot files as ``snapshot_dtype`` ("float32"
+        or "float16") and indexed in the measurement's transaction (see
+        :mod:`learnscope.store.snapshots`; read them with :meth:`snapshots`).
 
         ``rows`` are ``(layer, layer_index, measure, value)``. All rows, the measurement's
         row in ``measurements`` and the run's ``last_step``/``updated_at`` are written in one
@@ -874,9 +883,15 @@ class Store:
             if number is not None and math.isnan(number):
                 number = None  # SQLite stores NaN as NULL anyway; be explicit about it
             prepared.append((run_id, step, probe, layer, index, measure, number))
+        values = {
+            str(name): snapshot_files.as_snapshot(array, snapshot_dtype, str(name))
+            for name, array in (snapshots or {}).items()
+        }
         now = _now()
         with self._write() as conn:
             self._require_run(conn, run_id)
+            if values:
+                self._append_snapshots(conn, run_id, step, probe, values, snapshot_dtype)
             conn.executemany(
                 "INSERT OR REPLACE INTO metrics "
                 "(run, step, probe, layer, layer_index, measure, value) "
@@ -900,6 +915,48 @@ class Store:
                 (step, step, now, socket.gethostname(), os.getpid(), run_id),
             )
         return len(prepared)
+
+    def _snapshot_folder(self, run_id: str, probe: str, trajectory: str) -> Path:
+        return (self.artifacts_root / _safe_component(run_id) / _safe_component(probe)
+                / "snapshots" / snapshot_files.folder_name(trajectory))
+
+    def _append_snapshots(
+        self, conn: sqlite3.Connection, run_id: str, step: int, probe: str,
+        values: Mapping[str, Any], dtype: str,
+    ) -> None:
+        """Write each snapshot after its trajectory's last indexed row; index it (in `conn`)."""
+        for trajectory, array in values.items():
+            last = conn.execute(
+                "SELECT chunk, row, size, dtype FROM snapshots WHERE run = ? AND probe = ? "
+                "AND trajectory = ? ORDER BY chunk DESC, row DESC LIMIT 1",
+                (run_id, probe, trajectory),
+            ).fetchone()
+            if last is None:
+                chunk, row = 0, 0
+            else:
+                if (last[2], last[3]) != (array.size, dtype):
+                    raise ValueError(
+                        f"trajectory {trajectory!r} of probe {probe!r} holds snapshots of "
+                        f"{last[2]} {last[3]} values, this one has {array.size} {dtype}: one "
+                        "trajectory keeps one size and dtype; give the new one another name"
+                    )
+                chunk, row = last[0], last[1] + 1
+                if row >= snapshot_files.rows_per_chunk(array.size, dtype):
+                    chunk, row = chunk + 1, 0
+            folder = self._snapshot_folder(run_id, probe, trajectory)
+            try:
+                snapshot_files.write_row(folder, chunk, row, array)
+            except OSError as exc:
+                raise StoreError(
+                    f"Cannot write the snapshot file in {folder}: {exc.strerror or exc}. "
+                    f"{_WHERE_TO}"
+                ) from exc
+            conn.execute(
+                "INSERT OR REPLACE INTO snapshots "
+                "(run, probe, trajectory, step, chunk, row, size, dtype) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, probe, trajectory, step, chunk, row, array.size, dtype),
+            )
 
     # ---------------------------------------------------------------- progress queries
 
@@ -1073,6 +1130,79 @@ class Store:
         frame = frame.astype({"layer_index": "int64"})
         frame = frame.sort_values(["probe", "layer_index", "layer", "measure"], kind="stable")
         return frame.reset_index(drop=True)
+
+    def _has_snapshot_table(self, conn: sqlite3.Connection) -> bool:
+        # a store of schema version 1 opened read-only has no snapshots table (yet)
+        return conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshots'"
+        ).fetchone() is not None
+
+    def trajectories(self, run: str) -> pd.DataFrame:
+        """The weight trajectories stored for ``run``, one row each.
+
+        Columns: probe, trajectory, snapshots (count), size (values per snapshot), dtype,
+        first_step, last_step; sorted by probe, then trajectory in the order first written.
+        ``run`` is resolved like :meth:`run`. Empty when the run has no snapshots.
+        """
+        import pandas as pd
+
+        columns = ["probe", "trajectory", "snapshots", "size", "dtype", "first_step",
+                   "last_step"]
+        with self._lock:
+            conn = self._db()
+            run_id = self._resolve(conn, run)
+            rows = [] if not self._has_snapshot_table(conn) else conn.execute(
+                "SELECT probe, trajectory, count(*), max(size), max(dtype), min(step), "
+                "max(step) FROM snapshots WHERE run = ? GROUP BY probe, trajectory "
+                "ORDER BY probe, min(rowid)", (run_id,),
+            ).fetchall()
+        return pd.DataFrame(rows, columns=columns)
+
+    def snapshots(
+        self, run: str, trajectory: str | None = None, *, probe: str | None = None
+    ) -> snapshot_files.SnapshotSeries:
+        """The stored snapshots of one trajectory of ``run`` (see :meth:`trajectories`).
+
+        ``trajectory`` may be left out when the run has exactly one (e.g. "all"); ``probe``
+        when only one probe stored that trajectory. Unknown names raise :class:`ValueError`
+        listing the ones there are. The values stay on disk until asked for
+        (:meth:`~learnscope.store.snapshots.SnapshotSeries.array`).
+        """
+        import numpy as np
+
+        with self._lock:
+            conn = self._db()
+            run_id = self._resolve(conn, run)
+            known = [] if not self._has_snapshot_table(conn) else conn.execute(
+                "SELECT probe, trajectory FROM snapshots WHERE run = ? "
+                "GROUP BY probe, trajectory ORDER BY probe, min(rowid)", (run_id,),
+            ).fetchall()
+            listing = ", ".join(f"{t!r} (probe {p!r})" for p, t in known) or "none"
+            if not known:
+                raise ValueError(
+                    f"run {run_id} has no weight snapshots; record them with the Weights probe "
+                    "(ls.Weights() in the Scope's probes, or `learnscope run trajectories`)"
+                )
+            matches = [(p, t) for p, t in known
+                       if (trajectory is None or t == trajectory) and (probe is None or p == probe)]
+            if len(matches) != 1:
+                what = "no" if not matches else "more than one"
+                raise ValueError(
+                    f"run {run_id} has {what} trajectory matching trajectory={trajectory!r}, "
+                    f"probe={probe!r}; its trajectories: {listing}"
+                )
+            probe_name, name = matches[0]
+            rows = conn.execute(
+                "SELECT step, chunk, row, size, dtype FROM snapshots WHERE run = ? AND "
+                "probe = ? AND trajectory = ? ORDER BY step", (run_id, probe_name, name),
+            ).fetchall()
+        table = np.asarray([r[:3] for r in rows], dtype=np.int64).reshape(-1, 3)
+        return snapshot_files.SnapshotSeries(
+            run=run_id, probe=probe_name, trajectory=name, steps=table[:, 0],
+            size=int(rows[0][3]), dtype=str(rows[0][4]),
+            folder=self._snapshot_folder(run_id, probe_name, name),
+            chunks=table[:, 1], rows=table[:, 2],
+        )
 
     def latest(self, run: str) -> pd.DataFrame:
         """For each (probe, layer, measure) of ``run``, its row with the greatest step.

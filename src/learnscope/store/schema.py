@@ -1,6 +1,6 @@
 """SQLite schema of the learnscope run store.
 
-Three tables:
+Four tables:
 
 ``runs``
     One row per training run: identity, status, bookkeeping and the run's config (JSON text).
@@ -11,6 +11,11 @@ Three tables:
 ``metrics``
     Long-form values: one row per ``(run, step, probe, layer, measure)``. That tuple is the
     primary key, which makes rewriting a measurement (``INSERT OR REPLACE``) idempotent.
+``snapshots``
+    Index of weight snapshots (the Weights probe): one row per ``(run, probe, trajectory,
+    step)`` saying where the snapshot's values lie in the artifact tree (chunk file and row).
+    Written in the measurement's transaction, after the values themselves; see
+    :mod:`learnscope.store.snapshots`.
 
 The database is marked with ``PRAGMA application_id`` so that an unrelated SQLite file is not
 mistaken for a store, and versioned with ``PRAGMA user_version``.
@@ -24,7 +29,8 @@ import sqlite3
 APPLICATION_ID = 0x4C53434F
 
 #: Value of ``PRAGMA user_version``; bump it and add a migration when the schema changes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version history: 1 runs / measurements / metrics; 2 adds ``snapshots`` (created on open).
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -72,6 +78,18 @@ CREATE TABLE IF NOT EXISTS metrics (
 
 CREATE INDEX IF NOT EXISTS metrics_by_measure
     ON metrics (run, measure, layer, step);
+
+CREATE TABLE IF NOT EXISTS snapshots (
+    run        TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    probe      TEXT NOT NULL,
+    trajectory TEXT NOT NULL,
+    step       INTEGER NOT NULL,
+    chunk      INTEGER NOT NULL,   -- file chunk_<chunk:05d>.bin of the trajectory's folder
+    row        INTEGER NOT NULL,   -- row of the snapshot in that file
+    size       INTEGER NOT NULL,   -- values per snapshot
+    dtype      TEXT NOT NULL,      -- float32 or float16, little-endian
+    PRIMARY KEY (run, probe, trajectory, step)
+);
 """
 
 
@@ -119,6 +137,12 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                 f"it was written by a newer learnscope (store schema version {version}, this "
                 f"learnscope reads up to {SCHEMA_VERSION}); upgrade learnscope"
             )
+        elif version < SCHEMA_VERSION:
+            # older store: every statement is CREATE ... IF NOT EXISTS, so this only adds
+            # the tables and indexes that later versions introduced
+            for statement in schema_statements():
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

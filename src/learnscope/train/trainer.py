@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from learnscope.measurement import preserved_rng
+from learnscope.measurement import evaluate
 from learnscope.train.recipes import Recipe
 
 CHECKPOINT = "checkpoint.pt"
@@ -41,25 +41,6 @@ class TrainResult:
     steps: int
     epochs_done: float
     metrics: dict[str, float]
-
-
-def _evaluate(model: nn.Module, dataset: Dataset | None, device: torch.device,
-              batch_size: int = 512) -> dict[str, float]:
-    if dataset is None or len(dataset) == 0:
-        return {}
-    was_training = model.training
-    model.eval()
-    total_loss, correct, count = 0.0, 0, 0
-    # evaluating must not move the RNG streams training draws from (a resumed run skips it)
-    with torch.no_grad(), preserved_rng():
-        for inputs, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            inputs, labels = inputs.to(device), labels.to(device)
-            logits = model(inputs)
-            total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-            correct += int((logits.argmax(1) == labels).sum())
-            count += labels.shape[0]
-    model.train(was_training)
-    return {"loss": total_loss / count, "accuracy": correct / count}
 
 
 def _rng_state() -> dict[str, Any]:
@@ -192,9 +173,9 @@ def train(
         if status == "diverged":
             break
         if step % steps_per_epoch == 0 or step >= total:
-            evaluation = {f"val_{k}": v for k, v in _evaluate(model, val_set, device).items()}
+            evaluation = {f"val_{k}": v for k, v in evaluate(model, val_set).items()}
             evaluation.update(
-                {f"test_{k}": v for k, v in _evaluate(model, test_set, device).items()})
+                {f"test_{k}": v for k, v in evaluate(model, test_set).items()})
             metrics.update(evaluation)
             if scope is not None and evaluation:
                 scope.log(step, evaluation, epoch=step / steps_per_epoch)
