@@ -26,7 +26,7 @@ from learnscope.data import cifar10 as cifar_module
 from learnscope.data.files import download_file, extract_tar
 from learnscope.data.transforms import AugmentedDataset, crop_flip
 
-NAMES = ["cifar10", "digits", "fashion-mnist", "mnist", "mnist1d", "synthetic"]
+NAMES = ["cifar10", "digits", "fashion-mnist", "mnist", "mnist1d", "omniglot", "synthetic"]
 IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 CIFAR_NAMES = [b"airplane", b"automobile", b"bird", b"cat", b"deer",

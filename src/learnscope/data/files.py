@@ -1,7 +1,8 @@
 """Where dataset files live, how a missing one is reported, and how an official copy is fetched.
 
-Downloads use only the standard library (urllib, hashlib, tarfile) and check the published MD5 of
-every file before it is put in place; a file that fails the check is deleted, never used.
+Downloads use only the standard library (urllib, hashlib, tarfile, zipfile) and check the
+published MD5 of every file before it is put in place; a file that fails the check is deleted,
+never used.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 ROOT_ENV = "LEARNSCOPE_DATA"
 DEFAULT_ROOT = "./data"
@@ -123,6 +126,56 @@ def extract_tar(archive: str | os.PathLike, into: str | os.PathLike) -> None:
                 tar.extractall(scratch, members=members, filter="data")
             else:  # Python < 3.10.12 / 3.11.4: members were checked above
                 tar.extractall(scratch, members=members)
+            for entry in Path(scratch).iterdir():
+                final = into / entry.name
+                if final.exists():
+                    shutil.rmtree(final) if final.is_dir() else final.unlink()
+                entry.replace(final)
+
+
+def extract_zip(archive: str | os.PathLike, into: str | os.PathLike) -> None:
+    """Unpack a zip archive into a folder, refusing members that would land outside it.
+
+    The same checks as `extract_tar`: every member must be a plain file or folder (no symbolic
+    link) whose name is relative, has no `..` part and resolves inside `into`.
+    """
+    into = Path(into).absolute()
+    into.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise DatasetFormatError(
+            f"archive {archive} is not a readable zip file ({error}); delete it and download "
+            "it again"
+        ) from error
+    with handle as zipped:
+        members = zipped.infolist()
+        for member in members:
+            name = member.filename.replace("\\", "/")
+            parts = PurePosixPath(name).parts
+            kind = stat.S_IFMT(member.external_attr >> 16)  # 0 where no Unix mode is stored
+            target = (into / name).resolve()
+            if (
+                name.startswith("/")
+                or (parts and ":" in parts[0])  # a Windows drive, C:/...
+                or ".." in parts
+                or kind not in (0, stat.S_IFREG, stat.S_IFDIR)  # e.g. a symbolic link
+                or not target.is_relative_to(into.resolve())
+            ):
+                raise DatasetFormatError(
+                    f"archive {archive} holds {member.filename!r}, which is not a plain file or "
+                    f"folder inside {into}; refusing to extract it. Delete the archive and "
+                    "download it again"
+                )
+        # Extract into a scratch folder first so a failed extraction leaves no half-written set.
+        with tempfile.TemporaryDirectory(dir=into) as scratch:
+            try:
+                zipped.extractall(scratch, members=members)
+            except (zipfile.BadZipFile, OSError) as error:  # CRC mismatch, truncated member
+                raise DatasetFormatError(
+                    f"archive {archive} could not be unpacked ({error}); delete it and download "
+                    "it again"
+                ) from error
             for entry in Path(scratch).iterdir():
                 final = into / entry.name
                 if final.exists():
