@@ -681,3 +681,184 @@ def test_browser_equisep_plots_update_live(separated: tuple[Path, str]) -> None:
         finally:
             browser.close()
     assert errors == []
+
+
+# --------------------------------------------------------------------------- weight trajectories
+
+
+def synthetic_map(seed: int = 0):
+    """Three networks (two groups) with two scores, one missing value and a landscape that is
+    NaN outside the snapshots' hull."""
+    import numpy as np
+
+    from learnscope.trajectory.maps import TrajectoryMap, score_landscape
+
+    rng = np.random.default_rng(seed)
+    sizes = (6, 4, 5)
+    coords = [rng.normal(size=(n, 2)).cumsum(axis=0) for n in sizes]
+    accuracy = [rng.uniform(0.1, 0.9, n) for n in sizes]
+    accuracy[1][2] = np.nan
+    loss = [rng.uniform(0.1, 3.0, n) for n in sizes]
+    return TrajectoryMap(
+        networks=["mlp-a", "mlp-b", "mlp-c"], runs=["", "", ""],
+        groups=["scratch", "scratch", "pretrained"], steps=[np.arange(n) * 25 for n in sizes],
+        coords=coords, scores={"test_accuracy": accuracy, "loss": loss}, trajectory="all",
+        projection="PCA (fit on all)",
+        landscape=score_landscape(coords, accuracy, resolution=9, score="test_accuracy"),
+        meta={"fit_on": "all", "nan": float("nan")},
+    )  # fmt: skip
+
+
+def nulls(array) -> list:
+    """An array as nested lists with NaN as None (how the JSON and Plotly carry it)."""
+    import numpy as np
+
+    values = np.asarray(array, dtype=float)
+    return np.where(np.isnan(values), None, values).tolist()
+
+
+@pytest.fixture()
+def mapped(tmp_path: Path) -> tuple[Path, str, str, object]:
+    """(store, run with a trajectory map, run without one, the map)."""
+    from learnscope.trajectory.maps import save_map
+
+    path = tmp_path / "traj" / "runs.db"
+    path.parent.mkdir()
+    tmap = synthetic_map()
+    with store_mod.open(path) as s:
+        run_id = s.create_run("trajectories-demo", {}, experiment="trajectories")
+        save_map(s, run_id, tmap)
+        s.set_status(run_id, "finished")
+        other = s.create_run("no-map", {}, total_steps=10)
+    return path, run_id, other, tmap
+
+
+def test_api_trajectories_equals_the_map(mapped) -> None:
+    path, run_id, other, tmap = mapped
+    client = TestClient(create_app(path))
+    response = client.get(f"/api/runs/{run_id}/trajectories")
+    assert response.status_code == 200
+    assert "NaN" not in response.text and "Infinity" not in response.text
+    body = response.json()
+    assert body["run"]["id"] == run_id
+    assert (body["networks"], body["runs"], body["groups"]) == (tmap.networks, tmap.runs,
+                                                                tmap.groups)  # fmt: skip
+    assert (body["trajectory"], body["projection"]) == ("all", "PCA (fit on all)")
+    assert body["steps"] == [s.tolist() for s in tmap.steps]
+    assert body["coords"] == [c.tolist() for c in tmap.coords]
+    assert body["score_names"] == ["test_accuracy", "loss"]
+    for name in body["score_names"]:
+        assert body["scores"][name] == [nulls(v) for v in tmap.scores[name]]
+    assert body["scores"]["test_accuracy"][1][2] is None
+    land = body["landscape"]
+    assert (land["method"], land["score"]) == ("interpolate", "test_accuracy")
+    assert land["x"] == tmap.landscape.x.tolist() and land["y"] == tmap.landscape.y.tolist()
+    assert land["values"] == nulls(tmap.landscape.values)
+    assert None in sum(land["values"], [])  # outside the hull
+    assert body["meta"] == {"fit_on": "all", "nan": None}
+    assert client.get("/api/runs/trajectories-demo/trajectories").json()["coords"] == \
+        body["coords"]  # by name
+    assert client.get(f"/api/runs/{run_id}").json()["trajectory_map"] is True
+    assert client.get(f"/api/runs/{other}").json()["trajectory_map"] is False
+    missing = client.get(f"/api/runs/{other}/trajectories")
+    assert missing.status_code == 404
+    error = missing.json()
+    assert error["error"] == "No trajectory map" and "has no trajectory map" in error["detail"]
+    assert "learnscope run trajectories" in error["hint"]
+    assert client.get("/api/runs/nope/trajectories").json()["error"] == "Unknown run"
+    assert '<div id="trajectories">' in client.get(f"/runs/{run_id}").text
+    assert '<div id="trajectories" hidden>' in client.get(f"/runs/{other}").text
+    # the dashboard only read: the artifact folder holds the map and nothing else
+    files = sorted(p.name for p in (path.parent / "runs.artifacts").rglob("*") if p.is_file())
+    assert files == ["map.npz"]
+
+
+def test_api_trajectories_reports_a_broken_map(mapped) -> None:
+    from learnscope.trajectory.maps import map_folder
+
+    path, run_id, _, _ = mapped
+    with store_mod.open(path) as s:
+        (map_folder(s, run_id) / "map.npz").write_bytes(b"not a map")
+    response = TestClient(create_app(path)).get(f"/api/runs/{run_id}/trajectories")
+    assert response.status_code == 500
+    assert response.json()["error"] == "Cannot read the trajectory map"
+    assert "not a readable trajectory map" in response.json()["detail"]
+
+
+def test_browser_trajectory_map(mapped) -> None:
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    from learnscope.trajectory.maps import save_map
+
+    path, run_id, other, tmap = mapped
+    requests: list[str] = []
+    errors: list[str] = []
+    plot = "document.getElementById('trajectory-map')"
+    n = len(tmap.networks)
+    read = (f"() => {plot}.data.map(t => ({{type: t.type, name: t.name, x: t.x, y: t.y, "
+            "z: t.z || null, mode: t.mode || null, color: t.marker ? t.marker.color : null, "
+            "line: t.line ? t.line.color : null, dash: t.line ? t.line.dash : null, "
+            "bar: t.type === 'heatmap' ? t.colorbar.title.text : "
+            "(t.marker && t.marker.showscale ? t.marker.colorbar.title.text : null)}))")
+    with serve(path, poll_seconds=0.25) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(20_000)
+            page.on("request", lambda request: requests.append(request.url))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{base}/runs/{run_id}")
+            page.wait_for_function(f"() => {plot}.data && {plot}.data.length === {n + 3}")
+            assert page.is_visible("#trajectories")
+            traces = page.evaluate(read)
+            heat, lines, start, end = traces[0], traces[1:n + 1], traces[n + 1], traces[n + 2]
+            # the landscape under everything: its grid and values (NaN -> null) as stored
+            assert heat["type"] == "heatmap"
+            assert heat["x"] == tmap.landscape.x.tolist()
+            assert heat["y"] == tmap.landscape.y.tolist()
+            assert heat["z"] == nulls(tmap.landscape.values)
+            assert heat["bar"] == "test_accuracy (landscape, interpolated)"
+            # one line per network through its points, markers coloured by the score
+            for i, trace in enumerate(lines):
+                assert trace["mode"] == "lines+markers"
+                assert trace["name"] == f"{tmap.networks[i]} ({tmap.groups[i]})"
+                assert trace["x"] == tmap.coords[i][:, 0].tolist()
+                assert trace["y"] == tmap.coords[i][:, 1].tolist()
+                assert trace["color"] == nulls(tmap.scores["test_accuracy"][i])
+            assert lines[0]["bar"] == "test_accuracy" and lines[1]["bar"] is None
+            assert len({t["line"] for t in lines}) == n  # a colour per network
+            assert lines[0]["dash"] == lines[1]["dash"] != lines[2]["dash"]  # a dash per group
+            assert (start["name"], end["name"]) == ("start", "end")
+            assert start["x"] == [c[0, 0] for c in tmap.coords]
+            assert start["y"] == [c[0, 1] for c in tmap.coords]
+            assert end["x"] == [c[-1, 0] for c in tmap.coords]
+            assert end["y"] == [c[-1, 1] for c in tmap.coords]
+            assert end["color"] == [t["line"] for t in lines]
+            # another score from the selector recolours the markers
+            assert page.is_visible("#trajectory-score")
+            page.select_option("#trajectory-score", "loss")
+            page.wait_for_function(f"() => {plot}.data[1].marker.colorbar.title.text === 'loss'")
+            traces = page.evaluate(read)
+            for i in range(n):
+                assert traces[1 + i]["color"] == tmap.scores["loss"][i].tolist()
+            assert traces[0]["z"] == nulls(tmap.landscape.values)
+            page.screenshot(path=str(artifacts_dir() / "dashboard-trajectories.png"),
+                            full_page=True)
+
+            # a run without a map: hidden; it appears by itself once a map is written
+            page.goto(f"{base}/runs/{other}")
+            assert page.is_hidden("#trajectories")
+            page.evaluate("window.__lsMarker = 'waiting'")
+            with store_mod.open(path) as s:
+                save_map(s, other, synthetic_map(seed=1))
+            page.wait_for_function(f"() => {plot}.data && {plot}.data.length === {n + 3}")
+            assert page.is_visible("#trajectories")
+            assert page.evaluate("window.__lsMarker") == "waiting"  # no reload
+        finally:
+            browser.close()
+    assert errors == []
+    outside = [url for url in requests if not url.startswith(base + "/") and
+               not url.startswith("data:")]  # fmt: skip
+    assert outside == [], outside
+    assert base.startswith("http://127.0.0.1:")

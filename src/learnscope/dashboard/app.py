@@ -8,7 +8,9 @@ Pages (HTML; the browser script ``static/dashboard.js`` keeps them up to date by
 JSON endpoints and redrawing with ``Plotly.react``, without reloading):
 
 ``/``                      the run list
-``/runs/{run}``            one run: a layer x step heatmap and per-layer lines of one measure
+``/runs/{run}``            one run: a layer x step heatmap and per-layer lines of one measure;
+                           the equi-separation plots and the weight-trajectory map when it has
+                           them
 ``/compare?runs=a&runs=b`` several runs side by side for one measure
 
 JSON endpoints (NaN and infinite values are sent as ``null``; errors as
@@ -19,6 +21,10 @@ JSON endpoints (NaN and infinite values are sent as ``null``; errors as
 ``/api/runs/{run}/metrics?measure=M&since_step=S``  one measure of a run, steps > S
 ``/api/runs/{run}/separation?since_step=S``         separation fuzziness per layer and the
                                                     equi-separation fit, steps > S
+``/api/runs/{run}/trajectories``                    the run's weight-trajectory map (2-D
+                                                    points, steps and scores per network, and
+                                                    the score landscape), see
+                                                    :mod:`learnscope.trajectory.maps`
 """
 
 from __future__ import annotations
@@ -44,6 +50,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import learnscope
 from learnscope.store import Store, StoreError
 from learnscope.store.db import parse_time
+from learnscope.trajectory.maps import (
+    MapNotFoundError,
+    TrajectoryMap,
+    TrajectoryMapError,
+    has_map,
+    load_map,
+)
 
 __all__ = ["DashboardError", "create_app"]
 
@@ -184,6 +197,28 @@ def _separation(frame: pd.DataFrame) -> dict[str, Any]:
         for m in LAW_MEASURES
     }
     return content
+
+
+def _trajectories(tmap: TrajectoryMap) -> dict[str, Any]:
+    """The JSON form of a trajectory map (NaN becomes null when sent)."""
+    land = tmap.landscape
+    return {
+        "networks": list(tmap.networks),
+        "runs": list(tmap.runs),
+        "groups": list(tmap.groups),
+        "steps": [steps.tolist() for steps in tmap.steps],
+        "coords": [coords.tolist() for coords in tmap.coords],
+        "score_names": list(tmap.scores),
+        "scores": {name: [values.tolist() for values in per_network]
+                   for name, per_network in tmap.scores.items()},
+        "trajectory": tmap.trajectory,
+        "projection": tmap.projection,
+        "landscape": None if land is None else {
+            "x": land.x.tolist(), "y": land.y.tolist(), "values": land.values.tolist(),
+            "method": land.method, "score": land.score,
+        },
+        "meta": tmap.meta,
+    }
 
 
 # --------------------------------------------------------------------------- HTML
@@ -402,7 +437,8 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
         for key in ("version", "git_rev"):
             run[key] = _plain(record.get(key))
         series = store.series(record["id"])
-        return {"run": run, **_catalog(series), "separation_probe": _separation_probe(series)}
+        return {"run": run, **_catalog(series), "separation_probe": _separation_probe(series),
+                "trajectory_map": has_map(store, record["id"])}  # fmt: skip
 
     # ---------------------------------------------------------------- errors
 
@@ -430,7 +466,7 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
                 404, "Not found", f"There is no page or endpoint at {request.url.path}.",
                 "Pages: /, /runs/RUN, /compare. Endpoints: /api/runs, /api/runs/RUN, "
                 "/api/runs/RUN/metrics?measure=M&since_step=S, "
-                "/api/runs/RUN/separation?since_step=S.",
+                "/api/runs/RUN/separation?since_step=S, /api/runs/RUN/trajectories.",
             )  # fmt: skip
         else:
             what = DashboardError(error.status_code, "Request failed", str(error.detail))
@@ -548,6 +584,28 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
                    **_separation(frame)}  # fmt: skip
         return SafeJSONResponse(content, headers={"Cache-Control": "no-store"})
 
+    @app.get("/api/runs/{ref}/trajectories")
+    def api_trajectories(ref: str) -> SafeJSONResponse:
+        """The run's weight-trajectory map: per network its steps, 2-D points and scores."""
+        with reader() as store:
+            record = resolve(store, ref)
+            try:
+                tmap = load_map(store, record["id"])
+            except MapNotFoundError as exc:
+                raise DashboardError(
+                    404, "No trajectory map", str(exc),
+                    "Project weight snapshots into a map with `learnscope run trajectories` or "
+                    "`learnscope trajectories project RUN...`; the run page shows it then.",
+                ) from exc  # fmt: skip
+            except (TrajectoryMapError, OSError) as exc:
+                raise DashboardError(
+                    500, "Cannot read the trajectory map", str(exc),
+                    "The map file may be from a newer learnscope or damaged; write it again "
+                    "(e.g. `learnscope trajectories project RUN...`).",
+                ) from exc  # fmt: skip
+        content = {"run": _summary(record), **_trajectories(tmap)}
+        return SafeJSONResponse(content, headers={"Cache-Control": "no-store"})
+
     # ---------------------------------------------------------------- pages
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -602,9 +660,11 @@ Compare selected runs</button>
                 "Unknown measure", f"Run {run['id']} has no measure {measure!r}.",
                 f"Showing {chosen!r} instead; pick another from the list.", "info",
             )  # fmt: skip
+        mapped = content["trajectory_map"]
         if not names:
             notice = _notice(
-                "No measurements yet", f"Run {run['id']} has no measurements yet.",
+                "No measurements yet", f"Run {run['id']} has no measurements yet"
+                + (" (it holds a weight-trajectory map, shown below)." if mapped else "."),
                 "This page shows them as soon as the run writes its first one.", "info",
                 "ls-notice",
             )  # fmt: skip
@@ -629,6 +689,15 @@ Compare selected runs</button>
 <div><dt>last update</dt><dd data-key="updated">{_e(run["updated_at"])}</dd></div>
 </dl>
 {notice}
+<div id="trajectories"{"" if mapped else " hidden"}>
+<section><h2 class="plot-title">weight trajectories</h2>
+<div class="controls" id="trajectory-controls">
+<span class="muted small" id="trajectory-about"></span>
+<label id="trajectory-score-label" hidden>score <select id="trajectory-score"></select></label>
+</div>
+<div id="trajectory-notice" hidden></div>
+<div id="trajectory-map" class="plot"></div></section>
+</div>
 <div class="controls">
 <label>measure <select id="measure">{options}</select></label>
 <label title="each layer's colours span its own minimum to maximum">
@@ -646,7 +715,7 @@ step</h2><div id="equisep" class="plot"></div></section>
 </div>
 <details><summary>config</summary><pre id="run-config">{_e(config_text)}</pre></details>"""
         config = {"poll_ms": poll_ms, "run_id": run["id"], "measure": chosen,
-                  "separation_probe": separation}  # fmt: skip
+                  "separation_probe": separation, "trajectory_map": mapped}  # fmt: skip
         return _page(run["name"], "run", body, config, store=path, plotly=True)
 
     @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)

@@ -9,7 +9,9 @@ Functions (each returns a ``matplotlib.figure.Figure``; runs are ids, id prefixe
 seeds), `figure3` (layer x epoch heatmaps per method), `figure4` (the five measures over the
 whole training), `heatmap` and `curves` (any measure of one run), `equisep` (separation
 fuzziness per layer and the equi-separation fit at one step), `equisep_dynamics` (both over
-training), `save`. Data panels are
+training), `trajectory_figure` (the weight trajectories of a ``TrajectoryMap`` in the projected
+plane, over its score landscape), `trajectory_figure_from_store` (the same for a run's stored
+map), `save_trajectory_figure`, `save`. Data panels are
 marked: ``ax.get_label() == "panel"`` and ``ax.panel_info``; see `learnscope.viz.style`.
 matplotlib is imported only when one of them is first used. Command line: `learnscope plot`.
 """
@@ -21,7 +23,8 @@ from typing import Any
 from learnscope.viz.data import FigureError
 
 __all__ = ["FigureError", "curves", "equisep", "equisep_dynamics", "figure1", "figure2",
-           "figure3", "figure4", "heatmap", "panels", "save"]
+           "figure3", "figure4", "heatmap", "panels", "save", "save_trajectory_figure",
+           "trajectory_figure", "trajectory_figure_from_store"]
 
 _LAZY = {"curves", "figure1", "figure2", "figure3", "figure4", "heatmap", "save"}
 
@@ -37,6 +40,10 @@ def __getattr__(name: str) -> Any:
         from learnscope.viz import separation
 
         return getattr(separation, name)
+    if name in ("save_trajectory_figure", "trajectory_figure", "trajectory_figure_from_store"):
+        from learnscope.viz import trajectories
+
+        return getattr(trajectories, name)
     if name == "panels":
         from learnscope.viz.style import panels
 

@@ -20,8 +20,8 @@ from learnscope.viz.data import FigureError
 
 plot_app = typer.Typer(
     help="Draw the figures of the activation-pattern paper (figure1-4), heatmaps or curves "
-    "of any measure of a run, and the equi-separation law (equisep, equisep-dynamics), from a "
-    "run store, as PNG or PDF.",
+    "of any measure of a run, the equi-separation law (equisep, equisep-dynamics) and weight "
+    "trajectories (trajectories), from a run store, as PNG or PDF.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -55,7 +55,7 @@ OutOptions = {
     name: typer.Option(None, "--out", "-o", show_default=False,
                        help=f"Output file, .png or .pdf (default {name}.png).")
     for name in ("figure1", "figure2", "figure3", "figure4", "heatmap", "curves", "equisep",
-                 "equisep-dynamics")
+                 "equisep-dynamics", "trajectories")
 }
 
 
@@ -277,3 +277,29 @@ def equisep_dynamics_command(
     from learnscope.viz.separation import equisep_dynamics
 
     _draw(store, outputs, lambda s: equisep_dynamics(s, run, probe=probe, x=x))
+
+
+@plot_app.command("trajectories")
+def trajectories_command(
+    run: str = RunArgument,
+    store: Path = StoreOption,
+    out: Path = OutOptions["trajectories"],
+    formats: str = FormatOption,
+    score: str = typer.Option(None, "--score", help="Score that shades the snapshots, e.g. "
+                              "test_accuracy (default: the map's chosen score, else the "
+                              "landscape's, else the first)."),
+    no_landscape: bool = typer.Option(False, "--no-landscape",
+                                      help="Leave out the score landscape under the lines."),
+) -> None:
+    """Weight trajectories of a run's trajectory map, in the projected plane.
+
+    One line per network (networks of a group share a colour family and line style), the
+    snapshots shaded by a score, start (circle) and end (star), over the score landscape when
+    the map has one. The map comes from `learnscope run trajectories` or `learnscope
+    trajectories project RUN...`.
+    """
+    outputs = _outputs(out, formats, "trajectories")
+    from learnscope.viz.trajectories import trajectory_figure_from_store
+
+    _draw(store, outputs, lambda s: trajectory_figure_from_store(
+        s, run, score=score, landscape=not no_landscape))

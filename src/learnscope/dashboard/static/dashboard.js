@@ -382,6 +382,130 @@
     sep.draws += 1;
   }
 
+  // ------------------------------------------------------------------ weight trajectories
+
+  // Colours as in the figure (learnscope.viz.trajectories): with one group, tab10 per network;
+  // with several, a colour family per group (dark to light within it) and a dash per group.
+  const TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+    "#7f7f7f", "#bcbd22", "#17becf"];
+  const FAMILIES = [["#084a91", "#7fb9da"], ["#9e3303", "#fd9a4e"], ["#006428", "#86cc85"],
+    ["#4f1f8b", "#aaa8d0"], ["#980c13", "#fb7a5a"], ["#1d1d1d", "#a5a5a5"]];
+  const DASHES = ["solid", "dash", "dot", "dashdot"];
+  const LANDSCAPE_SCALE = [[0, "#ececec"], [1, "#5f5f5f"]];
+
+  function mixHex(a, b, t) {
+    const parse = (h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16));
+    const pa = parse(a);
+    const pb = parse(b);
+    return "rgb(" + pa.map((v, k) => Math.round(v + t * (pb[k] - v))).join(",") + ")";
+  }
+
+  function trajectoryStyles(groups) {
+    const distinct = Array.from(new Set(groups));
+    if (distinct.length < 2) return groups.map((g, i) => ({ color: TAB10[i % 10], dash: "solid" }));
+    return groups.map((g, i) => {
+      const gi = distinct.indexOf(g);
+      const members = groups.map((h, j) => (h === g ? j : -1)).filter((j) => j >= 0);
+      const k = members.indexOf(i);
+      const family = FAMILIES[gi % FAMILIES.length];
+      const t = members.length === 1 ? 1 / 3 : k / (members.length - 1);
+      return { color: mixHex(family[0], family[1], t), dash: DASHES[gi % DASHES.length] };
+    });
+  }
+
+  function finiteRange(arrays) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const values of arrays) {
+      for (const v of values) {
+        if (v !== null && isFinite(v)) {
+          lo = Math.min(lo, v);
+          hi = Math.max(hi, v);
+        }
+      }
+    }
+    if (!isFinite(lo)) return null;
+    return hi > lo ? [lo, hi] : [lo - 0.5, hi + 0.5];
+  }
+
+  // The map as Plotly traces: the landscape heatmap (if any), one line+markers trace per
+  // network (markers coloured by the score), then the start and the end markers.
+  function trajectoryTraces(map, score) {
+    const styles = trajectoryStyles(map.groups);
+    const several = new Set(map.groups).size > 1;
+    const land = map.landscape;
+    const values = score ? map.scores[score] : [];
+    const shared = land && score && land.score === score;
+    const pointRange = finiteRange(shared ? values.concat(land.values) : values);
+    const traces = [];
+    if (land) {
+      const range = shared ? pointRange : finiteRange(land.values);
+      const how = land.method === "interpolate" ? "interpolated" : "evaluated";
+      traces.push(Object.assign({
+        type: "heatmap", name: "landscape", x: land.x, y: land.y, z: land.values,
+        colorscale: LANDSCAPE_SCALE, hoverongaps: false, showlegend: false,
+        colorbar: { title: { text: land.score + " (landscape, " + how + ")", side: "right" },
+          thickness: 14, x: 1.02, xanchor: "left" },
+        hovertemplate: "landscape<br>(%{x:.3g}, %{y:.3g})<br>" + land.score + " %{z:.4g}<extra></extra>",
+      }, range ? { zmin: range[0], zmax: range[1], zauto: false } : {}));
+    }
+    map.networks.forEach((name, i) => {
+      const st = styles[i];
+      const label = several && map.groups[i] ? name + " (" + map.groups[i] + ")" : name;
+      const marker = { size: 7, line: { color: st.color, width: 1.2 } };
+      if (score) {
+        Object.assign(marker, {
+          color: values[i], colorscale: "Viridis", showscale: i === 0,
+          colorbar: { title: { text: score, side: "right" }, thickness: 14,
+            x: land ? 1.17 : 1.02, xanchor: "left" },
+        }, pointRange ? { cmin: pointRange[0], cmax: pointRange[1] } : {});
+      } else {
+        marker.color = st.color;
+      }
+      traces.push({
+        type: "scatter", mode: "lines+markers", name: label, x: map.coords[i].map((p) => p[0]),
+        y: map.coords[i].map((p) => p[1]), customdata: map.steps[i], legendgroup: map.groups[i],
+        line: { color: st.color, dash: st.dash, width: 2 }, marker: marker,
+        hovertemplate: name + "<br>step %{customdata}" +
+          (score ? "<br>" + score + " %{marker.color:.4g}" : "") + "<extra></extra>",
+      });
+    });
+    const ends = (which) => map.coords.map((c) => c[which === "start" ? 0 : c.length - 1]);
+    const endSteps = (which) => map.steps.map((s) => s[which === "start" ? 0 : s.length - 1]);
+    traces.push({
+      type: "scatter", mode: "markers", name: "start", x: ends("start").map((p) => p[0]),
+      y: ends("start").map((p) => p[1]), customdata: endSteps("start"), text: map.networks,
+      marker: { symbol: "circle-open", size: 14, color: styles.map((s) => s.color), line: { width: 2.5 } },
+      hovertemplate: "%{text}: start (step %{customdata})<extra></extra>",
+    }, {
+      type: "scatter", mode: "markers", name: "end", x: ends("end").map((p) => p[0]),
+      y: ends("end").map((p) => p[1]), customdata: endSteps("end"), text: map.networks,
+      marker: { symbol: "star", size: 17, color: styles.map((s) => s.color), line: { color: "#000", width: 1 } },
+      hovertemplate: "%{text}: end (step %{customdata})<extra></extra>",
+    });
+    return traces;
+  }
+
+  function drawTrajectories(view) {
+    const map = view.map;
+    const labels = Array.isArray(map.meta && map.meta.axis_labels) && map.meta.axis_labels.length === 2
+      ? map.meta.axis_labels : ["projected axis 1", "projected axis 2"];
+    const land = map.landscape;
+    const edges = (c) => (c.length > 1 ? [c[0] - (c[1] - c[0]) / 2,
+      c[c.length - 1] + (c[c.length - 1] - c[c.length - 2]) / 2] : null);
+    const layout = {
+      margin: { l: 60, r: 20, t: 10, b: 45 }, height: 560,
+      xaxis: Object.assign({ title: { text: labels[0] }, zeroline: false, showgrid: !land },
+        land ? { range: edges(land.x) } : {}),
+      yaxis: Object.assign({ title: { text: labels[1] }, zeroline: false, showgrid: !land },
+        land ? { range: edges(land.y) } : {}),
+      legend: { orientation: "h", y: -0.14, yanchor: "top" },
+      uirevision: "trajectories", showlegend: true,
+    };
+    Plotly.react($("trajectory-map"), trajectoryTraces(map, view.score), layout, PLOT_CONFIG);
+    view.draws += 1;
+  }
+
   // ------------------------------------------------------------------ one run
 
   function initRun() {
@@ -454,10 +578,48 @@
       });
     }
 
+    // The weight-trajectory map, for runs that have one (it may be written while the page is
+    // open: the catalog refresh starts it then). A map does not change, so it is read once.
+    let trajectoriesStarted = false;
+    async function startTrajectories(present) {
+      if (trajectoriesStarted || !present || !$("trajectories")) return;
+      trajectoriesStarted = true;
+      let map;
+      try {
+        map = await getJSON("/api/runs/" + encodeURIComponent(runId) + "/trajectories");
+      } catch (error) {
+        trajectoriesStarted = false; // try again with the next catalog refresh
+        if (!error.body) throw error;
+        $("trajectories").hidden = false;
+        showNotice($("trajectory-notice"), error.body, "error");
+        return;
+      }
+      hideNotice($("trajectory-notice"));
+      $("trajectories").hidden = false;
+      const names = map.score_names;
+      // the score the map was made for, else the landscape's, else the first (as the figure)
+      const chosen = map.meta && typeof map.meta.score === "string" ? map.meta.score : null;
+      const preferred = names.includes(chosen) ? chosen
+        : map.landscape && names.includes(map.landscape.score) ? map.landscape.score : names[0];
+      const view = (ls.trajectories = { map: map, score: preferred || null, draws: 0 });
+      const select = $("trajectory-score");
+      select.replaceChildren(...names.map((n) => el("option", { value: n, text: n })));
+      if (view.score) select.value = view.score;
+      $("trajectory-score-label").hidden = names.length < 2;
+      select.onchange = () => {
+        view.score = select.value;
+        drawTrajectories(view);
+      };
+      $("trajectory-about").textContent = map.networks.length + " networks, " + map.trajectory +
+        " parameters, " + map.projection;
+      drawTrajectories(view);
+    }
+
     async function refreshCatalog() {
       const data = await getJSON("/api/runs/" + encodeURIComponent(runId));
       catalogAge = 0;
       startSeparation(data.separation_probe);
+      await startTrajectories(data.trajectory_map);
       setMeasures(data.measures);
       setSummary(data.run);
       if (!state.measure && data.default_measure) {
@@ -487,6 +649,9 @@
     }
 
     startSeparation(config.separation_probe);
+    startTrajectories(config.trajectory_map).catch((error) => {
+      if (window.console) console.warn("learnscope dashboard:", error);
+    });
 
     const refreshNow = poll(async () => {
       if (!state.measure || (catalogAge >= CATALOG_EVERY && status === "running")) {
