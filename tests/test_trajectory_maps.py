@@ -357,7 +357,7 @@ def test_store_helpers(tmp_path: Path) -> None:
         text = str(error)
         assert f"Run {run_id} (trajectories-mnist) has no trajectory map" in text
         assert "learnscope run trajectories" in text
-        assert "learnscope trajectories project RUN..." in text
+        assert "learnscope project RUN..." in text
         tmap = make_map(landscape=True)
         written = save_map(store, run_id, tmap)
         folder = store.artifact_dir(run_id, 0, MAP_PROBE)

@@ -195,7 +195,7 @@ def test_cli_writes_the_figure_and_fails_clearly(stored, tmp_path: Path) -> None
     assert (tmp_path / "t2.pdf").read_bytes().startswith(b"%PDF-1.")
     for args, expected in (
         (["no-map"], "has no trajectory map"),
-        (["no-map"], "learnscope trajectories project RUN..."),
+        (["no-map"], "learnscope project RUN..."),
         (["nope"], "No run matches 'nope'"),
         (["traj-run", "--score", "bogus"], "no score 'bogus'"),
     ):

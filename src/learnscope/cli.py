@@ -26,7 +26,8 @@ app = typer.Typer(
 # Not a terminal (CI, logs, pipes): use a wide fixed width so tables are not truncated.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
-PRESETS = ("quickstart", "early", "entropycurve", "methods", "equisep", "equisep-depth")
+PRESETS = ("quickstart", "early", "entropycurve", "methods", "equisep", "equisep-depth",
+           "trajectories")
 SHOWN_MEASURES = (
     "evaluations", "distinct", "distinct_frac", "max_frac", "entropy", "rel_entropy",
     "mutual_information", "jaccard_since_init", "weighted_jaccard_since_last",
@@ -103,7 +104,36 @@ def run(
                                     "largest to the smallest class (uses the imbalanced "
                                     "fuzziness)."),
     every: int = typer.Option(10, help="Quickstart: measure every k training steps."),
-    seed: int = typer.Option(0, help="Quickstart: random seed."),
+    seed: int = typer.Option(0, help="Quickstart: random seed; trajectories: seed of the first "
+                             "network (the others take the next ones) and of the projection."),
+    networks: int = typer.Option(3, help="trajectories: networks per group."),
+    iterations: int = typer.Option(None, help="trajectories: training epochs on the task "
+                                   "(default 10; --epochs means the same)."),
+    depth: int = typer.Option(2, help="trajectories: hidden layers of the MLP."),
+    width: int = typer.Option(64, help="trajectories: units per hidden layer."),
+    activation: str = typer.Option("relu", help="trajectories: relu, lrelu, prelu, relu6, "
+                                   "hardtanh."),
+    optimizer: str = typer.Option("sgd", help="trajectories: sgd, momentum or adam."),
+    lr: float = typer.Option(None, help="trajectories: learning rate (default sgd 0.1, "
+                             "momentum 0.05, adam 1e-3)."),
+    snapshot_every: int = typer.Option(4, help="trajectories: updates between snapshots."),
+    projection: str = typer.Option("autoencoder", help="trajectories: pca, autoencoder, som, "
+                                   "autoencoder-som, autoencoder-tsne, tsne, umap."),
+    fit_on: str = typer.Option("all", help="trajectories: fit the projection on 'all' networks "
+                               "or on the 'first' only."),
+    track: str = typer.Option("all", help="trajectories: all, average-hidden, layer:NAME, "
+                              "first-layers:N."),
+    setting: str = typer.Option("compare", help="trajectories: compare (scratch and pre-trained "
+                                "groups), scratch or pretrained."),
+    pretrain: str = typer.Option("digits-0-4", help="trajectories: pre-training task "
+                                 "(digits-0-4, mnist1d, omniglot, mnist, ...)."),
+    pretrain_iterations: int = typer.Option(10, help="trajectories: pre-training epochs."),
+    train_on: str = typer.Option("digits-5-9", help="trajectories: the task every network "
+                                 "learns (digits-5-9, mnist, ...)."),
+    landscape: str = typer.Option("interpolate", help="trajectories: score landscape under the "
+                                  "paths: interpolate, evaluate (the network at every grid "
+                                  "point; pca / autoencoder / som, --track all) or none."),
+    resolution: int = typer.Option(40, help="trajectories: landscape grid points per axis."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run, run nothing."),
 ) -> None:
     """Run the quickstart or an experiment preset; measurements go to the store.
@@ -112,6 +142,19 @@ def run(
     """
     if name not in PRESETS:
         _fail(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+    if name == "trajectories":
+        if epochs is not None and iterations is not None and epochs != iterations:
+            _fail(f"--epochs {epochs} and --iterations {iterations} mean the same; give one")
+        from learnscope.trajectory.cli import run_trajectories
+
+        run_trajectories(
+            store, dry_run=dry_run, networks=networks,
+            iterations=iterations or epochs or 10, depth=depth, width=width,
+            activation=activation, optimizer=optimizer, lr=lr, snapshot_every=snapshot_every,
+            projection=projection, fit_on=fit_on, track=track, setting=setting,
+            pretrain=pretrain, pretrain_iterations=pretrain_iterations, train_on=train_on,
+            landscape=landscape, resolution=resolution, seed=seed, device=device)
+        return
     if name != "quickstart":
         _run_preset(name, store, scale=scale, epochs=epochs, steps=steps, seeds=seeds,
                     models=models, dataset=dataset, schedule=schedule, device=device,
@@ -250,14 +293,29 @@ def show(
     measure: list[str] = typer.Option(
         None, "--measure", "-m", help="Measures to show (repeatable); default: the main ones."
     ),
+    out: Path = typer.Option(None, "--out", "-o", help="Trajectory map runs: figure file "
+                             "(.png or .pdf; default next to the store, named after the run)."),
+    score: str = typer.Option(None, help="Trajectory map runs: score of the colours."),
 ) -> None:
-    """Print a run's latest measures per layer."""
+    """Print a run's latest measures per layer; redraw a trajectory map run's figure.
+
+    A map run (from `learnscope run trajectories` or `learnscope project`) is redrawn from the
+    store without refitting its projection.
+    """
+    from learnscope.trajectory.maps import has_map
+
     with _reading(store, "pass --store PATH") as s:
         try:
             info = s.run(run_ref)
             latest = s.latest(info["id"])
+            is_map = has_map(s, info["id"])
         except StoreError as error:
             _fail(str(error))
+    if is_map:
+        from learnscope.trajectory.cli import show_map
+
+        show_map(store, info["id"], out=out, score=score)
+        return
     measures = tuple(measure) if measure else SHOWN_MEASURES
     unknown = sorted(set(measures) - set(latest["measure"]))
     if measure and unknown:
@@ -342,6 +400,10 @@ app.command("dashboard")(dashboard_command)
 from learnscope.exports.cli import export_command  # noqa: E402
 
 app.command("export")(export_command)
+
+from learnscope.trajectory.cli import project_command  # noqa: E402
+
+app.command("project")(project_command)
 
 
 def main() -> None:

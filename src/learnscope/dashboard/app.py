@@ -595,13 +595,13 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
                 raise DashboardError(
                     404, "No trajectory map", str(exc),
                     "Project weight snapshots into a map with `learnscope run trajectories` or "
-                    "`learnscope trajectories project RUN...`; the run page shows it then.",
+                    "`learnscope project RUN...`; the run page shows it then.",
                 ) from exc  # fmt: skip
             except (TrajectoryMapError, OSError) as exc:
                 raise DashboardError(
                     500, "Cannot read the trajectory map", str(exc),
                     "The map file may be from a newer learnscope or damaged; write it again "
-                    "(e.g. `learnscope trajectories project RUN...`).",
+                    "(e.g. `learnscope project RUN...`).",
                 ) from exc  # fmt: skip
         content = {"run": _summary(record), **_trajectories(tmap)}
         return SafeJSONResponse(content, headers={"Cache-Control": "no-store"})

@@ -74,7 +74,7 @@ _DECODE_BUDGET = 2**24
 
 _HOW_TO_MAKE = (
     "Make one with `learnscope run trajectories` (trains networks and projects their weight "
-    "trajectories) or `learnscope trajectories project RUN...` (projects the weight snapshots "
+    "trajectories) or `learnscope project RUN...` (projects the weight snapshots "
     "of existing runs)."
 )
 

@@ -296,7 +296,7 @@ def trajectories_command(
     One line per network (networks of a group share a colour family and line style), the
     snapshots shaded by a score, start (circle) and end (star), over the score landscape when
     the map has one. The map comes from `learnscope run trajectories` or `learnscope
-    trajectories project RUN...`.
+    project RUN...`.
     """
     outputs = _outputs(out, formats, "trajectories")
     from learnscope.viz.trajectories import trajectory_figure_from_store
