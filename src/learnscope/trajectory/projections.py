@@ -912,7 +912,26 @@ class SOMProjection(_Projection):
 # t-SNE and UMAP
 
 
-class TSNEProjection(_Projection):
+class _FittedEmbedding(_Projection):
+    """t-SNE and UMAP: the fit produces an embedding of the fitted rows themselves.
+
+    `fit_transform` returns that embedding, and `transform` of the very rows that were fitted
+    (recognised by shape and a hash) returns it too; other rows are placed by `_place`.
+    """
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
+        """Fit and return the fitted embedding itself (not a re-placement of the same points)."""
+        return self.fit(X).embedding_.copy()
+
+    def _fitted_embedding(self, X: np.ndarray) -> np.ndarray | None:
+        if X.shape == self.embedding_.shape[:1] + (self.n_features_in_,) and (
+            _fingerprint(X) == self._fit_fingerprint
+        ):
+            return self.embedding_.copy()
+        return None
+
+
+class TSNEProjection(_FittedEmbedding):
     """t-SNE (openTSNE), with new snapshots placed against the fitted map.
 
     perplexity: the effective number of neighbours; clipped to (n - 1) / 3 for small n (openTSNE
@@ -977,16 +996,11 @@ class TSNEProjection(_Projection):
         self.n_features_in_ = d
         return self
 
-    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
-        """Fit and return the fitted embedding itself (not a re-placement of the same points)."""
-        return self.fit(X).embedding_.copy()
-
     def transform(self, X: Any) -> np.ndarray:
         X = self._validate_transform(X)
-        if X.shape == self.embedding_.shape[:1] + (self.n_features_in_,) and (
-            _fingerprint(X) == self._fit_fingerprint
-        ):
-            return self.embedding_.copy()
+        fitted = self._fitted_embedding(X)
+        if fitted is not None:
+            return fitted
         n_fit = len(self.embedding_)
         X32, _ = _to_float32(X)
         placed = self.tsne_embedding_.transform(
@@ -995,7 +1009,7 @@ class TSNEProjection(_Projection):
         return np.array(placed, dtype=np.float32)
 
 
-class UMAPProjection(_Projection):
+class UMAPProjection(_FittedEmbedding):
     """UMAP (umap-learn).
 
     n_neighbors is clipped to n - 1 for small n (value used: ``n_neighbors_``); with fewer than
@@ -1043,16 +1057,11 @@ class UMAPProjection(_Projection):
         self.n_features_in_ = d
         return self
 
-    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
-        """Fit and return the fitted embedding."""
-        return self.fit(X).embedding_.copy()
-
     def transform(self, X: Any) -> np.ndarray:
         X = self._validate_transform(X)
-        if X.shape == self.embedding_.shape[:1] + (self.n_features_in_,) and (
-            _fingerprint(X) == self._fit_fingerprint
-        ):
-            return self.embedding_.copy()
+        fitted = self._fitted_embedding(X)
+        if fitted is not None:
+            return fitted
         X32, _ = _to_float32(X)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")

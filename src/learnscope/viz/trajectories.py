@@ -42,6 +42,7 @@ from learnscope.store import Store, StoreError
 from learnscope.trajectory.maps import Landscape, TrajectoryMap, TrajectoryMapError, load_map
 from learnscope.viz import style
 from learnscope.viz.data import FigureError, open_runs
+from learnscope.viz.figures import _norm  # one colour range over several arrays
 
 __all__ = [
     "GROUP_FAMILIES",
@@ -99,16 +100,6 @@ def _score_cmap():
     return colormaps[style.VALUE_CMAP].with_extremes(bad=MISSING_COLOUR)
 
 
-def _norm(arrays: list[np.ndarray]) -> Normalize:
-    finite = [a[np.isfinite(a)] for a in arrays]
-    finite = [a for a in finite if a.size]
-    if not finite:
-        return Normalize(0.0, 1.0)
-    low = float(min(a.min() for a in finite))
-    high = float(max(a.max() for a in finite))
-    if high <= low:
-        low, high = low - 0.5, high + 0.5
-    return Normalize(low, high)
 
 
 def _edges(centres: np.ndarray) -> np.ndarray:
