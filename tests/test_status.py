@@ -38,7 +38,7 @@ def test_plan_is_recorded_atomically_and_merged(tmp_path):
         planned(store, "early")
 
 
-def test_counts_by_state_with_retries_and_not_started():
+def test_counts_by_state_with_retries_and_pending():
     frame = _runs([
         {"name": "r1", "status": "failed", "created_at": "2026-01-01T00:00:00+00:00"},
         {"name": "r1", "status": "finished", "created_at": "2026-01-01T01:00:00+00:00",
@@ -54,9 +54,9 @@ def test_counts_by_state_with_retries_and_not_started():
     summary = summarise(frame, "early", ["r1", "r2", "r3", "r4", "r5", "r6"])
     assert summary.planned == 6
     assert summary.counts == {"finished": 2, "running": 1, "interrupted": 0, "failed": 0,
-                              "diverged": 1, "not started": 2}
+                              "diverged": 1, "pending": 2}
     assert summary.done == 2 and summary.failed == 1
-    # work left: r3's 300 s + 2 runs not started x median(600, 1200) = 900 s; one runs at a time
+    # work left: r3's 300 s + 2 pending runs x median(600, 1200) = 900 s; one runs at a time
     assert summary.eta_seconds == pytest.approx(300 + 2 * 900)
 
 
@@ -72,7 +72,7 @@ def test_eta_is_shared_by_parallel_runs_and_counts_interrupted_progress():
          "progress": 0.75},
     ])
     summary = summarise(frame, "early", ["a", "b", "c", "d", "e"])
-    # (200 + 400 + 1000 x (1 not started + 0.25 of d left)) / 2 running
+    # (200 + 400 + 1000 x (1 pending + 0.25 of d left)) / 2 running
     assert summary.eta_seconds == pytest.approx((600 + 1250) / 2)
 
 
@@ -102,7 +102,7 @@ def test_status_command_end_to_end(tmp_path):
         assert result.exit_code == 0, result.output
         rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
                 for line in result.output.splitlines() if line.startswith("│")}
-        # planned, finished, running, interrupted, failed, diverged, not started, ETA
+        # planned, finished, running, interrupted, failed, diverged, pending, ETA
         assert rows["quickstart"][:7] == ["2", "1", "0", "0", "0", "0", "1"]
         assert rows["other"][:7] == ["1", "0", "1", "0", "0", "0", "0"]
         detail = runner.invoke(cli.app, ["status", "quickstart", "--store", str(store)])

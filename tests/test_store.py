@@ -505,8 +505,9 @@ def expected_value(worker: int, step: int, layer_index: int, measure: str) -> fl
     return worker * 1_000_000 + step * 100 + layer_index * 10 + MEASURES.index(measure)
 
 
-def _concurrent_writer(path: str, worker: int, start, results) -> None:  # pragma: no cover
-    s = store_mod.open(path)
+def _concurrent_writer(path: str, worker: int, start, results,
+                       journal: str | None = None) -> None:  # pragma: no cover
+    s = store_mod.open(path, journal=journal)
     run_id = s.create_run(f"worker{worker}", {"worker": worker}, total_steps=N_MEASUREMENTS - 1)
     start.wait(timeout=60)
     for step in range(N_MEASUREMENTS):
@@ -521,13 +522,15 @@ def _concurrent_writer(path: str, worker: int, start, results) -> None:  # pragm
     results.put((worker, run_id))
 
 
-def test_two_processes_write_one_store(tmp_path: Path) -> None:
+@pytest.mark.parametrize("journal", [None, "delete"])
+def test_two_processes_write_one_store(tmp_path: Path, journal: str | None) -> None:
     path = tmp_path / "shared" / "runs.db"  # created concurrently by both workers
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(2)
     results = ctx.Queue()
     procs = [
-        ctx.Process(target=_concurrent_writer, args=(str(path), w, start, results)) for w in (1, 2)
+        ctx.Process(target=_concurrent_writer, args=(str(path), w, start, results, journal))
+        for w in (1, 2)
     ]
     for p in procs:
         p.start()
@@ -536,7 +539,8 @@ def test_two_processes_write_one_store(tmp_path: Path) -> None:
         p.join(timeout=60)
         assert p.exitcode == 0
 
-    with store_mod.open(path) as s:
+    with store_mod.open(path, journal=journal) as s:
+        assert s.journal_mode == (journal or "wal")
         frame = s.metrics()
         assert len(frame) == 2 * N_MEASUREMENTS * len(LAYERS) * len(MEASURES)
         assert not frame.duplicated(["run", "step", "probe", "layer", "measure"]).any()
@@ -558,6 +562,46 @@ def test_two_processes_write_one_store(tmp_path: Path) -> None:
             assert info["measurements"] == N_MEASUREMENTS
             assert info["progress"] == 1.0
             assert s.measured_steps(run_id) == list(range(N_MEASUREMENTS))
+
+
+def test_journal_mode_option_and_environment(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "j.db"
+    with store_mod.open(path, journal="delete") as s:
+        assert s.journal_mode == "delete"
+        run_id = s.create_run("r", {})
+        s.write_measurement(run_id, 0, None, "p", [("l", 0, "m", 1.0)])
+        conn = s._conn
+        assert conn is not None and conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # stored in the file
+    raw.close()
+    assert not (tmp_path / "j.db-wal").exists() and not (tmp_path / "j.db-shm").exists()
+    with store_mod.open(path, read_only=True) as s:
+        assert s.journal_mode == "delete" and s.metrics()["value"].tolist() == [1.0]
+    assert pickle.loads(pickle.dumps(Store(path, journal="delete"))).journal_mode == "delete"
+
+    monkeypatch.setenv(store_db.JOURNAL_ENV, "WAL")  # the default's variable, any case
+    with store_mod.open(path) as s:  # switches the (closed) store back to WAL
+        assert s.journal_mode == "wal"
+    monkeypatch.setenv(store_db.JOURNAL_ENV, "delete")
+    with store_mod.open(path) as s:
+        assert s.journal_mode == "delete"
+    monkeypatch.setenv(store_db.JOURNAL_ENV, "nfs")
+    with pytest.raises(StoreError, match=r"journal mode 'nfs' \(from \$LEARNSCOPE_STORE_JOURNAL\)"):
+        store_mod.open(path)
+    with pytest.raises(StoreError, match="use 'wal'.*or 'delete'"):
+        store_mod.open(path, journal="memory")
+
+
+def test_delete_mode_needs_the_wal_store_closed_elsewhere(db_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(store_db, "JOURNAL_SWITCH_TIMEOUT_S", 0.2)
+    with store_mod.open(db_path) as wal:  # another writer holds the store in WAL mode
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="same journal mode") as info:
+            store_mod.open(db_path, journal="delete")
+        assert time.monotonic() - started < 10
+        assert "LEARNSCOPE_STORE_JOURNAL" in str(info.value)
+        assert wal.journal_mode == "wal" and wal.runs().empty  # the WAL writer is unaffected
 
 
 VICTIM = textwrap.dedent(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -215,25 +216,29 @@ def _check_store(store: Path) -> None:
         _fail(str(error))
 
 
-def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps: int | None,
-                seeds: str | None, models: str | None, dataset: str | None,
-                schedule: str | None, device: str, dry_run: bool, depths: str | None = None,
-                optimizers: str | None = None, per_class: int | None = None,
-                imbalance: float | None = None) -> None:
-    from learnscope.experiments.presets import execute, expand
+def _expand_preset(name: str, scale: str, *, device: str | None = None,
+                   **options: str | int | float | None) -> list:
+    """The RunSpecs of preset `name` with the command line's overrides (shared by run, sweep).
 
-    overrides: dict = {"device": device}
-    for key, value in (("epochs", epochs), ("steps", steps), ("dataset", dataset),
-                       ("schedule", schedule), ("seeds", _split_list(seeds, int)),
-                       ("models", _split_list(models)), ("depths", _split_list(depths, int)),
-                       ("optimizers", _split_list(optimizers)), ("per_class", per_class),
-                       ("imbalance", imbalance)):
+    options: epochs, steps, dataset, schedule, per_class, imbalance (values), and seeds,
+    models, depths, optimizers (comma-separated text); None means the preset's setting.
+    """
+    from learnscope.experiments.presets import expand
+
+    lists = {"seeds": int, "models": str, "depths": int, "optimizers": str}
+    overrides: dict = {} if device is None else {"device": device}
+    for key, value in options.items():
+        value = _split_list(value, lists[key]) if key in lists else value
         if value is not None:
             overrides[key] = value
     try:
-        specs = expand(name, scale, **overrides)
+        return expand(name, scale, **overrides)
     except ValueError as error:
         _fail(str(error))
+
+
+def _print_runs(name: str, scale: str, specs: list, *, dry_run: bool) -> None:
+    """The table of a preset's runs; with dry_run, each run's full config as well."""
     table = Table(title=f"{name} at {scale} scale: {len(specs)} runs", header_style="bold")
     for column in ("run", "model", "dataset", "recipe", "seed", "steps", "schedule"):
         table.add_column(column)
@@ -245,6 +250,21 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
     if dry_run:
         for spec in specs:
             console.print_json(data=spec.config())
+
+
+def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps: int | None,
+                seeds: str | None, models: str | None, dataset: str | None,
+                schedule: str | None, device: str, dry_run: bool, depths: str | None = None,
+                optimizers: str | None = None, per_class: int | None = None,
+                imbalance: float | None = None) -> None:
+    from learnscope.experiments.presets import execute
+
+    specs = _expand_preset(name, scale, device=device, epochs=epochs, steps=steps,
+                           dataset=dataset, schedule=schedule, seeds=seeds, models=models,
+                           depths=depths, optimizers=optimizers, per_class=per_class,
+                           imbalance=imbalance)
+    _print_runs(name, scale, specs, dry_run=dry_run)
+    if dry_run:
         return
     _check_store(store)
     from learnscope.experiments.status import record_plan
@@ -260,6 +280,143 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
             overall.advance()
             console.print(f"{spec.name}: {status} ({run_id})")
         overall.finish()
+
+
+SWEEP_COLOURS = {"finished": "green", "skipped": "white", "diverged": "red", "failed": "red"}
+
+
+@app.command("sweep")
+def sweep_command(
+    name: str = typer.Argument(..., help="Preset: early, entropycurve, methods, equisep, "
+                               "equisep-depth."),
+    workers: int = typer.Option(None, min=1, help="Runs at once (local backend; default: one "
+                                "per CUDA GPU, else 2)."),
+    backend: str = typer.Option("local", help="local: processes on this machine; ray: one Ray "
+                                "task per run on a Ray cluster (needs the ray extra: pip install "
+                                "'learnscope\\[ray]')."),
+    address: str = typer.Option(None, help="ray: the cluster (default: start Ray on this "
+                                "machine; 'auto': the cluster this machine joined with `ray "
+                                "start`; ray://HOST:10001)."),
+    device: str = typer.Option("auto", help="auto (GPUs spread over the workers when there "
+                               "are, else cpu), cpu, cuda, or cuda:N for every run."),
+    threads: int = typer.Option(None, min=1, help="Torch threads per run (local default: the "
+                                "CPU cores divided by the workers; ray: 1 CPU per task)."),
+    store: Path = StoreOption,
+    scale: str = typer.Option("small", help="Preset scale: 'small' (digits, CPU minutes) or "
+                              "'paper' (the paper's settings)."),
+    epochs: int = typer.Option(None, help="Training epochs per network."),
+    steps: int = typer.Option(None, help="Stop each run after this many updates."),
+    seeds: str = typer.Option(None, help="Comma-separated seeds."),
+    models: str = typer.Option(None, help="Comma-separated model names."),
+    dataset: str = typer.Option(None, help="Dataset name (default by scale; equisep also cm, "
+                                "cfm, cc)."),
+    schedule: str = typer.Option(None, help="Measurement schedule, e.g. 'every 1 until 40; "
+                                 "epochs 100; end'."),
+    depths: str = typer.Option(None, help="equisep: comma-separated depths (layer_num)."),
+    optimizers: str = typer.Option(None, help="equisep: comma-separated subset of sgd, "
+                                   "momentum, adam."),
+    per_class: int = typer.Option(None, help="equisep: training samples per class."),
+    imbalance: float = typer.Option(None, help="equisep: long-tailed training set, ratio of the "
+                                    "largest to the smallest class."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs and how they would be "
+                                 "spread, run nothing."),
+) -> None:
+    """Run a preset's runs in parallel: worker processes here, or Ray tasks on a cluster.
+
+    Runs finished in the store are skipped, unfinished ones resume from their checkpoint; one
+    line per run as it ends, then a summary. Exit code 1 when a run failed. With --backend ray
+    the store must be on storage shared by every node, at the same absolute path (tasks open it
+    with LEARNSCOPE_STORE_JOURNAL=delete; see docs/store.md). `learnscope status PRESET` shows
+    the progress from any shell.
+    """
+    from learnscope.experiments import presets
+    from learnscope.experiments import sweep as sweeping
+
+    if name not in presets.PRESETS:
+        other = " (quickstart and trajectories run with `learnscope run`)" \
+            if name in PRESETS else ""
+        _fail(f"unknown preset {name!r} for a sweep{other}; available: "
+              f"{', '.join(presets.PRESETS)}")
+    if backend not in sweeping.BACKENDS:
+        _fail(f"unknown backend {backend!r}; use {' or '.join(sweeping.BACKENDS)}")
+    if backend == "ray":
+        if workers is not None:
+            _fail("--workers is for the local backend; Ray runs as many tasks at once as the "
+                  "cluster has resources for (--threads sets the CPUs of each)")
+        try:
+            sweeping.import_ray()
+        except ImportError as error:
+            _fail(str(error))
+    elif address is not None:
+        _fail("--address is for --backend ray; the local backend runs on this machine")
+    try:
+        cuda_count = sweeping.cuda_device_count()
+        if backend == "local":
+            sweeping.check_device(device, cuda_count)
+    except ValueError as error:
+        _fail(str(error))
+    specs = _expand_preset(name, scale, epochs=epochs, steps=steps, dataset=dataset,
+                           schedule=schedule, seeds=seeds, models=models, depths=depths,
+                           optimizers=optimizers, per_class=per_class, imbalance=imbalance)
+    _print_runs(name, scale, specs, dry_run=dry_run)
+    if backend == "local":
+        count = workers or sweeping.default_workers(device, cuda_count)
+        used = max(1, min(count, len(specs)))  # no more workers than runs
+        per_worker = sweeping.worker_threads(threads, used)
+        devices = sorted({sweeping.assign_device(device, i, cuda_count) for i in range(used)})
+        where = f"{used} worker process(es) x {per_worker} thread(s), on {', '.join(devices)}"
+    else:
+        count = 1
+        where = (f"Ray tasks ({address or 'a local Ray instance'}), "
+                 f"{threads or sweeping.RAY_DEFAULT_THREADS} CPU(s) each, device {device}, "
+                 f"store journal {sweeping.ray_journal()}")
+    if dry_run:
+        skipped = sweeping.already_done(specs, store) if store.exists() else {}
+        console.print(f"Would run {len(specs) - len(skipped)} of {len(specs)} runs with "
+                      f"{where}; {len(skipped)} skipped (finished in the store).")
+        return
+    _check_store(store)
+    console.print(f"[bold]sweep {escape(name)}[/]: {len(specs)} runs, {where}, store "
+                  f"{escape(str(store))}")
+    started = time.monotonic()
+    with progress() as report:
+        overall = report.task(f"{name}: runs", total=len(specs))
+
+        def on_result(result) -> None:
+            overall.advance()
+            colour = SWEEP_COLOURS.get(result.status, "white")
+            took = "" if math.isnan(result.seconds) else f", {format_duration(result.seconds)}"
+            where_run = f", {result.device}" if result.status != "skipped" else ""
+            line = (f"{escape(result.name)}: [{colour}]{result.status}[/] "
+                    f"({result.run_id or 'no run'}{took}{where_run})")
+            if result.error:
+                line += f": {escape(result.error)}"
+            console.print(line)
+
+        try:
+            results = sweeping.sweep(specs, store, workers=count, backend=backend,
+                                     address=address, device=device, threads=threads,
+                                     on_result=on_result)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: the runs in progress were stopped; they "
+                          "stay interrupted in the store and resume when the same sweep is "
+                          "started again")
+            raise typer.Exit(code=130) from None
+        except (ValueError, ImportError, StoreError) as error:
+            _fail(str(error))
+        overall.finish()
+    counts = {status: sum(r.status == status for r in results)
+              for status in sweeping.OUTCOMES}
+    for result in results:
+        if result.status == "failed" and result.traceback:
+            console.print(f"[red]{escape(result.name)}[/] failed:\n{escape(result.traceback)}")
+    elapsed = time.monotonic() - started
+    summary = ", ".join(f"[{SWEEP_COLOURS[k]}]{v} {k}[/]" for k, v in counts.items())
+    console.print(f"[bold]sweep {escape(name)}[/]: {summary} in {format_duration(elapsed)}. "
+                  f"Progress and ETA: learnscope status {escape(name)} --store "
+                  f"{escape(str(store))}")
+    if counts["failed"]:
+        raise typer.Exit(code=1)
 
 
 @app.command()
@@ -328,7 +485,7 @@ def show(
 
 
 STATUS_COLOURS = {"finished": "green", "running": "cyan", "failed": "red", "diverged": "red",
-                  "interrupted": "yellow", "not started": "white"}
+                  "interrupted": "yellow", "pending": "white"}
 
 
 @app.command()
@@ -336,12 +493,19 @@ def status(
     experiment: str = typer.Argument(None, help="Experiment (preset) name; default: all."),
     store: Path = StoreOption,
 ) -> None:
-    """How many runs of each experiment are done, running, failed or not started, with ETA.
+    """How many runs of each experiment are done, running, failed or pending, with ETA.
 
-    Planned runs are those named when the experiment was launched (`learnscope run PRESET`).
+    Planned runs are those named when the experiment was launched (`learnscope run PRESET` or
+    `learnscope sweep PRESET`, with either backend: every run writes to the same store).
     With an EXPERIMENT, its runs are listed one by one as well.
     """
-    from learnscope.experiments.status import STATES, planned, planned_experiments, summarise
+    from learnscope.experiments.status import (
+        PENDING,
+        STATES,
+        planned,
+        planned_experiments,
+        summarise,
+    )
 
     with _reading(store, "run an experiment first (learnscope run PRESET) or pass --store PATH"
                   ) as s:
@@ -355,7 +519,7 @@ def status(
     if not chosen:
         console.print(f"The store {escape(str(store))} has no experiments yet.")
         return
-    states = (*STATES, "not started")
+    states = (*STATES, PENDING)
     table = Table(title=f"experiments in {escape(str(store))}", header_style="bold")
     table.add_column("experiment")
     table.add_column("planned", justify="right")

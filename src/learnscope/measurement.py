@@ -4,6 +4,10 @@ Measuring must never change training. So a pass runs on a *copy* of the model (B
 mode uses batch statistics and would otherwise update the trained model's running statistics),
 without gradients, over the data in a fixed order and batch size, and restores the torch, CUDA,
 NumPy and Python random states afterwards (a DataLoader draws a seed from torch's RNG, for one).
+
+Several processes can share one pass (learnscope.distributed): the data is cut into batches
+exactly as one process would cut it, and batch i goes to rank i % world (a `Shard`), so every
+batch, and hence BatchNorm's batch statistics in train mode, is the single-process one.
 """
 
 from __future__ import annotations
@@ -12,14 +16,18 @@ import copy
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import (
+    BatchSampler,
     DataLoader,
     Dataset,
+    IterableDataset,
     RandomSampler,
+    SequentialSampler,
     SubsetRandomSampler,
     WeightedRandomSampler,
 )
@@ -32,6 +40,36 @@ MeasurementData = torch.Tensor | tuple | list | Dataset | DataLoader | np.ndarra
 
 class EmptyDatasetError(ValueError):
     """The measurement dataset has no samples."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One rank's share of a measurement pass: batch i belongs to rank i % world.
+
+    Batches are whole: the set is cut exactly as in a single-process pass (same order, same
+    batch size) before they are dealt out, so each batch holds the same samples as there.
+    """
+
+    rank: int
+    world: int
+
+    def __post_init__(self) -> None:
+        if self.world < 1 or not 0 <= self.rank < self.world:
+            raise ValueError(f"a shard needs 0 <= rank < world, got rank {self.rank} of "
+                             f"{self.world}")
+
+    def owns(self, batch: int) -> bool:
+        """Whether global batch number `batch` (0-based) is this rank's."""
+        return batch % self.world == self.rank
+
+    def global_index(self, local: int) -> int:
+        """The global batch number of this rank's `local`-th batch."""
+        return local * self.world + self.rank
+
+    def samples(self, n: int, batch_size: int) -> int:
+        """How many of `n` samples, cut into batches of `batch_size`, this rank gets."""
+        starts = range(self.rank * batch_size, n, self.world * batch_size)
+        return sum(min(batch_size, n - start) for start in starts)
 
 
 @contextmanager
@@ -101,14 +139,20 @@ def _split_batch(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
     return _as_tensor(batch), None
 
 
-def _slices(inputs: torch.Tensor, labels: torch.Tensor | None, batch_size: int) -> Iterator:
-    for start in range(0, inputs.shape[0], batch_size):
+def _slices(inputs: torch.Tensor, labels: torch.Tensor | None, batch_size: int,
+            shard: Shard | None) -> Iterator:
+    for batch, start in enumerate(range(0, inputs.shape[0], batch_size)):
+        if shard is not None and not shard.owns(batch):
+            continue
         stop = start + batch_size
         yield inputs[start:stop] if labels is None else (inputs[start:stop], labels[start:stop])
 
 
 def iter_batches(
-    data: MeasurementData, batch_size: int, progress: str | None = None
+    data: MeasurementData,
+    batch_size: int,
+    progress: str | None = None,
+    shard: Shard | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Yield (inputs, labels or None) in a fixed order.
 
@@ -116,45 +160,78 @@ def iter_batches(
     inputs or (inputs, label)), or a DataLoader that does not shuffle (its batch size is used).
     With a `progress` description, the samples done are reported to the active progress display
     of the job (learnscope.progress.current()), if there is one.
+
+    With a `shard`, only that rank's batches are yielded (batch i when i % world == rank, the
+    batches cut as without a shard); its progress reports the rank's share, and only rank 0
+    reports. Tensors and Datasets load only the rank's batches; a DataLoader's batches are all
+    loaded (a loader cannot skip one without loading it) and the others' dropped. The set is
+    empty (EmptyDatasetError) only when it is empty as a whole, not when a rank's share is.
     """
     from learnscope import progress as progress_display
 
-    reporter = progress_display.current() if progress else None
+    show = progress and (shard is None or shard.rank == 0)
+    reporter = progress_display.current() if show else None
     if reporter is None:
-        yield from _batches(data, batch_size)
+        yield from _batches(data, batch_size, shard)
         return
-    try:
-        total = len(data[0]) if isinstance(data, (tuple, list)) else len(data)
-        if isinstance(data, DataLoader):
-            total = len(data.dataset)
-    except TypeError:
-        total = None
+    total = _samples(data, batch_size, shard)
+    if shard is not None and shard.world > 1:
+        progress = f"{progress} (rank 0's share of {shard.world})"
     task = reporter.task(progress, total, transient=True)
     try:
-        for inputs, labels in _batches(data, batch_size):
+        for inputs, labels in _batches(data, batch_size, shard):
             yield inputs, labels
             task.advance(inputs.shape[0])
     finally:
         task.finish()
 
 
+def _samples(data: MeasurementData, batch_size: int, shard: Shard | None) -> int | None:
+    """Samples a pass over `data` yields (the shard's share), None when unknown."""
+    try:
+        total = len(data[0]) if isinstance(data, (tuple, list)) else len(data)
+        if isinstance(data, DataLoader):
+            total = len(data.dataset)
+            batch_size = data.batch_size
+    except TypeError:
+        return None
+    if shard is None:
+        return total
+    if batch_size is None or (isinstance(data, DataLoader) and data.drop_last):
+        return None
+    return shard.samples(total, batch_size)
+
+
+def _check_fixed_order(data: DataLoader) -> None:
+    samplers = [data.sampler, getattr(data.batch_sampler, "sampler", None)]
+    random_order = [s for s in samplers if isinstance(s, RANDOM_SAMPLERS)]
+    if random_order:
+        raise ValueError(
+            f"the measurement DataLoader draws a random order "
+            f"({type(random_order[0]).__name__}): a measurement needs a fixed order; pass "
+            "the dataset itself or a DataLoader with shuffle=False"
+        )
+
+
 def _batches(
-    data: MeasurementData, batch_size: int
+    data: MeasurementData, batch_size: int, shard: Shard | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    whole = None  # samples in the whole set (all ranks), when known without loading it
+    anything = [False]  # when streamed: did any batch (this rank's or not) hold samples
     if isinstance(data, DataLoader):
-        samplers = [data.sampler, getattr(data.batch_sampler, "sampler", None)]
-        random_order = [s for s in samplers if isinstance(s, RANDOM_SAMPLERS)]
-        if random_order:
-            raise ValueError(
-                f"the measurement DataLoader draws a random order "
-                f"({type(random_order[0]).__name__}): a measurement needs a fixed order; pass "
-                "the dataset itself or a DataLoader with shuffle=False"
-            )
-        batches = iter(data)
+        _check_fixed_order(data)
+        batches = _owned(iter(data), shard, anything)
+    elif isinstance(data, Dataset) and shard is not None and not isinstance(
+            data, IterableDataset):
+        whole = len(data)
+        plan = BatchSampler(SequentialSampler(range(whole)), batch_size, drop_last=False)
+        mine = [indices for batch, indices in enumerate(plan) if shard.owns(batch)]
+        batches = iter(DataLoader(data, batch_sampler=mine)) if mine else iter(())
     elif isinstance(data, Dataset):
-        batches = iter(DataLoader(data, batch_size=batch_size, shuffle=False))
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+        batches = _owned(iter(loader), shard, anything)
     elif isinstance(data, (tuple, list)):
         if len(data) != 2:
             raise ValueError(
@@ -168,9 +245,12 @@ def _batches(
                 f"shape {tuple(all_labels.shape)}; expected one label per sample, shape "
                 f"({all_inputs.shape[0]},)"
             )
-        batches = _slices(all_inputs, all_labels, batch_size)
+        whole = all_inputs.shape[0]
+        batches = _slices(all_inputs, all_labels, batch_size, shard)
     else:
-        batches = _slices(_as_tensor(data), None, batch_size)
+        all_inputs = _as_tensor(data)
+        whole = all_inputs.shape[0]
+        batches = _slices(all_inputs, None, batch_size, shard)
     seen = 0
     for batch in batches:
         inputs, labels = _split_batch(batch)
@@ -178,11 +258,23 @@ def _batches(
             continue
         seen += inputs.shape[0]
         yield inputs, labels
-    if seen == 0:
+    if seen == 0 and (shard is None or whole == 0 or (whole is None and not anything[0])):
         raise EmptyDatasetError(
             "the measurement dataset is empty (0 samples); pass the training set (or the part "
             "of it you want measured)"
         )
+
+
+def _owned(batches: Iterator, shard: Shard | None, anything: list[bool]) -> Iterator:
+    """The shard's batches of an iterator over every batch (all of them without a shard);
+    sets anything[0] when any batch, the shard's or not, holds samples."""
+    for batch, item in enumerate(batches):
+        if shard is None:
+            yield item
+            continue
+        anything[0] = anything[0] or _split_batch(item)[0].shape[0] > 0
+        if shard.owns(batch):
+            yield item
 
 
 def check_batch_statistics(model: nn.Module, batch_samples: int, batch_size: int) -> None:
@@ -223,17 +315,22 @@ def evaluate(model: nn.Module, data: MeasurementData | None, batch_size: int = 5
     The model is switched to eval mode for the pass (running BatchNorm statistics, no dropout)
     and every module back to its own mode afterwards; nothing else about it changes and the RNG
     states are restored, so a training run is unaffected. Returns {} for None or an empty
-    dataset.
+    dataset. Inside `learnscope.distributed.sharded()` with several ranks, each rank scores its
+    share of the batches and the sums of loss, correct answers and samples are added up across
+    ranks (collective: every rank must call it), so every rank returns the whole set's scores.
     """
+    from learnscope import distributed
+
     if data is None:
         return {}
+    shard = distributed.current_shard()
     device = model_device(model)
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
     try:
-        with torch.no_grad(), preserved_rng():
-            for inputs, labels in iter_batches(data, batch_size):
+        with torch.no_grad(), preserved_rng(), distributed.fail_together(shard is not None):
+            for inputs, labels in iter_batches(data, batch_size, shard=shard):
                 if labels is None:
                     raise ValueError(
                         "evaluating accuracy and loss needs labels: pass (inputs, labels) or a "
@@ -249,6 +346,9 @@ def evaluate(model: nn.Module, data: MeasurementData | None, batch_size: int = 5
     finally:
         for module, training in modes:
             module.training = training
+    if shard is not None:
+        sums = distributed.all_reduce_sum(np.array([total_loss, correct, count], dtype=np.float64))
+        total_loss, correct, count = float(sums[0]), int(sums[1]), int(sums[2])
     if count == 0:
         return {}
     return {"loss": total_loss / count, "accuracy": correct / count}

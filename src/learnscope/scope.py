@@ -10,18 +10,26 @@ Leaving the `with` block normally marks the run finished; an exception marks it 
 interrupted by a kill stays "running" in the database (reported as "interrupted") and can be
 continued with `Scope(..., resume=run_id)`: steps already measured are skipped, so nothing is
 measured twice.
+
+Launched with torchrun, `Scope(..., distributed=True)` created on every rank shares each
+measurement among the ranks (learnscope.distributed: each rank measures its share of the batches,
+the results are merged, every rank gets the single-process values). Only rank 0 writes the store;
+it decides the run (new or resumed, steps already measured) and tells the others. Measuring is
+then collective: every rank must call `step` / `measure` with the same steps.
 """
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from learnscope import distributed as dist
 from learnscope.probe import Probe, ProbeResult
 from learnscope.store import Store
 from learnscope.store import open as open_store
@@ -46,6 +54,14 @@ class Scope:
             schedules relative to the end.
         steps_per_epoch: updates per epoch, for epoch-based schedules.
         resume: id of an unfinished run to continue instead of starting a new one.
+        distributed: share every measurement among the ranks of the default process group
+            (launched with torchrun, `learnscope.distributed.init_from_env()` called); the Scope
+            must then be created, stepped and finished on every rank alike. Only rank 0 opens
+            and writes the store (the others keep `store` None and write no files); before each
+            measurement the model's parameters and buffers are broadcast from rank 0, so every
+            rank measures rank 0's network. While it runs, rank 0 turns SIGTERM (sent by
+            torchrun when another rank dies) into an exception, so the run is marked failed and
+            stays resumable. Without a process group (one process) it changes nothing.
     """
 
     def __init__(
@@ -61,6 +77,7 @@ class Scope:
         total_steps: int | None = None,
         steps_per_epoch: int | None = None,
         resume: str | None = None,
+        distributed: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"Scope needs an nn.Module, got {type(model).__name__}")
@@ -77,10 +94,16 @@ class Scope:
         self.schedule = schedule.bind(steps_per_epoch, total_steps)
         self.results: dict[int, dict[str, ProbeResult]] = {}
         self.status = "running"
+        context = dist.context()
+        self.distributed = distributed and context.distributed
+        self._writes = context.is_main or not self.distributed  # rank 0 alone writes
+        if not self._writes:
+            store = None
         self._owns_store = not isinstance(store, Store) and store is not None
         self.store = open_store(store) if self._owns_store else store
         self.run_id: str | None = None
         self._done: dict[str, set[int]] = {p.name: set() for p in probes}
+        self._handles_termination = False
         full_config = {
             "user": config or {},
             "model": type(model).__name__,
@@ -88,25 +111,48 @@ class Scope:
             "schedule": repr(self.schedule),
             "probes": [p.config() for p in probes],
         }
-        if self.store is None:
-            return
-        if resume is not None:
-            self.run_id = self.store.run(resume)["id"]
-            self.store.set_status(self.run_id, "running")
-            for probe in probes:
-                done = self.store.measured_steps(self.run_id, probe.name)
-                self._done[probe.name] = set(done)
-                if done and hasattr(probe, "restore_from_store"):
-                    probe.restore_from_store(self.store, self.run_id)
-                if done and hasattr(probe, "restore"):
-                    probe.restore(
-                        self.store.artifact_dir(self.run_id, done[0], probe.name),
-                        self.store.artifact_dir(self.run_id, done[-1], probe.name),
-                    )
-        else:
+        if self.distributed:
+            full_config["world_size"] = context.world_size
+        with dist.fail_together(self.distributed):  # rank 0's failure here stops every rank
+            if self.store is not None:
+                self._open_run(resume, full_config, experiment, total_steps)
+        if self.distributed:
+            self._share_run_state(resume is not None)
+            if context.is_main:
+                self._handles_termination = dist.install_termination_handler()
+
+    def _open_run(self, resume: str | None, full_config: dict[str, Any], experiment: str | None,
+                  total_steps: int | None) -> None:
+        """Create the run in the store, or reopen `resume` and restore the probes' references."""
+        if resume is None:
             self.run_id = self.store.create_run(
-                name, full_config, experiment=experiment, total_steps=total_steps
+                self.name, full_config, experiment=experiment, total_steps=total_steps
             )
+            return
+        self.run_id = self.store.run(resume)["id"]
+        self.store.set_status(self.run_id, "running")
+        for probe in self.probes:
+            done = self.store.measured_steps(self.run_id, probe.name)
+            self._done[probe.name] = set(done)
+            if done and hasattr(probe, "restore_from_store"):
+                probe.restore_from_store(self.store, self.run_id)
+            if done and hasattr(probe, "restore"):
+                probe.restore(
+                    self.store.artifact_dir(self.run_id, done[0], probe.name),
+                    self.store.artifact_dir(self.run_id, done[-1], probe.name),
+                )
+
+    def _share_run_state(self, resumed: bool) -> None:
+        """Rank 0's run id, steps already measured and (resumed) probe references, everywhere."""
+        states = None
+        if resumed:
+            states = {p.name: p.state_dict() for p in self.probes if hasattr(p, "state_dict")}
+        shared = dist.broadcast_object((self.run_id, self._done, states))
+        self.run_id, self._done, states = shared
+        if resumed and not dist.is_main():
+            for probe in self.probes:
+                if probe.name in states and hasattr(probe, "load_state_dict"):
+                    probe.load_state_dict(states[probe.name])
 
     def step(self, global_step: int, epoch: int | float | None = None) -> dict | None:
         """Measure if the schedule fires at `global_step`; returns {probe: ProbeResult} or None.
@@ -124,10 +170,12 @@ class Scope:
             raise RuntimeError(f"this Scope's run is already {self.status}; start a new Scope")
         results: dict[str, ProbeResult] = {}
         try:
-            for probe in self.probes:
-                if global_step in self._done[probe.name]:
-                    continue  # measured before an interruption: never twice
-                result = probe.measure(self.model, global_step)
+            todo = [p for p in self.probes if global_step not in self._done[p.name]]
+            if self.distributed and todo:
+                dist.broadcast_module_state(self.model)
+            for probe in todo:
+                with dist.sharded() if self.distributed else nullcontext():
+                    result = probe.measure(self.model, global_step)
                 results[probe.name] = result
                 if self.store is not None:
                     if result.artifacts:
@@ -139,11 +187,14 @@ class Scope:
                     )
                 self._done[probe.name].add(global_step)
         except BaseException as error:
-            self.finish("failed", error=_describe(error))
+            with dist.deferred_termination():
+                self.finish("failed", error=_describe(error))
             raise
-        # snapshots are on disk once stored: keeping them would grow memory with every step
+        # snapshots are on disk once stored (or, on ranks other than 0, not kept at all):
+        # keeping them would grow memory with every step
+        drop = self.store is not None or not self._writes
         self.results[global_step] = {
-            name: replace(result, snapshots={}) if self.store is not None else result
+            name: replace(result, snapshots={}) if drop else result
             for name, result in results.items()
         }
         return results
@@ -170,10 +221,15 @@ class Scope:
         if self.status != "running":
             return
         self.status = status
-        if self.store is not None:
-            self.store.set_status(self.run_id, status, error=error)
-            if self._owns_store:
-                self.store.close()
+        try:
+            if self.store is not None:
+                self.store.set_status(self.run_id, status, error=error)
+                if self._owns_store:
+                    self.store.close()
+        finally:
+            if self._handles_termination:
+                self._handles_termination = False
+                dist.remove_termination_handler()
 
     def __enter__(self) -> Scope:
         return self
@@ -184,7 +240,8 @@ class Scope:
         if exc is None:
             self.finish("finished")
         else:
-            self.finish("failed", error=_describe(exc))
+            with dist.deferred_termination():
+                self.finish("failed", error=_describe(exc))
 
 
 def _describe(error: BaseException) -> str:

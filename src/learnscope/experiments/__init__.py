@@ -1,1 +1,1 @@
-"""Experiment presets, runnable as `learnscope run NAME`."""
+"""Experiment presets: `learnscope run NAME`, or in parallel `learnscope sweep NAME`."""

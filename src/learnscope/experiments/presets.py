@@ -270,18 +270,37 @@ def execute(
     *,
     on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[str, str]:
-    """Run `spec` (skip if finished in the store, resume if unfinished); (run id, status)."""
+    """Run `spec` (skip if finished in the store, resume if unfinished); (run id, status).
+
+    Launched with torchrun, every rank calls it: it joins the process group
+    (`learnscope.distributed.init_from_env`: gloo for a CPU run, NCCL for `device="cuda"` with a
+    GPU per rank), rank 0 alone reads the store and decides whether to skip or resume the run,
+    and training and measurement are shared among the ranks (see `learnscope.train.trainer`); only
+    rank 0 writes. An exception (on any rank) marks the run failed; running the same command again
+    resumes it from its last checkpoint.
+    """
     import learnscope as ls
+    from learnscope import distributed
     from learnscope.train import parse, recipes
     from learnscope.train.trainer import measure_since_final, train
 
-    with ls.store.open(store) as s:
-        runs = s.runs()
-    mine = runs[runs["name"] == spec.name] if not runs.empty else runs
-    done = mine[mine["status"].isin(["finished", "diverged"])] if not mine.empty else mine
-    if not done.empty:
-        return str(done["id"].iloc[-1]), "skipped"
-    resume = str(mine["id"].iloc[-1]) if not mine.empty else None
+    context = distributed.init_from_env(
+        backend=None if str(spec.device).startswith("cuda") else "gloo")
+    decision = None
+    with distributed.fail_together(context.distributed):
+        if context.is_main:
+            with ls.store.open(store) as s:
+                runs = s.runs()
+            mine = runs[runs["name"] == spec.name] if not runs.empty else runs
+            done = mine[mine["status"].isin(["finished", "diverged"])] if not mine.empty else mine
+            if not done.empty:
+                decision = ("skip", str(done["id"].iloc[-1]))
+            else:
+                decision = ("resume", str(mine["id"].iloc[-1]) if not mine.empty else None)
+    action, run_id = distributed.broadcast_object(decision)
+    if action == "skip":
+        return run_id, "skipped"
+    resume = run_id
 
     splits = ls.data.load(spec.dataset, seed=spec.seed, **spec.data_options)
     recipe = recipes.get(spec.recipe, **spec.recipe_options)
@@ -302,12 +321,22 @@ def execute(
     probe = _make_probe(spec, splits.measure)
     scope = ls.Scope(model, [probe], parse(spec.schedule), store, name=spec.name,
                      experiment=spec.preset, config=spec.config(), total_steps=total,
-                     steps_per_epoch=steps_per_epoch, resume=resume)
-    result = train(model, splits.train, recipe, scope=scope, val_set=splits.val,
-                   test_set=splits.test, max_steps=spec.max_steps, seed=spec.seed,
-                   device=spec.device, resume=resume is not None, save_weights=spec.since_final,
-                   on_step=on_step)
-    if result.status == "finished" and spec.since_final:
-        measure_since_final(scope, build, model)
+                     steps_per_epoch=steps_per_epoch, resume=resume,
+                     distributed=context.distributed)
+    try:
+        result = train(model, splits.train, recipe, scope=scope, val_set=splits.val,
+                       test_set=splits.test, max_steps=spec.max_steps, seed=spec.seed,
+                       device=spec.device, resume=resume is not None,
+                       save_weights=spec.since_final, on_step=on_step)
+        if result.status == "finished" and spec.since_final:
+            measure_since_final(scope, build, model)
+    except BaseException as error:
+        with distributed.deferred_termination():
+            scope.finish("failed", error=_describe(error))
+        raise
     scope.finish(result.status)
     return scope.run_id, result.status
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:2000]

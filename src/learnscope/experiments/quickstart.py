@@ -3,6 +3,10 @@
 Both train for a few epochs with Adam; every `every_k` steps (and at the last step) the
 ActivationPatterns probe counts every pattern of every layer over the whole training set, with
 labels, so entropy, turnover and pattern-label mutual information are all recorded.
+
+Under torchrun (`torchrun --nproc-per-node 2 -m learnscope.cli run quickstart`) the ranks join a
+gloo process group, train with DistributedDataParallel (each rank a slice of every batch) and
+share every measurement pass; rank 0 alone writes the store.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import learnscope as ls
 from learnscope import data as datasets
-from learnscope import models
+from learnscope import distributed, models
+from learnscope.train.trainer import batch_objective
 
 NETS: dict[str, Callable[[], nn.Module]] = {
     "mlp": lambda: models.create("mlp", in_features=64, hidden=(64, 48, 32), num_classes=10),
@@ -72,6 +77,7 @@ def run_quickstart(
         raise ValueError(f"unknown quickstart net(s) {unknown}; available: {sorted(NETS)}")
     if epochs < 1 or every_k < 1:
         raise ValueError(f"epochs and every_k must be >= 1, got {epochs} and {every_k}")
+    context = distributed.init_from_env(backend="gloo")
     splits = datasets.load("digits", val_fraction=0)  # the whole training split, no validation
     train, test = splits.train, splits.test
     steps_per_epoch = -(-len(train) // batch_size)
@@ -91,19 +97,23 @@ def run_quickstart(
         with ls.Scope(
             model, [probe], ls.every(every_k) | ls.end(), store,
             name=f"quickstart-{net}", experiment="quickstart", config=config, total_steps=total,
-            steps_per_epoch=steps_per_epoch,
+            steps_per_epoch=steps_per_epoch, distributed=context.distributed,
         ) as scope:
             step = 0  # optimizer updates done: step 0 measures the initial network
             scope.step(step, epoch=0)
+            wrapped = nn.parallel.DistributedDataParallel(model) if context.distributed else model
+            batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                            for m in model.modules())
             for epoch in range(epochs):
-                model.train()
+                wrapped.train()
                 for inputs, labels in loader:
-                    loss = nn.functional.cross_entropy(model(inputs), labels)
+                    loss, batch_loss, _ = batch_objective(wrapped, inputs, labels, context,
+                                                          batchnorm=batchnorm)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
                     step += 1
-                    scope.log(step, {"loss": loss.item()}, epoch=epoch)
+                    scope.log(step, {"loss": batch_loss}, epoch=epoch)
                     scope.step(step, epoch=epoch)
                     if on_step is not None:
                         on_step(net, step, total)

@@ -3,11 +3,14 @@
 A run exists in the store only once it starts, so an experiment's *plan* (the names of all its
 runs) is recorded when it is launched (`learnscope run PRESET`, sweeps): a JSON file per
 experiment in ``<store>.artifacts/plans/``. Launching again adds the new names to the plan.
-:func:`summarise` then counts the planned runs that are done, running, interrupted, failed and
-not started, and estimates the time left.
+:func:`summarise` then counts the planned runs that are done (finished), running, interrupted,
+failed, diverged and pending (not started yet), and estimates the time left. Runs written by
+any process count alike: `learnscope run`, a local sweep's workers, or Ray tasks on other hosts
+writing to the same store (a run on another host is reported as running, as its process
+cannot be checked from here).
 
 ETA of an experiment: the work left is the sum of the running runs' own ETAs (from their recent
-measurement rate, ``Store.runs()["eta_seconds"]``) plus, for every run not started yet (and every
+measurement rate, ``Store.runs()["eta_seconds"]``) plus, for every pending run (and every
 interrupted one, from its progress), the typical duration of a finished run (median of
 ``finished_at - created_at``; else the projected duration of the running runs). That work is
 divided by the number of runs progressing at once (at least one).
@@ -28,6 +31,7 @@ import pandas as pd
 DONE = ("finished",)
 FAILED = ("failed", "diverged")
 STATES = ("finished", "running", "interrupted", "failed", "diverged")
+PENDING = "pending"  # planned, not in the store yet
 
 
 def _plans_folder(store_path: str | os.PathLike[str]) -> Path:
@@ -86,7 +90,7 @@ class ExperimentStatus:
 
     experiment: str
     planned: int
-    counts: dict[str, int] = field(default_factory=dict)  # finished, running, ... not started
+    counts: dict[str, int] = field(default_factory=dict)  # finished, running, ... pending
     eta_seconds: float = math.nan
     runs: pd.DataFrame | None = None  # the experiment's rows of Store.runs()
 
@@ -121,7 +125,7 @@ def summarise(runs: pd.DataFrame, experiment: str, plan: list[str] | None = None
     names = list(plan or [])
     names += [name for name in latest["name"] if name not in set(names)]
     counts = {state: int((latest["status"] == state).sum()) for state in STATES}
-    counts["not started"] = len(set(names) - set(latest["name"]))
+    counts[PENDING] = len(set(names) - set(latest["name"]))
 
     running = latest[latest["status"] == "running"]
     durations = _durations(latest)
@@ -137,9 +141,9 @@ def summarise(runs: pd.DataFrame, experiment: str, plan: list[str] | None = None
     interrupted = latest[latest["status"] == "interrupted"]
     left_share = 1.0 - interrupted["progress"].fillna(0.0).to_numpy(dtype=float)
     work = running["eta_seconds"].to_numpy(dtype=float).sum() if len(running) else 0.0
-    if counts["not started"] or len(interrupted):
-        work += typical * (counts["not started"] + float(left_share.sum()))
-    if not len(running) and counts["not started"] == 0 and not len(interrupted):
+    if counts[PENDING] or len(interrupted):
+        work += typical * (counts[PENDING] + float(left_share.sum()))
+    if not len(running) and counts[PENDING] == 0 and not len(interrupted):
         eta = 0.0  # nothing left to do (finished or failed)
     else:
         eta = work / max(len(running), 1)

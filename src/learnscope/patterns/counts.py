@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,47 @@ def segment_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     totals = np.cumsum(values, dtype=np.int64)[np.append(starts[1:], values.shape[0]) - 1]
     return np.diff(totals, prepend=np.int64(0))
+
+
+def lexicographic_order(rows: np.ndarray) -> np.ndarray:
+    """Indices that sort int64 rows lexicographically (column 0 first), stably.
+
+    Same result as np.lexsort(rows.T[::-1]), much faster on the tables learnscope sorts: rows
+    are ordered by column 0 with a stable argsort (a timsort, linear on the few concatenated
+    sorted runs a fold or merge produces), and only the rows whose column 0 is shared with a
+    neighbour (rare in wide layers, where column 0 holds 64 pattern bits) are lexsorted.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows[:, 0], kind="stable")
+    if rows.shape[1] == 1 or rows.shape[0] < 2:
+        return order
+    first = rows[order, 0]
+    same = first[1:] == first[:-1]
+    tied = np.zeros(first.shape[0], dtype=bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    if not tied.any():
+        return order
+    # the tied rows sit in runs of equal column 0, runs in increasing column-0 order: sorting
+    # them all lexicographically refills the same positions run by run
+    where = np.flatnonzero(tied)
+    members = order[where]
+    order[where] = members[np.lexsort(rows[members].T[::-1])]
+    return order
+
+
+def row_changes(rows: np.ndarray) -> np.ndarray:
+    """Boolean (m,): True where a row differs from the previous one (always True for row 0).
+
+    Column by column, without the (m - 1, c) temporary of `(rows[1:] != rows[:-1]).any(axis=1)`.
+    """
+    changed = np.ones(rows.shape[0], dtype=bool)
+    if rows.shape[0] > 1:
+        different = rows[1:, 0] != rows[:-1, 0]
+        for column in range(1, rows.shape[1]):
+            different |= rows[1:, column] != rows[:-1, column]
+        changed[1:] = different
+    return changed
 
 
 def sum_unique_rows(
@@ -67,9 +109,9 @@ def sum_unique_rows(
         keys = keys[order]
         starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
         return keys[starts].reshape(-1, 1), segment_sums(counts[order], starts)
-    order = np.lexsort(rows.T[::-1])
+    order = lexicographic_order(rows)
     rows = rows[order]
-    starts = np.flatnonzero(np.concatenate(([True], (rows[1:] != rows[:-1]).any(axis=1))))
+    starts = np.flatnonzero(row_changes(rows))
     return rows[starts], segment_sums(counts[order], starts)
 
 
@@ -81,9 +123,9 @@ def unique_row_ids(rows: np.ndarray) -> tuple[int, np.ndarray]:
     if rows.shape[1] == 1:
         uniq, inverse = np.unique(rows[:, 0], return_inverse=True)
         return uniq.shape[0], inverse.reshape(-1)
-    order = np.lexsort(rows.T[::-1])
+    order = lexicographic_order(rows)
     ordered = rows[order]
-    ranks = np.cumsum(np.concatenate(([True], (ordered[1:] != ordered[:-1]).any(axis=1)))) - 1
+    ranks = np.cumsum(row_changes(ordered)) - 1
     inverse = np.empty(rows.shape[0], dtype=np.int64)
     inverse[order] = ranks
     return int(ranks[-1]) + 1, inverse
@@ -182,7 +224,7 @@ class PatternCounts:
         if not labelled:
             return cls(width, tuple(breakpoints), rows, counts, mode, table_size)
         key_cols = rows[:, :-1]
-        new_pattern = np.concatenate(([True], (key_cols[1:] != key_cols[:-1]).any(axis=1)))
+        new_pattern = row_changes(key_cols)
         if rows.shape[0] == 0:
             new_pattern = np.zeros(0, dtype=bool)
         starts = np.flatnonzero(new_pattern)
@@ -199,13 +241,12 @@ class PatternCounts:
             joint_counts=counts,
         )
 
-    def _rows(self) -> np.ndarray:
+    def counted_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows as counted and their counts: (keys..., label) rows with c(a, y) when
+        counted with labels, else the keys with c(a); `from_rows` rebuilds the counts."""
         if not self.has_labels:
-            return self.keys
-        return np.column_stack([self.keys[self.joint_index], self.joint_labels])
-
-    def _row_counts(self) -> np.ndarray:
-        return self.joint_counts if self.has_labels else self.counts
+            return self.keys, self.counts
+        return np.column_stack([self.keys[self.joint_index], self.joint_labels]), self.joint_counts
 
     def check_compatible(self, other: PatternCounts) -> None:
         """Raise ValueError unless `other` counts the same kind of patterns (layer shape, mode)."""
@@ -220,20 +261,34 @@ class PatternCounts:
 
     def merge(self, other: PatternCounts) -> PatternCounts:
         """Counts of the union of two measurement shards: exactly the counts of the whole."""
-        self.check_compatible(other)
-        if self.has_labels != other.has_labels:
-            raise ValueError(
-                "cannot merge counts with labels and counts without; count both with labels=True "
-                "or both without"
-            )
+        return PatternCounts.merge_all([self, other])
+
+    @classmethod
+    def merge_all(cls, parts: Sequence[PatternCounts]) -> PatternCounts:
+        """Counts of the union of several shards, exactly; the order of `parts` does not matter
+        (keys come out sorted, equal keys' counts summed)."""
+        parts = list(parts)
+        if not parts:
+            raise ValueError("merge_all needs at least one PatternCounts")
+        first = parts[0]
+        for other in parts[1:]:
+            first.check_compatible(other)
+            if other.has_labels != first.has_labels:
+                raise ValueError(
+                    "cannot merge counts with labels and counts without; count all shards with "
+                    "labels=True or all without"
+                )
+        if len(parts) == 1:
+            return first
+        tables = [p.counted_rows() for p in parts]
         return PatternCounts.from_rows(
-            np.concatenate([self._rows(), other._rows()]),
-            np.concatenate([self._row_counts(), other._row_counts()]),
-            width=self.width,
-            breakpoints=self.breakpoints,
-            labelled=self.has_labels,
-            mode=self.mode,
-            table_size=self.table_size,
+            np.concatenate([rows for rows, _ in tables]),
+            np.concatenate([counts for _, counts in tables]),
+            width=first.width,
+            breakpoints=first.breakpoints,
+            labelled=first.has_labels,
+            mode=first.mode,
+            table_size=first.table_size,
         )
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from learnscope import distributed
 from learnscope.measurement import (
     MeasurementData,
     check_batch_statistics,
@@ -159,31 +160,77 @@ def count_layers(
         step=step,
     )
     device = model_device(model)
+    shard = distributed.current_shard()
     with preserved_rng():
         frozen = measurement_copy(model, batchnorm)
-        try:
-            with torch.no_grad(), ActivationTap(frozen, counter) as tap:
-                what = "count patterns" + ("" if step is None else f" at step {step}")
-                for inputs, batch_labels in iter_batches(data, batch_size, progress=what):
-                    check_batch_statistics(frozen, inputs.shape[0], batch_size)
-                    if labels:
-                        batch_labels = check_labels(batch_labels, inputs.shape[0])
-                        counter.batch_labels = batch_labels.cpu().numpy()
-                    frozen(inputs.to(device))
-                    # a model whose first forward pass made no functional activation call (the
-                    # usual static graph) is not intercepted any further: it only costs time
-                    tap.stop_functional_if_unused()
-        finally:
-            counter.finish()
-    if not counter.layer_order:
+        with distributed.fail_together(shard is not None):
+            try:
+                with torch.no_grad(), ActivationTap(frozen, counter) as tap:
+                    what = "count patterns" + ("" if step is None else f" at step {step}")
+                    for inputs, batch_labels in iter_batches(data, batch_size, progress=what,
+                                                             shard=shard):
+                        check_batch_statistics(frozen, inputs.shape[0], batch_size)
+                        if labels:
+                            batch_labels = check_labels(batch_labels, inputs.shape[0])
+                            counter.batch_labels = batch_labels.cpu().numpy()
+                        frozen(inputs.to(device))
+                        # a model whose first forward pass made no functional activation call
+                        # (the usual static graph) is not intercepted any further: it only
+                        # costs time
+                        tap.stop_functional_if_unused()
+            finally:
+                counter.finish()
+    local = {name: c.result() for name, c in counter.counters.items()}
+    layer_order = counter.layer_order
+    if shard is not None:
+        layer_order, local = _merge_across_ranks(layer_order, local)
+    if not layer_order:
         raise ValueError(no_layers_message(model))
-    if selection is not None and selection - set(counter.layer_order):
-        raise ValueError(unknown_layer_message(selection - set(counter.layer_order),
-                                               counter.layer_order))
-    counts = {name: counter.counters[name].result()
-              for name in counter.layer_order if name in counter.counters}
-    index = {name: i for i, name in enumerate(counter.layer_order)}
+    if selection is not None and selection - set(layer_order):
+        raise ValueError(unknown_layer_message(selection - set(layer_order), layer_order))
+    counts = {name: local[name] for name in layer_order if name in local}
+    index = {name: i for i, name in enumerate(layer_order)}
     return counts, {name: index[name] for name in counts}
+
+
+def _merge_across_ranks(
+    layer_order: list[str], local: dict[str, PatternCounts]
+) -> tuple[list[str], dict[str, PatternCounts]]:
+    """Every rank's counts merged, on every rank: (layer order, {layer: merged counts}).
+
+    A rank whose share of the batches was empty has counted nothing and seen no layer; the layer
+    order and each layer's kind come from the ranks that ran. Each layer's counted rows
+    (keys, [label], count) are gathered as raw int64 arrays, one layer at a time, and merged
+    exactly as `PatternCounts.merge_all` does (sorted keys, equal rows' counts summed).
+    """
+    kinds = {name: (c.width, tuple(c.breakpoints), c.mode, c.table_size, c.has_labels,
+                    c.keys.shape[1]) for name, c in local.items()}
+    reports = [r for r in distributed.all_gather_objects((layer_order, kinds)) if r[0]]
+    if any(r != reports[0] for r in reports):
+        raise RuntimeError(
+            f"the ranks ran different activation layers, or counted them differently, in their "
+            f"forward passes ({[r[0] for r in reports]}); a sharded measurement needs the same "
+            "model and settings on every rank"
+        )
+    if not reports:
+        return [], {}
+    order, kinds = reports[0]
+    merged: dict[str, PatternCounts] = {}
+    for name in order:
+        if name not in kinds:
+            continue  # not a selected layer
+        width, breakpoints, mode, table_size, labelled, words = kinds[name]
+        mine = local.get(name)
+        if mine is None:
+            table = np.zeros((0, words + int(labelled) + 1), dtype=np.int64)
+        else:
+            rows, counts = mine.counted_rows()
+            table = np.column_stack([rows, counts])
+        every = np.concatenate(distributed.all_gather_arrays(table))
+        merged[name] = PatternCounts.from_rows(
+            every[:, :-1], every[:, -1], width=width, breakpoints=breakpoints,
+            labelled=labelled, mode=mode, table_size=table_size)  # sorts, sums equal rows
+    return order, merged
 
 
 def count(
@@ -201,7 +248,9 @@ def count(
     """Count every activation pattern of every activation layer over `data`.
 
     The pass runs on a frozen copy of the model and leaves the model, its BatchNorm statistics
-    and all random states exactly as they were.
+    and all random states exactly as they were. Inside `learnscope.distributed.sharded()` with
+    several ranks (torchrun) it is collective: each rank counts its share of the batches and
+    every rank returns the counts of the whole set, identical to a single-process count.
 
     Args:
         model: any nn.Module; ReLU-like modules and functional calls are found automatically.

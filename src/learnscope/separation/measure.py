@@ -19,8 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from learnscope import distributed
 from learnscope.measurement import (
     MeasurementData,
+    Shard,
     check_batch_statistics,
     check_labels,
     iter_batches,
@@ -121,13 +123,13 @@ class _Capture:
             handle.remove()
 
 
-def _passes(frozen, data, batch_size, device, names, step):
-    """Yield (features by layer in forward order, labels) per batch."""
+def _passes(frozen, data, batch_size, device, names, step, shard=None):
+    """Yield (features by layer in forward order, labels) per batch (the shard's batches)."""
     capture = _Capture(frozen, names)
     order: list[str] | None = None
     what = "separation" + ("" if step is None else f" at step {step}")
     try:
-        for inputs, labels in iter_batches(data, batch_size, progress=what):
+        for inputs, labels in iter_batches(data, batch_size, progress=what, shard=shard):
             check_batch_statistics(frozen, inputs.shape[0], batch_size)
             labels = check_labels(labels, inputs.shape[0])
             capture.outputs = {}
@@ -159,6 +161,9 @@ def measure(
     """Separation fuzziness D at the input ("input") and after each layer, in forward order.
 
     The model, its BatchNorm statistics and all random states are left exactly as they were.
+    Inside `learnscope.distributed.sharded()` with several ranks (torchrun) it is collective:
+    each rank passes its share of the batches, the class moments are summed across ranks, and
+    every rank returns the single-process values (to float64 rounding).
 
     Args:
         model: a registry model (layers found automatically) or any nn.Module with `layers`.
@@ -185,36 +190,75 @@ def measure(
         raise ValueError(f"max_dim must be >= 1, got {max_dim}")
     names = _resolve(model, layers)
     device = model_device(model)
+    shard = distributed.current_shard()
     with preserved_rng():
         frozen = measurement_copy(model, batchnorm)
         with torch.no_grad():
             moments: dict[str, ClassMoments] = {}
-            for features, labels in _passes(frozen, data, batch_size, device, names, step):
-                for name, x in features.items():
-                    acc = moments.get(name)
-                    if acc is None:
-                        p = x[0].numel()
-                        full = method == "moments" or (method == "auto" and (
-                            max_dim is not None or p <= AUTO_MOMENTS_MAX_FEATURES))
-                        if full and p > MOMENTS_MAX_FEATURES:
-                            raise ValueError(
-                                f"layer {name!r} has {p} features: per-class p x p moments "
-                                f"would take {p * p * 8 / 2**30:.1f} GiB per class; use "
-                                "method='subspace' (exact, no max_dim) or pick narrower layers"
-                            )
-                        acc = moments[name] = ClassMoments(p, second_moments=full)
-                    try:
-                        acc.update(x, labels)
-                    except ValueError as error:
-                        raise ValueError(f"layer {name!r}: {error}") from None
+            with distributed.fail_together(shard is not None):
+                for features, labels in _passes(frozen, data, batch_size, device, names, step,
+                                                shard):
+                    for name, x in features.items():
+                        acc = moments.get(name)
+                        if acc is None:
+                            acc = moments[name] = _accumulator(name, x[0].numel(), method,
+                                                               max_dim)
+                        try:
+                            acc.update(x, labels)
+                        except ValueError as error:
+                            raise ValueError(f"layer {name!r}: {error}") from None
+            if shard is not None:
+                moments = _reduce_across_ranks(moments, shard)
             second = {n: WithinAlong(m, balanced) for n, m in moments.items()
                       if not m.second_moments}
             if second:
-                for features, labels in _passes(frozen, data, batch_size, device, names, step):
-                    for name, acc in second.items():
-                        acc.update(features[name], labels)
+                with distributed.fail_together(shard is not None):
+                    for features, labels in _passes(frozen, data, batch_size, device, names,
+                                                    step, shard):
+                        for name, acc in second.items():
+                            acc.update(features[name], labels)
+                if shard is not None:
+                    for acc in second.values():
+                        acc.all_reduce()
     return {name: (second[name].fuzziness() if name in second
                    else acc.fuzziness(balanced, max_dim)) for name, acc in moments.items()}
+
+
+def _accumulator(name: str, p: int, method: str, max_dim: int | None) -> ClassMoments:
+    """Empty moments for a layer of p features: full p x p moments or class means only."""
+    full = method == "moments" or (method == "auto" and (
+        max_dim is not None or p <= AUTO_MOMENTS_MAX_FEATURES))
+    if full and p > MOMENTS_MAX_FEATURES:
+        raise ValueError(
+            f"layer {name!r} has {p} features: per-class p x p moments "
+            f"would take {p * p * 8 / 2**30:.1f} GiB per class; use "
+            "method='subspace' (exact, no max_dim) or pick narrower layers"
+        )
+    return ClassMoments(p, second_moments=full)
+
+
+def _reduce_across_ranks(moments: dict[str, ClassMoments], shard: Shard
+                         ) -> dict[str, ClassMoments]:
+    """Every rank's moments summed, on every rank, layers in forward order (collective).
+
+    A rank whose share of the batches was empty has no moments and no layer order; it takes
+    both from the ranks that ran and contributes zeros.
+    """
+    layouts = [
+        layout for layout in distributed.all_gather_objects(
+            [(name, m.num_features, m.second_moments) for name, m in moments.items()])
+        if layout
+    ]
+    if any(layout != layouts[0] for layout in layouts):
+        raise RuntimeError(
+            f"the ranks measured different features ({layouts}); a sharded measurement needs "
+            "the same model on every rank"
+        )
+    reduced: dict[str, ClassMoments] = {}
+    for name, p, full in layouts[0] if layouts else []:
+        local = moments.get(name) or ClassMoments(p, second_moments=full)
+        reduced[name] = local.all_reduce(shard)
+    return reduced
 
 
 LAW_MEASURES = ("law_slope", "law_rho", "law_pearson_r", "law_r2", "law_first", "law_last")

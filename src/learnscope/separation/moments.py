@@ -15,8 +15,12 @@ which is what lets `WithinAlong` measure wide features exactly in O(C p) memory 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from learnscope.measurement import Shard
 
 RTOL = 1e-10  # eigenvalues of Σ_B below RTOL × the largest count as zero in the pseudo-inverse
 
@@ -92,6 +96,8 @@ class ClassMoments:
         self.num_classes = num_classes
         self.second_moments = second_moments
         self._classes: dict[int, list] = {}  # label -> [count, reference, shifted sum, outer]
+        self._first: dict[int, int] = {}  # label -> the update (batch) where it first appeared
+        self._updates = 0
 
     def update(self, features, labels) -> ClassMoments:
         """Add a batch: features (n, ...) with n labels."""
@@ -112,12 +118,101 @@ class ClassMoments:
                 reference = xc.mean(axis=0)
                 outer = np.zeros((x.shape[1],) * 2) if self.second_moments else None
                 entry = self._classes[int(label)] = [0, reference, np.zeros(x.shape[1]), outer]
+                self._first[int(label)] = self._updates
             shifted = xc - entry[1]
             entry[0] += xc.shape[0]
             entry[2] += shifted.sum(axis=0)
             if self.second_moments:
                 entry[3] += shifted.T @ shifted
+        self._updates += 1
         return self
+
+    def _shifted(self, label: int, reference: np.ndarray) -> tuple[int, np.ndarray, Any]:
+        """(count, sum, outer sum) of class `label` about another reference point, exactly.
+
+        With y = x − r_old and δ = r_old − r_new: Σ(x − r_new) = s + n δ and
+        Σ(x − r_new)(x − r_new)ᵀ = S + s δᵀ + δ sᵀ + n δ δᵀ.
+        """
+        count, old, total, outer = self._classes[label]
+        delta = old - reference
+        if not delta.any():
+            return count, total.copy(), None if outer is None else outer.copy()
+        shifted_total = total + count * delta
+        if outer is None:
+            return count, shifted_total, None
+        cross = np.outer(total, delta)
+        return count, shifted_total, outer + cross + cross.T + count * np.outer(delta, delta)
+
+    def _check_mergeable(self, other: ClassMoments) -> None:
+        mine = (self.num_features, self.num_classes, self.second_moments)
+        theirs = (other.num_features, other.num_classes, other.second_moments)
+        if mine != theirs:
+            raise ValueError(
+                "cannot merge moments of different kinds: (num_features, num_classes, "
+                f"second_moments) = {mine} vs {theirs}; merge moments of the same layer, "
+                "accumulated with the same settings"
+            )
+
+    def merge(self, other: ClassMoments) -> ClassMoments:
+        """Moments of the union of two shards (a new object): exactly those of the whole.
+
+        A class seen by both keeps this object's reference point; the other's sums are moved to
+        it exactly (see `_shifted`) and added, in float64.
+        """
+        self._check_mergeable(other)
+        merged = ClassMoments(self.num_features, self.num_classes,
+                              second_moments=self.second_moments)
+        for label in sorted(set(self._classes) | set(other._classes)):
+            owner = self if label in self._classes else other
+            reference = owner._classes[label][1].copy()
+            count, total, outer = owner._shifted(label, reference)
+            if owner is self and label in other._classes:
+                n, t, o = other._shifted(label, reference)
+                count, total = count + n, total + t
+                outer = None if outer is None else outer + o
+            merged._classes[label] = [count, reference, total, outer]
+            merged._first[label] = owner._first[label]
+        merged._updates = self._updates + other._updates
+        return merged
+
+    def all_reduce(self, shard: Shard) -> ClassMoments:
+        """The moments of every rank's batches summed, on every rank (collective).
+
+        Each class is moved to one common reference point, the one the single-process pass would
+        use (that class's mean in the first global batch holding it, given that batch i is rank
+        i % world's), and the counts, sums and outer-product sums of all ranks are summed in
+        float64 with one all-reduce. The result equals the single-process moments up to float64
+        rounding of the sums.
+        """
+        from learnscope import distributed
+
+        firsts = {label: (shard.global_index(self._first[label]), entry[1])
+                  for label, entry in self._classes.items()}
+        gathered = distributed.all_gather_objects(firsts)
+        labels = sorted(set().union(*gathered))
+        references = {}
+        for label in labels:
+            offers = [ranks[label] for ranks in gathered if label in ranks]
+            references[label] = min(offers, key=lambda offer: offer[0])
+        p = self.num_features
+        width = 1 + p + (p * p if self.second_moments else 0)
+        packed = np.zeros((len(labels), width))
+        for row, label in enumerate(labels):
+            if label in self._classes:
+                count, total, outer = self._shifted(label, references[label][1])
+                packed[row, 0] = count
+                packed[row, 1:1 + p] = total
+                if outer is not None:
+                    packed[row, 1 + p:] = outer.reshape(-1)
+        summed = distributed.all_reduce_sum(packed)
+        result = ClassMoments(p, self.num_classes, second_moments=self.second_moments)
+        for row, label in enumerate(labels):
+            first, reference = references[label]
+            outer = summed[row, 1 + p:].reshape(p, p).copy() if self.second_moments else None
+            result._classes[label] = [int(round(summed[row, 0])), np.array(reference),
+                                      summed[row, 1:1 + p].copy(), outer]
+            result._first[label] = first
+        return result
 
     @property
     def classes(self) -> list[int]:
@@ -220,6 +315,21 @@ class WithinAlong:
         z = (x - self.means[rows]) @ self.u
         np.add.at(self.squares, rows, z**2)
         np.add.at(self.seen, rows, 1.0)
+        return self
+
+    def all_reduce(self) -> WithinAlong:
+        """Sum the projected squares and sample counts over every rank, in place (collective).
+
+        Every rank must hold the same first pass (e.g. moments merged with
+        `ClassMoments.all_reduce`), hence the same directions u_k.
+        """
+        from learnscope import distributed
+
+        size = self.squares.size
+        summed = distributed.all_reduce_sum(np.concatenate([self.squares.reshape(-1),
+                                                            self.seen]))
+        self.squares = summed[:size].reshape(self.squares.shape)
+        self.seen = summed[size:]
         return self
 
     def fuzziness(self) -> float:

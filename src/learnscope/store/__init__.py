@@ -10,7 +10,10 @@
 See :mod:`learnscope.store.db` for the concurrency, durability and NaN conventions.
 """
 
-from .db import BUSY_TIMEOUT_S, RUN_STATUSES, Store, StoreError, open
+from .db import BUSY_TIMEOUT_S, JOURNAL_ENV, JOURNAL_MODES, RUN_STATUSES, Store, StoreError, open
 from .snapshots import SnapshotSeries
 
-__all__ = ["BUSY_TIMEOUT_S", "RUN_STATUSES", "SnapshotSeries", "Store", "StoreError", "open"]
+__all__ = [
+    "BUSY_TIMEOUT_S", "JOURNAL_ENV", "JOURNAL_MODES", "RUN_STATUSES", "SnapshotSeries", "Store",
+    "StoreError", "open",
+]

@@ -1,13 +1,28 @@
 """Embedded SQLite run store: one ``.db`` file holding runs, measurements and metric values.
 
 Concurrency and processes
-    Every :class:`Store` owns one SQLite connection, opened in WAL mode with a busy timeout of
-    :data:`BUSY_TIMEOUT_S` seconds, so several processes may write to one store at once (each
-    write waits for the others) and readers never block writers. A connection belongs to the
+    Every :class:`Store` owns one SQLite connection, opened in WAL mode (by default; see
+    "Journal modes" below) with a busy timeout of :data:`BUSY_TIMEOUT_S` seconds, so several
+    processes may write to one store at once (each write waits for the others) and readers
+    never block writers. A connection belongs to the
     process that opened it: a Store opened in a parent must **not** be used in a forked child;
     doing so raises :class:`StoreError` - open a new Store in the child instead. (Pickling a
     Store, e.g. to hand it to a ``spawn`` child, pickles only its path; the child reopens it.)
     Within a process a Store may be shared between threads; calls are serialised by a lock.
+
+Journal modes and shared (network) storage
+    WAL mode keeps an index in shared memory (the ``-shm`` file), which works only when every
+    process using the database runs on one host: on NFS and other network file systems,
+    writers on different hosts would corrupt it. For a store on shared storage written from
+    several hosts (a Ray cluster), open it in rollback-journal mode:
+    ``Store(path, journal="delete")``, or set the environment variable
+    ``LEARNSCOPE_STORE_JOURNAL=delete`` for every process (:data:`JOURNAL_ENV`; default
+    ``wal``). Writes then lock the whole file through POSIX locks, which the shared file system
+    must support (NFSv4 and most cluster file systems do); readers wait while a write
+    commits, and each commit is synced in full (``synchronous=FULL``). The mode is stored in
+    the file: every process writing at the same time must use the same one. Switching a WAL
+    store to ``delete`` needs it to be closed everywhere else, or opening fails with a
+    :class:`StoreError` saying so.
 
 Writes
     Every write is one explicit ``BEGIN IMMEDIATE ... COMMIT`` transaction. A measurement (all
@@ -88,6 +103,8 @@ __all__ = [
     "BUSY_TIMEOUT_S",
     "ETA_GAP_FACTOR",
     "ETA_WINDOW",
+    "JOURNAL_ENV",
+    "JOURNAL_MODES",
     "RUN_STATUSES",
     "Store",
     "StoreError",
@@ -96,6 +113,15 @@ __all__ = [
 
 #: Seconds a write waits for another process's write to finish before giving up.
 BUSY_TIMEOUT_S = 60.0
+
+#: SQLite journal modes a store can be opened with (see "Journal modes" above).
+JOURNAL_MODES = ("wal", "delete")
+
+#: Environment variable choosing the journal mode when ``Store(journal=None)``; default wal.
+JOURNAL_ENV = "LEARNSCOPE_STORE_JOURNAL"
+
+#: Seconds an open in ``delete`` mode waits for other connections to a WAL store to close.
+JOURNAL_SWITCH_TIMEOUT_S = 5.0
 
 #: Statuses a run can be stored with; all but ``'running'`` are terminal.
 RUN_STATUSES = ("running", "finished", "failed", "diverged")
@@ -243,27 +269,56 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "database is locked" in message or "database is busy" in message
 
 
-def _init_connection(conn: sqlite3.Connection) -> str:
+class _JournalSwitchBusy(Exception):
+    """A WAL store could not be switched to ``delete`` mode: other connections have it open."""
+
+
+def _journal_mode(journal: str | None) -> str:
+    """The journal mode to open with: ``journal``, else ``$LEARNSCOPE_STORE_JOURNAL``, else wal."""
+    source = "the journal argument"
+    if journal is None:
+        journal, source = os.environ.get(JOURNAL_ENV) or "wal", f"${JOURNAL_ENV}"
+    mode = str(journal).strip().lower()
+    if mode not in JOURNAL_MODES:
+        raise StoreError(
+            f"Unknown store journal mode {journal!r} (from {source}); use 'wal' (one host, the "
+            "default) or 'delete' (a store on shared storage written from several hosts)."
+        )
+    return mode
+
+
+def _init_connection(conn: sqlite3.Connection, journal: str = "wal") -> str:
     """Configure a fresh connection and ensure the schema; return the journal mode.
+
+    ``journal`` is ``"wal"`` or ``"delete"`` (see "Journal modes" in the module docstring);
+    ``synchronous`` is NORMAL with WAL (safe there) and FULL with a rollback journal.
 
     Switching a new database to WAL takes a lock for which SQLite does not call the busy
     handler, so when several processes open a new store at the same moment some of them get
     "database is locked" at once. Every step here is idempotent, so the whole sequence is
-    retried (with back-off) for up to :data:`BUSY_TIMEOUT_S` seconds.
+    retried (with back-off) for up to :data:`BUSY_TIMEOUT_S` seconds. Switching a WAL store
+    to ``delete`` fails the same way for as long as another connection has it open; that is
+    given up after :data:`JOURNAL_SWITCH_TIMEOUT_S` seconds with :class:`_JournalSwitchBusy`.
     """
     deadline = time.monotonic() + BUSY_TIMEOUT_S
+    switch_deadline = time.monotonic() + JOURNAL_SWITCH_TIMEOUT_S
     delay = 0.002
     while True:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
-            conn.execute("PRAGMA synchronous = NORMAL")
+            mode = str(conn.execute(f"PRAGMA journal_mode = {journal.upper()}").fetchone()[0])
+            mode = mode.lower()
+            conn.execute(f"PRAGMA synchronous = {'NORMAL' if mode == 'wal' else 'FULL'}")
             conn.execute("PRAGMA foreign_keys = ON")
             ensure_schema(conn)
             return mode
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc) or time.monotonic() + delay > deadline:
                 raise
+            if journal != "wal" and time.monotonic() + delay > switch_deadline:
+                current = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+                if current == "wal":
+                    raise _JournalSwitchBusy(str(exc)) from exc
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 0.1)
 
@@ -280,8 +335,11 @@ def _writable_hint(path: Path) -> str:
     return ""
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the database at ``path`` and make sure it is a store."""
+def _connect(path: Path, journal: str = "wal") -> sqlite3.Connection:
+    """Open (creating if needed) the database at ``path`` and make sure it is a store.
+
+    ``journal``: ``"wal"`` or ``"delete"``, already validated (see :func:`_journal_mode`).
+    """
     try:
         is_dir = path.is_dir()
     except OSError as exc:
@@ -310,7 +368,17 @@ def _connect(path: Path) -> sqlite3.Connection:
         what = f"SQLite cannot open or create the file ({exc}){_writable_hint(path)}"
         raise _open_error(path, what) from exc
     try:
-        mode = _init_connection(conn)
+        mode = _init_connection(conn, journal)
+    except _JournalSwitchBusy as exc:
+        conn.close()
+        raise _open_error(
+            path,
+            f"journal mode {journal!r} was asked for, but the store is in WAL mode and open in "
+            f"another connection (a run, sweep or dashboard), so SQLite cannot switch it ({exc})",
+            "Every process writing to a store at the same time must use the same journal "
+            f"mode: stop the others (runs, sweeps, dashboards) first, or set {JOURNAL_ENV} to "
+            "the same value for all of them.",
+        ) from exc
     except ValueError as exc:
         conn.close()
         raise _open_error(
@@ -327,11 +395,20 @@ def _connect(path: Path) -> sqlite3.Connection:
             ) from exc
         what = f"the database cannot be written ({message}){_writable_hint(path)}"
         raise _open_error(path, what) from exc
-    if mode != "wal":
+    if journal == "delete" and mode != "delete":
+        conn.close()
+        raise _open_error(
+            path,
+            f"journal mode 'delete' was asked for, but SQLite kept the journal mode {mode!r}",
+            f"Open it with journal 'wal' (unset {JOURNAL_ENV}), or move the store to another "
+            "location.",
+        )
+    if journal == "wal" and mode != "wal":
         warnings.warn(
             f"learnscope store {path}: SQLite could not switch to WAL mode (journal mode is "
             f"{mode!r}); concurrent writers will block readers. Network file systems often "
-            "cause this - prefer a local disk.",
+            "cause this - prefer a local disk, or journal 'delete' for a store shared by "
+            f"several hosts (${JOURNAL_ENV}=delete).",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -535,18 +612,30 @@ class Store:
     ``Store(path)`` opens the database at ``path``, creating its parent folders and the
     schema when missing; it raises :class:`StoreError` when that is impossible.
     ``Store(path, read_only=True)`` opens an existing store for reading only and creates
-    nothing (see "Read-only access" in the module docstring). Use it as a context manager,
-    or call :meth:`close` when done.
+    nothing (see "Read-only access" in the module docstring). ``journal`` is the SQLite
+    journal mode of a writing Store: ``"wal"`` (one host) or ``"delete"`` (a store on shared
+    storage written from several hosts); None takes ``$LEARNSCOPE_STORE_JOURNAL``, else
+    ``"wal"`` (see "Journal modes" in the module docstring). ``journal_mode`` tells the mode
+    in use (a read-only Store reports the file's mode). Use it as a context manager, or call
+    :meth:`close` when done.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, read_only: bool = False, journal: str | None = None
+    ) -> None:
         """Open or create the store at ``path`` (the ``.db`` file); see the class docstring."""
         self.path: Path = Path(path).expanduser().resolve()
         self.read_only: bool = bool(read_only)
+        self._journal = journal
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._conn: sqlite3.Connection | None = None
-        self._conn = _connect_read_only(self.path) if self.read_only else _connect(self.path)
+        if self.read_only:
+            self._conn = _connect_read_only(self.path)
+        else:
+            self._conn = _connect(self.path, _journal_mode(journal))
+        mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        self.journal_mode: str = str(mode).lower()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -564,9 +653,11 @@ class Store:
         self.close()
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
-        """Pickle by path (and read-only flag): the receiving process opens its own connection."""
+        """Pickle by path (read-only flag, journal): the receiving process opens its own."""
         if self.read_only:
             return (functools.partial(Store, read_only=True), (str(self.path),))
+        if self._journal is not None:
+            return (functools.partial(Store, journal=self._journal), (str(self.path),))
         return (Store, (str(self.path),))
 
     def close(self) -> None:
@@ -1214,10 +1305,13 @@ class Store:
             return self._metrics_frame(_LATEST_SQL, [run_id])
 
 
-def open(path: str | os.PathLike[str], *, read_only: bool = False) -> Store:
+def open(
+    path: str | os.PathLike[str], *, read_only: bool = False, journal: str | None = None
+) -> Store:
     """Open (creating if needed) the learnscope run store at ``path``; see :class:`Store`.
 
     With ``read_only=True`` an existing store is opened for reading only and nothing is
-    created; a missing file raises :class:`StoreError`.
+    created; a missing file raises :class:`StoreError`. ``journal``: ``"wal"`` or
+    ``"delete"`` (None: ``$LEARNSCOPE_STORE_JOURNAL``, else ``"wal"``).
     """
-    return Store(path, read_only=read_only)
+    return Store(path, read_only=read_only, journal=journal)

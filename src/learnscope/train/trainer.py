@@ -10,6 +10,18 @@ its last checkpoint with the same batches, the same augmentation draws and the s
 With `save_weights=True` the model's weights are kept at every measured step; `measure_since_final`
 then measures the final network once more and compares every kept state with it, writing
 `<comparison>_since_final` into the same run (the paper's Figures 3 and 4).
+
+Launched with torchrun (the default process group initialised with several ranks, e.g. by
+`learnscope.distributed.init_from_env()`), `train` trains with DistributedDataParallel: every rank
+draws the same global batches as one process would (same order, same augmentation draws) and takes
+a contiguous slice of each (sizes differing by at most one); the loss is scaled so the averaged
+gradient is that of the whole batch, and the logged loss and accuracy are the whole batch's. Only
+rank 0 writes checkpoints, weights and the store; on resume rank 0 reads the checkpoint and sends
+it to the others. Give it a Scope created with `distributed=True` on every rank: the measurement
+pass is then shared and exact (the single-process values). Training itself is not bit-identical
+to one process: gradients are summed in another order and BatchNorm normalises each rank's slice
+with that slice's statistics (its running statistics are rank 0's); a model without BatchNorm
+(or dropout) takes the same steps up to float rounding.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import math
 import os
 import random
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from learnscope import distributed
 from learnscope.measurement import evaluate
 from learnscope.train.recipes import Recipe
 
@@ -100,15 +114,21 @@ def train(
 
     device = torch.device(device)
     model.to(device)
+    context = distributed.context()
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
     if steps_per_epoch == 0:
         raise ValueError("the training set is empty; nothing to train on")
     total = recipe.epochs * steps_per_epoch if max_steps is None else max_steps
     optimizer, scheduler = recipe.build(model, steps_per_epoch)
-    folder = _checkpoint_folder(scope, checkpoint_dir)
+    folder = _checkpoint_folder(scope, checkpoint_dir) if context.is_main else None
     step = 0
-    if resume and folder is not None and (folder / CHECKPOINT).exists():
-        step = _load_checkpoint(folder / CHECKPOINT, model, optimizer, scheduler, scope)
+    checkpoint = None
+    with distributed.fail_together(context.distributed):
+        if resume and folder is not None and (folder / CHECKPOINT).exists():
+            checkpoint = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=False)
+    checkpoint = distributed.broadcast_object(checkpoint)  # rank 0's decision, for every rank
+    if checkpoint is not None:
+        step = _apply_checkpoint(checkpoint, model, optimizer, scheduler, scope)
     else:
         if scope is not None:  # a resumed run killed before its first checkpoint starts over
             scope.forget_measurements_after(-1)
@@ -120,14 +140,20 @@ def train(
         random.seed(seed)
         _measure(scope, model, 0, 0.0, folder, save_weights)
 
+    net = model
+    if context.distributed:
+        ids = [device.index if device.index is not None else torch.cuda.current_device()] \
+            if device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     metrics: dict[str, float] = {}
     status = "finished"
-    reporter = progress_display.current()
+    reporter = progress_display.current() if context.is_main else None
     run_name = getattr(scope, "name", None) or type(model).__name__
     task = None if reporter is None else reporter.task(f"train {run_name}", total)
     if task is not None:
         task.update(completed=step)
-    model.train()
+    net.train()
     while step < total:
         epoch, skip = divmod(step, steps_per_epoch)
         order = torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -143,11 +169,11 @@ def train(
                     _set_rng_state(rng_at_checkpoint)
                 continue
             inputs, labels = inputs.to(device), labels.to(device)
-            logits = model(inputs)
-            loss = nn.functional.cross_entropy(logits, labels)
-            if not torch.isfinite(loss):
+            loss, batch_loss, accuracy = batch_objective(net, inputs, labels, context,
+                                                         batchnorm=batchnorm)
+            if not math.isfinite(batch_loss):
                 status = "diverged"
-                metrics = {"loss": loss.item()}
+                metrics = {"loss": batch_loss}
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -156,9 +182,7 @@ def train(
             scheduler.step()
             step += 1
             epoch_progress = step / steps_per_epoch
-            metrics = {"loss": loss.item(),
-                       "accuracy": (logits.argmax(1) == labels).float().mean().item(),
-                       "lr": lr}
+            metrics = {"loss": batch_loss, "accuracy": accuracy, "lr": lr}
             if scope is not None:
                 scope.log(step, metrics, epoch=epoch_progress)
             measured = _measure(scope, model, step, epoch_progress, folder, save_weights)
@@ -173,9 +197,11 @@ def train(
         if status == "diverged":
             break
         if step % steps_per_epoch == 0 or step >= total:
-            evaluation = {f"val_{k}": v for k, v in evaluate(model, val_set).items()}
-            evaluation.update(
-                {f"test_{k}": v for k, v in evaluate(model, test_set).items()})
+            distributed.broadcast_module_state(model, parameters=False)  # rank 0's BN statistics
+            with distributed.sharded():
+                evaluation = {f"val_{k}": v for k, v in evaluate(model, val_set).items()}
+                evaluation.update(
+                    {f"test_{k}": v for k, v in evaluate(model, test_set).items()})
             metrics.update(evaluation)
             if scope is not None and evaluation:
                 scope.log(step, evaluation, epoch=step / steps_per_epoch)
@@ -184,6 +210,41 @@ def train(
     if status == "diverged" and scope is not None:
         scope.finish("diverged", error=f"non-finite training loss at step {step + 1}")
     return TrainResult(status, step, step / steps_per_epoch, metrics)
+
+
+def batch_objective(net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                    context: distributed.Context | None = None, *, batchnorm: bool = True,
+                    ) -> tuple[torch.Tensor, float, float]:
+    """The loss to back-propagate for one global batch, and the batch's mean loss and accuracy.
+
+    In one process: the mean cross-entropy of the batch. With several ranks (`net` wrapped in
+    DistributedDataParallel, every rank holding the same global batch), each rank takes its
+    contiguous slice and back-propagates sum-of-losses x world / batch size, so that DDP's
+    average over ranks is the gradient of the whole batch's mean loss; the reported loss and
+    accuracy are summed over ranks, hence the whole batch's (the same on every rank, so every
+    rank agrees on a non-finite loss).
+    """
+    context = context or distributed.context()
+    if not context.distributed:
+        logits = net(inputs)
+        loss = nn.functional.cross_entropy(logits, labels)
+        return loss, loss.item(), (logits.argmax(1) == labels).float().mean().item()
+    n = labels.shape[0]
+    part = distributed.batch_slice(n, context.rank, context.world_size)
+    if batchnorm and part.stop - part.start < 2:
+        smallest = n // context.world_size
+        raise ValueError(
+            f"a training batch of {n} samples split over {context.world_size} processes leaves "
+            f"{smallest} sample(s) to a process, and BatchNorm in train mode needs at least 2 "
+            "per process; choose a batch size (and a training set size) whose batches, the last "
+            f"one included, hold at least {2 * context.world_size} samples, or fewer processes"
+        )
+    logits = net(inputs[part])
+    loss_sum = nn.functional.cross_entropy(logits, labels[part], reduction="sum")
+    correct = (logits.argmax(1) == labels[part]).sum()
+    sums = distributed.all_reduce_sum(torch.stack([loss_sum.detach().double(),
+                                                   correct.double()]))
+    return loss_sum * (context.world_size / n), float(sums[0]) / n, float(sums[1]) / n
 
 
 def _checkpoint_folder(scope: Any, checkpoint_dir: str | Path | None) -> Path | None:
@@ -199,7 +260,7 @@ def _measure(scope: Any, model: nn.Module, step: int, epoch: float, folder: Path
     if scope is None or not scope.schedule(step):
         return False
     scope.measure(step, epoch=epoch)
-    if save_weights and folder is not None:
+    if save_weights and folder is not None:  # folder is None on ranks other than 0
         _save_atomic(model.state_dict(), folder / "weights" / f"step_{step:09d}.pt")
     return True
 
@@ -214,9 +275,8 @@ def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
                  path)
 
 
-def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: Any, scope: Any) -> int:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+def _apply_checkpoint(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+                      scheduler: Any, scope: Any) -> int:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -237,37 +297,58 @@ def measure_since_final(scope: Any, model_factory: Callable[[], nn.Module],
 
     For each pattern probe of `scope`, counts the final network, then each kept state, and writes
     `<added|removed|jaccard|jaccard_t|weighted_jaccard>_since_final` at that state's step.
-    Returns the number of states compared.
+    Returns the number of states compared. With a distributed Scope it is collective: rank 0
+    reads each kept state and sends it to the others, every count is shared among the ranks,
+    and rank 0 writes.
     """
+    from learnscope import progress as progress_display
     from learnscope.store import open as open_store
 
-    store = open_store(scope.store.path)  # the Scope may have closed its own connection
-    folder = store.artifacts_root / scope.run_id / "weights"
-    files = sorted(folder.glob("step_*.pt"))
-    if not files:
-        raise FileNotFoundError(
+    shared = getattr(scope, "distributed", False)
+    store = None
+    files: list[Path] | str = []
+    if not shared or distributed.is_main():
+        store = open_store(scope.store.path)  # the Scope may have closed its own connection
+        folder = store.artifacts_root / scope.run_id / "weights"
+        files = sorted(folder.glob("step_*.pt")) or (
             f"no saved weights in {folder}; train with save_weights=True to compare with the "
-            "final state"
-        )
-    from learnscope import progress as progress_display
-
-    reporter = progress_display.current()
+            "final state")
+    if shared:
+        files = distributed.broadcast_object(files)
+    if isinstance(files, str):
+        if store is not None:
+            store.close()
+        raise FileNotFoundError(files)
+    reporter = progress_display.current() if store is not None else None
     compared = 0
-    for probe in scope.probes:
-        if not hasattr(probe, "since_final_rows"):
-            continue
-        final_counts, _ = probe.count(final_model)
-        if reporter is not None:
-            files_done = reporter.track(files, f"compare with final state ({probe.name})")
-        else:
-            files_done = iter(files)
-        for file in files_done:
-            step = int(file.stem.split("_")[1])
-            model = model_factory()
-            model.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
-            model.to(next(final_model.parameters()).device)
-            rows = probe.since_final_rows(model, final_counts, step)
-            store.write_measurement(scope.run_id, step, None, probe.name, rows)
-            compared += 1
-    store.close()
+    try:
+        if shared:
+            distributed.broadcast_module_state(final_model)
+        for probe in scope.probes:
+            if not hasattr(probe, "since_final_rows"):
+                continue
+            with distributed.sharded() if shared else nullcontext():
+                final_counts, _ = probe.count(final_model)
+            if reporter is not None:
+                files_done = reporter.track(files, f"compare with final state ({probe.name})")
+            else:
+                files_done = iter(files)
+            for file in files_done:
+                step = int(file.stem.split("_")[1])
+                state = None
+                if store is not None:
+                    state = torch.load(file, map_location="cpu", weights_only=True)
+                if shared:
+                    state = distributed.broadcast_object(state)
+                model = model_factory()
+                model.load_state_dict(state)
+                model.to(next(final_model.parameters()).device)
+                with distributed.sharded() if shared else nullcontext():
+                    rows = probe.since_final_rows(model, final_counts, step)
+                if store is not None:
+                    store.write_measurement(scope.run_id, step, None, probe.name, rows)
+                compared += 1
+    finally:
+        if store is not None:
+            store.close()
     return compared
