@@ -217,6 +217,8 @@ def test_single_process_reductions_are_identities():
     values = np.array([1.5, 2.0])
     assert np.array_equal(distributed.all_reduce_sum(values), values)
     assert distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
+    table = np.arange(6).reshape(3, 2)
+    assert [t.tolist() for t in distributed.all_gather_arrays(table)] == [table.tolist()]
     assert distributed.broadcast_object("x") == "x"
 
 
