@@ -216,3 +216,28 @@ def test_fixup_recipe_gives_the_fixup_scalars_a_tenth_of_the_rate():
     assert all(p.ndim == 0 for p in scalars["params"]) and len(scalars["params"]) == 47
     assert all(p.ndim > 0 for p in main["params"])
     assert main["weight_decay"] == 5e-4
+
+
+def test_a_run_killed_between_an_epochs_checkpoint_and_its_evaluation_still_logs_it(tmp_path):
+    store_path = tmp_path / "s.db"
+    model = make_model()
+    recipe = recipes.get("multistep", epochs=4, batch_size=16, milestones=(2, 3))
+    scope = ls.Scope(model, [ls.ActivationPatterns(MEASURE_SET, batch_size=32)],
+                     ls.every(3) | ls.end(), store_path, name="cut", total_steps=24,
+                     steps_per_epoch=6)
+
+    def stop_at_epoch_end(step, total):
+        if step == 6:  # measured and checkpointed, the epoch's evaluation not yet run
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(model, NoisyData(), recipe, scope=scope, test_set=NoisyData(30, seed=9), seed=7,
+              checkpoint_every=4, on_step=stop_at_epoch_end)
+    store = ls.store.open(store_path)
+    assert "test_accuracy" not in set(store.metrics(run=scope.run_id)["measure"])
+    run(store_path, "cut", resume=scope.run_id)
+    _, reference, _ = run(store_path, "reference")
+    got = store.metrics(run=scope.run_id, measure=["test_accuracy", "test_loss"])
+    want = store.metrics(run=reference.run_id, measure=["test_accuracy", "test_loss"])
+    assert got["step"].tolist() == want["step"].tolist() == [6, 6, 12, 12, 18, 18, 24, 24]
+    np.testing.assert_allclose(got["value"], want["value"], rtol=0, atol=1e-12)

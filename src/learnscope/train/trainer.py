@@ -140,6 +140,21 @@ def train(
         random.seed(seed)
         _measure(scope, model, 0, 0.0, folder, save_weights)
 
+    def evaluate_epoch() -> dict[str, float]:
+        """Validation / test loss and accuracy at the end of an epoch, logged at `step`."""
+        distributed.broadcast_module_state(model, parameters=False)  # rank 0's BN statistics
+        with distributed.sharded():
+            evaluation = {f"val_{k}": v for k, v in evaluate(model, val_set).items()}
+            evaluation.update({f"test_{k}": v for k, v in evaluate(model, test_set).items()})
+        if scope is not None and evaluation:
+            scope.log(step, evaluation, epoch=step / steps_per_epoch)
+        return evaluation
+
+    if checkpoint is not None and 0 < step and (step % steps_per_epoch == 0 or step >= total):
+        # the checkpoint of an epoch's last update is written before that epoch's evaluation:
+        # a run killed in between would otherwise never log it (rewriting it is idempotent)
+        evaluate_epoch()
+
     net = model
     if context.distributed:
         ids = [device.index if device.index is not None else torch.cuda.current_device()] \
@@ -197,14 +212,7 @@ def train(
         if status == "diverged":
             break
         if step % steps_per_epoch == 0 or step >= total:
-            distributed.broadcast_module_state(model, parameters=False)  # rank 0's BN statistics
-            with distributed.sharded():
-                evaluation = {f"val_{k}": v for k, v in evaluate(model, val_set).items()}
-                evaluation.update(
-                    {f"test_{k}": v for k, v in evaluate(model, test_set).items()})
-            metrics.update(evaluation)
-            if scope is not None and evaluation:
-                scope.log(step, evaluation, epoch=step / steps_per_epoch)
+            metrics.update(evaluate_epoch())
     if task is not None:
         task.finish()
     if status == "diverged" and scope is not None:
