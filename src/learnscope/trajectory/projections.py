@@ -923,12 +923,19 @@ class _FittedEmbedding(_Projection):
         """Fit and return the fitted embedding itself (not a re-placement of the same points)."""
         return self.fit(X).embedding_.copy()
 
-    def _fitted_embedding(self, X: np.ndarray) -> np.ndarray | None:
+    def transform(self, X: Any) -> np.ndarray:
+        X = self._validate_transform(X)
         if X.shape == self.embedding_.shape[:1] + (self.n_features_in_,) and (
             _fingerprint(X) == self._fit_fingerprint
         ):
             return self.embedding_.copy()
-        return None
+        return self._place(X)
+
+    def _remember_fit(self, embedding: Any, X32: np.ndarray) -> None:
+        """Keep the fitted embedding and what identifies the fitted rows."""
+        self.embedding_ = np.array(embedding, dtype=np.float32)
+        self._fit_fingerprint = _fingerprint(X32)
+        self.n_features_in_ = X32.shape[1]
 
 
 class TSNEProjection(_FittedEmbedding):
@@ -991,16 +998,11 @@ class TSNEProjection(_FittedEmbedding):
             random_state=_seed(self.random_state), verbose=self.verbose,
         )
         self.tsne_embedding_ = tsne.fit(X32)
-        self.embedding_ = np.array(self.tsne_embedding_, dtype=np.float32)
-        self._fit_fingerprint = _fingerprint(X32)
-        self.n_features_in_ = d
+        self._remember_fit(self.tsne_embedding_, X32)
         return self
 
-    def transform(self, X: Any) -> np.ndarray:
-        X = self._validate_transform(X)
-        fitted = self._fitted_embedding(X)
-        if fitted is not None:
-            return fitted
+    def _place(self, X: np.ndarray) -> np.ndarray:
+        """Place rows other than the fitted ones against the fitted embedding."""
         n_fit = len(self.embedding_)
         X32, _ = _to_float32(X)
         placed = self.tsne_embedding_.transform(
@@ -1052,16 +1054,11 @@ class UMAPProjection(_FittedEmbedding):
             warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
             model.fit(X32)
         self.umap_ = model
-        self.embedding_ = np.array(model.embedding_, dtype=np.float32)
-        self._fit_fingerprint = _fingerprint(X32)
-        self.n_features_in_ = d
+        self._remember_fit(model.embedding_, X32)
         return self
 
-    def transform(self, X: Any) -> np.ndarray:
-        X = self._validate_transform(X)
-        fitted = self._fitted_embedding(X)
-        if fitted is not None:
-            return fitted
+    def _place(self, X: np.ndarray) -> np.ndarray:
+        """Place rows other than the fitted ones against the fitted embedding."""
         X32, _ = _to_float32(X)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
