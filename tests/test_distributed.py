@@ -419,3 +419,57 @@ def test_a_failing_rank_fails_the_run_and_the_same_command_resumes_it(tmp_path, 
     assert len(merged) == len(uninterrupted) == len(metrics)
     same = merged["value_got"] == merged["value_want"]
     assert (same | (merged["value_got"].isna() & merged["value_want"].isna())).all()
+
+
+# ---------------------------------------------------------------------------- clean exit
+
+ENDING_PROGRAM = """
+import atexit, os, sys
+from pathlib import Path
+import torch.distributed as dist
+from learnscope import distributed
+
+marker = Path(sys.argv[2])
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{sys.argv[3]}", rank=0,
+                        world_size=1)
+atexit.register(lambda: marker.write_text("finalised"))
+
+def main():
+    print("work done", end="")  # unflushed: end_process must flush it
+    outcome = sys.argv[1]
+    if outcome == "exit":
+        sys.exit(3)
+    if outcome == "raise":
+        raise ValueError("broken rank")
+    if outcome == "interrupt":
+        raise KeyboardInterrupt
+
+distributed.run_and_end(main)
+print("never reached")
+"""
+
+
+@pytest.mark.parametrize("outcome, status", [("return", 0), ("exit", 3), ("raise", 1),
+                                             ("interrupt", 130)])
+def test_a_rank_with_a_process_group_ends_without_python_finalisation(tmp_path, outcome, status):
+    marker = tmp_path / "finalised.txt"
+    job = subprocess.run([sys.executable, "-c", ENDING_PROGRAM, outcome, str(marker),
+                          str(free_port())], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert job.returncode == status, job.stderr
+    assert job.stdout == "work done"
+    assert not marker.exists()  # os._exit: no atexit handler, no interpreter finalisation
+    if outcome == "raise":
+        assert "ValueError: broken rank" in job.stderr
+
+
+def test_without_a_process_group_run_and_end_is_a_plain_call():
+    assert not torch.distributed.is_initialized()
+    calls = []
+    distributed.run_and_end(lambda: calls.append(1))
+    assert calls == [1]
+    with pytest.raises(SystemExit) as stop:
+        distributed.run_and_end(lambda: sys.exit(4))
+    assert stop.value.code == 4
+    with pytest.raises(KeyError):
+        distributed.run_and_end(lambda: {}["missing"])

@@ -571,8 +571,14 @@ app.command("project")(project_command)
 
 
 def main() -> None:
-    """Entry point of the console script."""
-    app()
+    """Entry point of the console script (and of `torchrun -m learnscope.cli`).
+
+    Under torchrun each rank tears its process group down and ends explicitly
+    (`distributed.run_and_end`): left to the interpreter's exit, gloo can abort a finished rank.
+    """
+    from learnscope import distributed
+
+    distributed.run_and_end(app)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,18 @@ rank 0 of 1, collectives return their input, `sharded()` shards nothing.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -103,19 +107,97 @@ def init_from_env(backend: str | None = None) -> Context:
     if has_gpu:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend=chosen)
-    # a process that exits with the group alive can abort in gloo's teardown ("terminate called
-    # without an active exception", seen with torch 2.13): take it down first, locally
-    atexit.register(shutdown)
+    # a process that exits with the group alive can abort in gloo's teardown (see `shutdown`);
+    # entry points end through `end_process`, this is the fallback for programs that return
+    atexit.register(shutdown, synchronise=False)
     return context()
 
 
-def shutdown() -> None:
-    """Destroy the default process group if there is one (local: waits for no other rank).
+def shutdown(*, synchronise: bool = True, timeout: float = 60.0) -> None:
+    """Take this rank's default process group down now, before the interpreter exits.
 
-    Registered to run at exit by `init_from_env` when it created the group.
+    Why not leave it to exit: a gloo group's worker threads own the collectives' finished work
+    objects, and those hold Python objects (the thread-local state captured when the collective
+    was issued). If such an object is released while Python finalises, the worker thread tries to
+    take the GIL, is unwound through a `noexcept` destructor and the whole rank dies of SIGABRT
+    ("terminate called without an active exception") after its work is done. So: collect
+    garbage first (DDP wrappers and their reducers reference the group from reference cycles),
+    wait for the other ranks (`synchronise`, bounded by `timeout` seconds; skipped after a
+    failure, when a peer may be gone), destroy the group, and collect again. A no-op without a
+    group. `end_process` calls it; `init_from_env` also registers it to run at exit, as a last
+    resort for programs that return normally.
     """
+    if not _initialised():
+        return
+    gc.collect()
+    if synchronise and dist.get_world_size() > 1:
+        try:
+            _bounded_barrier(timeout)
+        except Exception as error:  # noqa: BLE001 - a peer that is gone must not stop the exit
+            print(f"learnscope: ranks did not meet before shutdown ({_describe(error)}); "
+                  "destroying the process group anyway", file=sys.stderr)
+    dist.destroy_process_group()
+    gc.collect()
+
+
+def _bounded_barrier(timeout: float) -> None:
+    """A barrier that gives up after `timeout` seconds (gloo) or the group's own timeout."""
+    if dist.get_backend() == "gloo":
+        dist.monitored_barrier(timeout=timedelta(seconds=timeout))
+    else:
+        dist.barrier()
+
+
+def end_process(code: int) -> NoReturn:
+    """End this process with exit status `code`, tearing down its process group first.
+
+    For a torchrun rank: `shutdown` (synchronised when `code` is 0), flush stdout and stderr,
+    then `os._exit(code)`, so Python's finalisation, where gloo's threads can abort the process
+    (see `shutdown`), never runs. atexit handlers do not run either: everything the program
+    wrote must be closed by then (learnscope's store closes its connections as it goes).
+    """
+    try:
+        shutdown(synchronise=code == 0)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed or broken pipe: nothing left to save
+                pass
+        os._exit(code)
+
+
+def run_and_end(main: Callable[[], Any]) -> None:
+    """Call `main()`; if this process joined a process group, end it with `end_process`.
+
+    The entry point of a program that torchrun launches (learnscope's CLI uses it): the exit
+    status is 0 when `main` returns, `SystemExit`'s code when it exits, and 1 after printing the
+    traceback of any other exception. Without a process group this is a plain call (exceptions
+    and SystemExit propagate as usual), so it is safe in a single process.
+    """
+    try:
+        main()
+    except SystemExit as stop:
+        if not _initialised():
+            raise
+        end_process(_exit_status(stop.code))
+    except BaseException as error:
+        if not _initialised():
+            raise
+        traceback.print_exc()
+        end_process(130 if isinstance(error, KeyboardInterrupt) else 1)
     if _initialised():
-        dist.destroy_process_group()
+        end_process(0)
+
+
+def _exit_status(code: Any) -> int:
+    """The process exit status of `SystemExit(code)`, as the interpreter would compute it."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 def context() -> Context:

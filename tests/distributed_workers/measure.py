@@ -57,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    distributed.run_and_end(main)  # as learnscope's CLI does: tear down, then exit

@@ -73,4 +73,4 @@ def train_mlp(out: Path, context: distributed.Context) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    distributed.run_and_end(main)  # as learnscope's CLI does: tear down, then exit
