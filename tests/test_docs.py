@@ -185,7 +185,7 @@ def sessions(tmp_path_factory):
         patch.setenv("LEARNSCOPE_PROGRESS", "off")
         patch.setenv("MPLBACKEND", "Agg")
         yield session
-    for s in made.values():  # drop what the blocks made (open stores, models) before the next module
+    for s in made.values():  # drop what the blocks made (open stores, models)
         s.namespace.clear()
 
 
@@ -247,8 +247,8 @@ def _shell_commands(code: str) -> list[str]:
 
 
 def learnscope_invocations(code: str) -> list[list[str]]:
-    """The argument lists given to learnscope in a bash block (`learnscope ...`,
-    `.venv/bin/learnscope ...`, `python -m learnscope.cli ...`, `torchrun ... -m learnscope.cli`)."""
+    """The argument lists given to learnscope in a bash block: `learnscope ...`,
+    `.venv/bin/learnscope ...`, `python -m learnscope.cli ...`, `torchrun ... -m learnscope.cli`."""
     found = []
     for command in _shell_commands(code):
         try:
