@@ -26,6 +26,7 @@ at a file of the repository.
 from __future__ import annotations
 
 import linecache
+import math
 import os
 import random
 import re
@@ -38,6 +39,7 @@ import pytest
 import torch
 import typer
 
+import learnscope as ls
 from learnscope import cli
 from learnscope.experiments import presets
 
@@ -194,6 +196,21 @@ def test_python_block_runs(block: Block, sessions) -> None:
     if block.skip is not None:
         pytest.skip(block.skip)
     sessions(block.path).run_through(block)
+
+
+def test_the_readme_loop_measures_the_initial_and_the_trained_network(sessions) -> None:
+    # the README's Scope loop, as it ran above: step 0 (before any update) and the last step
+    # (after the last update) are measured, and the run ends at 100%
+    readme = sessions(ROOT / "README.md")
+    loop = next(b for b in readme.blocks if 'name="mlp-digits"' in b.code)
+    if readme.done <= loop.index:
+        readme.run_through(loop)
+    updates = 3 * math.ceil(1437 / 64)  # 3 epochs of the 1,437 digits, batches of 64
+    expected = {0, 1, 2, 4, 8, *range(0, updates + 1, 10), updates}
+    with ls.store.open(readme.workdir / "runs/learnscope.db", read_only=True) as store:
+        run = store.run("mlp-digits")
+        assert store.measured_steps(run["id"], "patterns") == sorted(expected)
+        assert (run["status"], run["total_steps"], run["progress"]) == ("finished", updates, 1.0)
 
 
 def test_the_docs_have_python_blocks_and_few_are_skipped() -> None:
