@@ -308,6 +308,16 @@ def test_bash_block_names_existing_commands(block: Block) -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_the_commands_checked_are_those_learnscope_help_lists() -> None:
+    from typer.testing import CliRunner
+
+    for group, names in [([], COMMANDS), (["plot"], COMMANDS["plot"])]:
+        result = CliRunner().invoke(cli.app, [*group, "--help"], terminal_width=200)
+        assert result.exit_code == 0
+        listed = set(re.findall(r"^│ (\S+) ", result.output, re.MULTILINE)) - {"--help"}
+        assert listed == set(names), group
+
+
 def test_the_bash_blocks_use_most_commands() -> None:
     # guards the extraction: the docs show nearly every command
     used = {arguments[0] for block in BASH_BLOCKS
