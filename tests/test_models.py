@@ -231,3 +231,31 @@ def test_unknown_name_lists_known_names(name: str) -> None:
     with pytest.raises(ValueError, match="unknown model") as info:
         models.create(name)
     assert "resnet20" in str(info.value) and "mlp" in str(info.value)
+
+
+def test_flat_nets_take_the_input_as_the_conv_nets_do() -> None:
+    # in_channels x image_size^2 inputs: the very net that in_features=75 builds
+    torch.manual_seed(0)
+    by_shape = models.create("mlp", in_channels=3, image_size=5, hidden=(7,))
+    torch.manual_seed(0)
+    by_features = models.create("mlp", in_features=75, hidden=(7,))
+    x = torch.randn(4, 3, 5, 5)
+    assert torch.equal(by_shape(x), by_features(x))
+    assert models.create("fnn_nobn", depth=2, in_channels=1, image_size=8).features[0].in_features \
+        == 64
+    assert models.create("mlp", in_channels=1, image_size=8, in_features=64)  # agreeing: fine
+    small = models.create("small_cnn", in_channels=1, image_size=8)
+    assert small(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_model_options_are_checked_with_the_model_s_options_named() -> None:
+    with pytest.raises(ValueError, match="in_channels and image_size together"):
+        models.create("mlp", in_channels=1)
+    with pytest.raises(ValueError, match="disagrees with in_channels x image_size"):
+        models.create("fnn", in_channels=1, image_size=8, in_features=65)
+    with pytest.raises(ValueError, match="image_size must be a positive int"):
+        models.create("mlp", in_channels=1, image_size=0)
+    with pytest.raises(TypeError, match="no option 'hiden'.*hidden"):
+        models.create("mlp", hiden=(3,))
+    with pytest.raises(TypeError, match="no option 'image_sise'.*image_size"):
+        models.create("resnet8", image_sise=8)

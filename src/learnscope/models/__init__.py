@@ -2,7 +2,10 @@
 
 Fixed names: "mlp", "small_cnn", and the equi-separation feed-forward nets "fnn" (Linear-BN-ReLU
 blocks, width 100), "fnn_nobn" (Linear-ReLU) and "fnn_linear" (Linear-BN, no activation), which
-take `depth` (hidden blocks), `width`, `in_features`, `num_classes`. Conv families are matched by
+take `depth` (hidden blocks), `width`, `in_features`, `num_classes`. Every model also takes the
+input as the conv nets describe it, `in_channels` and `image_size` (the flat-input nets then
+have in_channels x image_size^2 inputs; "small_cnn", like the conv families, works at any image
+size). Conv families are matched by
 pattern `<family><depth>` with depth = 6n + 2 (n blocks in each of the three stages): "resnet20",
 "resnet56", "convnet14", "toynet32", "pyramidnet20", "fixup_resnet110", ... Their options are
 keyword arguments of `create`: activation, blocks_per_stage (overrides the depth in the name),
@@ -12,6 +15,7 @@ bn_momentum.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 
@@ -43,6 +47,14 @@ _FACTORIES: dict[str, Callable[..., nn.Module]] = {
 }
 # models that flatten their input and take `in_features`
 FLAT_INPUT = ("mlp", "fnn", "fnn_nobn", "fnn_linear")
+
+# the class whose constructor takes a model's options (families: blocks_per_stage too)
+_OPTIONS_OF: dict[str, type[nn.Module]] = {
+    "mlp": MLP, "fnn": MLP, "fnn_nobn": MLP, "fnn_linear": MLP, "small_cnn": SmallCNN,
+    "resnet": CifarResNet, "convnet": CifarResNet, "toynet": CifarResNet,
+    "pyramidnet": PyramidNet, "fixup_resnet": FixupResNet,
+}
+_NOT_OPTIONS = {"self", "shortcut"}  # set by the family itself
 
 # family -> factory(blocks_per_stage, **options)
 _FAMILIES: dict[str, Callable[..., nn.Module]] = {
@@ -85,15 +97,53 @@ def create(name: str, **options) -> nn.Module:
         **options: keyword arguments of the model's constructor (see the module docstring).
     """
     if name in _FACTORIES:
-        return _FACTORIES[name](**options)
+        _check_options(name, name, options)
+        return _FACTORIES[name](**_input_options(name, options))
     match = _FAMILY_NAME.match(name)
     if match is None or match["family"] not in _FAMILIES:
         raise _unknown(name)
     depth = int(match["depth"])
     if depth < 8 or (depth - 2) % 6:
         raise _unknown(name, f" (depth {depth} is not 6n+2 with n >= 1)")
+    _check_options(name, match["family"], options)
     blocks = options.pop("blocks_per_stage", (depth - 2) // 6)
     return _FAMILIES[match["family"]](blocks, **options)
+
+
+def _check_options(name: str, kind: str, options: dict) -> None:
+    """Unknown option names fail with the model's options (a TypeError, as for any call)."""
+    known = set(inspect.signature(_OPTIONS_OF[kind]).parameters) - _NOT_OPTIONS
+    if kind in FLAT_INPUT or kind == "small_cnn":
+        known |= {"in_channels", "image_size"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"model {name!r} has no option {', '.join(map(repr, unknown))}; its "
+                        f"options are {', '.join(sorted(known))}")
+
+
+def _input_options(name: str, options: dict) -> dict:
+    """`in_channels` / `image_size` as the constructors of the flat-input nets and small_cnn
+    take them: in_features = in_channels x image_size^2; small_cnn needs no image size."""
+    options = dict(options)
+    size = options.pop("image_size", None) if name in (*FLAT_INPUT, "small_cnn") else None
+    for option, value in (("image_size", size), ("in_channels", options.get("in_channels"))):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 1):
+            raise ValueError(f"{option} must be a positive int, got {value!r}")
+    if name not in FLAT_INPUT:
+        return options
+    channels = options.pop("in_channels", None)
+    if channels is None and size is None:
+        return options
+    if channels is None or size is None:
+        raise ValueError(f"model {name!r} flattens its input: give in_channels and image_size "
+                         "together (or in_features), got only "
+                         f"{'image_size' if channels is None else 'in_channels'}")
+    flat = channels * size * size
+    if options.setdefault("in_features", flat) != flat:
+        raise ValueError(f"model {name!r}: in_features={options['in_features']} disagrees with "
+                         f"in_channels x image_size^2 = {channels} x {size}^2 = {flat}")
+    return options
 
 
 __all__ = [

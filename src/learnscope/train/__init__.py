@@ -1,5 +1,9 @@
-"""Training: measurement schedules, optimizer recipes and the trainer loop."""
+"""Training: measurement schedules, optimizer recipes and the trainer loop.
 
+`ls.train.recipes.get(name)` and `ls.train.trainer.train(...)` work after `import learnscope`.
+"""
+
+from learnscope.train import recipes, trainer  # noqa: F401 - the documented ls.train.<module>
 from learnscope.train.schedules import (
     At,
     AtEpochs,
@@ -32,4 +36,6 @@ __all__ = [
     "every",
     "every_epoch",
     "parse",
+    "recipes",
+    "trainer",
 ]
