@@ -1,0 +1,397 @@
+"""Command-line values of `learnscope run` and `learnscope sweep`, checked before anything runs.
+
+Pure functions: each takes the raw option values as typed on the command line and returns the
+parsed values, or raises UsageError with one line saying what was given, what is allowed and
+what to do. The CLI calls them before it opens a store or trains anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import learnscope as ls
+from learnscope.experiments import presets
+
+CONV_PRESETS = ("early", "entropycurve", "methods")  # the activation-pattern paper's conv nets
+EQUISEP_PRESETS = ("equisep", "equisep-depth")
+# the networks each conv preset trains when --models is not given (methods adds two more)
+DEFAULT_MODELS = {"early": ("resnet20", "convnet20", "toynet20"),
+                  "entropycurve": ("resnet", "convnet", "toynet"),
+                  "methods": ("convnet20", "resnet20")}
+METHODS_FIXED_MODELS = ("fixup_resnet20", "pyramidnet20")  # methods always runs these two
+# entropycurve varies the depth itself (--blocks): its --models are families
+ENTROPYCURVE_FAMILIES = presets.ENTROPYCURVE_FAMILIES
+# datasets whose inputs are 1-D signals (channels, length); every other registry dataset is
+# images (channels, height, width). tests/test_cli_validation.py checks this against data.load.
+SIGNAL_DATASETS = ("mnist1d",)
+# options that only some presets take: flag -> those presets
+PRESET_SPECIFIC = {
+    "--blocks": ("entropycurve",),
+    "--depths": EQUISEP_PRESETS,
+    "--optimizers": ("equisep",),
+    "--per-class": EQUISEP_PRESETS,
+    "--imbalance": EQUISEP_PRESETS,
+}
+# options of the presets that quickstart and trajectories do not take
+PRESET_ONLY = ("--steps", "--seeds", "--models", "--dataset", "--schedule", *PRESET_SPECIFIC,
+               "--download")
+_FLAG_VALUES = ("true", "false", "yes", "no", "on", "off", "1", "0", "y", "n", "t", "f")
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used; the message is one line for the user."""
+
+
+def extra_arguments(command: str, extra: Sequence[str]) -> None:
+    """Refuse words left over after the options (typer's "unexpected extra argument").
+
+    The usual cause is a value after a flag that takes none: `--dry-run true`.
+    """
+    if not extra:
+        return
+    shown = " ".join(extra)
+    if extra[0].lower() in _FLAG_VALUES:
+        raise UsageError(
+            f"unexpected value {extra[0]!r}: --dry-run (and every other on/off flag, such as "
+            f"--download) takes no value; write --dry-run alone to turn it on and leave it out "
+            f"to turn it off")
+    raise UsageError(f"unexpected extra argument(s) {shown!r}: `learnscope {command}` takes one "
+                     f"preset name and --options; quote a value that has spaces, e.g. --schedule "
+                     f"'every 1; end'")
+
+
+def count(flag: str, value: int | None, *, minimum: int = 1, meaning: str = "",
+          example: int = 2) -> int | None:
+    """`value` if it is an int >= minimum (None stays None: the default applies)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{flag} {value}: {meaning or flag[2:]} must be an integer >= "
+                         f"{minimum}; give e.g. {flag} {example}, or leave it out for the default")
+    return value
+
+
+def ratio(flag: str, value: float | None, *, minimum: float = 1.0, meaning: str = "",
+          example: float = 10.0) -> float | None:
+    """`value` if it is a finite number >= minimum (None stays None)."""
+    if value is None:
+        return None
+    if not value >= minimum or value == float("inf"):
+        raise UsageError(f"{flag} {value:g}: {meaning or flag[2:]} must be a number >= "
+                         f"{minimum:g}; give e.g. {flag} {example:g}, or leave it out")
+    return float(value)
+
+
+def _items(flag: str, text: str | None) -> list[str] | None:
+    """The comma-separated items of `text`; None when the option was not given."""
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise UsageError(f"{flag} {text!r}: an empty item; give comma-separated values without "
+                         f"spaces or empty places, e.g. {flag} {_EXAMPLES.get(flag, 'a,b')}")
+    twice = sorted({item for item in items if items.count(item) > 1})
+    if twice:
+        raise UsageError(f"{flag} {text!r}: {', '.join(twice)} given more than once (it would "
+                         f"run the same runs twice); give each value once")
+    return items
+
+
+_EXAMPLES = {"--seeds": "0,1,2", "--depths": "2,6,18", "--blocks": "1,3",
+             "--models": "resnet20,convnet20", "--optimizers": "sgd,adam"}
+
+
+def int_list(flag: str, text: str | None, *, minimum: int, meaning: str) -> list[int] | None:
+    """Comma-separated integers >= minimum, each once (None when the option was not given)."""
+    items = _items(flag, text)
+    if items is None:
+        return None
+    values = []
+    for item in items:
+        try:
+            value = int(item)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise UsageError(f"{flag} {text!r}: {item!r} is not an integer >= {minimum} "
+                             f"({meaning}); give comma-separated integers, e.g. {flag} "
+                             f"{_EXAMPLES[flag]}")
+        values.append(value)
+    return values
+
+
+def choice_list(flag: str, text: str | None, allowed: Sequence[str], *, what: str,
+                ) -> list[str] | None:
+    """Comma-separated names out of `allowed`, each once (None when not given)."""
+    items = _items(flag, text)
+    if items is None:
+        return None
+    unknown = [item for item in items if item not in allowed]
+    if unknown:
+        raise UsageError(f"{flag} {text!r}: unknown {what} {', '.join(map(repr, unknown))}; "
+                         f"choose from {', '.join(allowed)}")
+    return items
+
+
+def measurement_schedule(text: str | None) -> str | None:
+    """`text` if learnscope.train.parse reads it as a measurement schedule."""
+    if text is None:
+        return None
+    from learnscope.train import parse
+
+    try:
+        parse(text)
+    except ValueError as error:
+        raise UsageError(f"--schedule {text!r}: {error}") from None
+    return text
+
+
+def dataset_kind(name: str) -> str:
+    """"signal" for 1-D inputs, "image" for 2-D ones (registry names, any spelling)."""
+    return "signal" if name.lower().replace("_", "-") in SIGNAL_DATASETS else "image"
+
+
+def image_datasets() -> list[str]:
+    """The registry's datasets with image inputs."""
+    return [name for name in ls.data.list() if dataset_kind(name) == "image"]
+
+
+def model_families() -> list[str]:
+    """Conv families of the model registry (each takes a depth 6n+2: resnet20, convnet8...)."""
+    return sorted({re.sub(r"\d+$", "", name) for name in ls.models.list() if name[-1].isdigit()})
+
+
+def fixed_models() -> list[str]:
+    """Models of the registry without a depth in the name (mlp, small_cnn, fnn...)."""
+    return [name for name in ls.models.list() if not name[-1].isdigit()]
+
+
+def is_model(name: str) -> bool:
+    """Whether the model registry builds `name` (a fixed name or <family><6n+2>)."""
+    if name in fixed_models():
+        return True
+    match = re.fullmatch(r"([a-z_]+?)(\d+)", name)
+    return bool(match) and match[1] in model_families() and int(match[2]) >= 8 and (
+        int(match[2]) - 2) % 6 == 0
+
+
+def flattens_input(model: str) -> bool:
+    """Whether `model` flattens its input (and so takes 1-D signals as well as images)."""
+    return model in ls.models.FLAT_INPUT
+
+
+def _model_menu(signals: bool) -> str:
+    flat = ", ".join(ls.models.FLAT_INPUT)
+    if signals:
+        return f"{flat} (networks that flatten their input; the conv nets need images)"
+    return (f"{', '.join(fixed_models())}, or a family {', '.join(model_families())} with a "
+            f"depth 6n+2 (e.g. resnet20)")
+
+
+def models_for(preset: str, text: str | None, dataset: str) -> list[str] | None:
+    """The --models of `preset` on registry dataset `dataset`, checked against each other."""
+    names = _items("--models", text)
+    signals = dataset_kind(dataset) == "signal"
+    if preset == "entropycurve":
+        if names is None:
+            names = list(DEFAULT_MODELS[preset])
+            given = None
+        else:
+            given = names
+        wrong = [n for n in names if n not in ENTROPYCURVE_FAMILIES]
+        if wrong:
+            hint = ""
+            match = re.fullmatch(r"([a-z_]+?)(\d+)", wrong[0])
+            if match and match[1] in ENTROPYCURVE_FAMILIES and is_model(wrong[0]):
+                hint = (f" ({wrong[0]} is --models {match[1]} --blocks "
+                        f"{(int(match[2]) - 2) // 6})")
+            raise UsageError(f"--models {text!r}: entropycurve takes network families and "
+                             f"varies their depth with --blocks (blocks per stage); "
+                             f"{', '.join(map(repr, wrong))} is not one of "
+                             f"{', '.join(ENTROPYCURVE_FAMILIES)}{hint}")
+        if signals:
+            raise UsageError(f"--dataset {dataset} has 1-D inputs, but entropycurve's "
+                             f"networks {', '.join(names)} are 2-D convnets; use an image "
+                             f"dataset: {', '.join(image_datasets())}")
+        return given
+    unknown = [n for n in names or () if not is_model(n)]
+    if unknown:
+        raise UsageError(f"--models {text!r}: unknown model {', '.join(map(repr, unknown))}; "
+                         f"{preset} on {dataset} takes {_model_menu(signals)}")
+    if not signals:
+        return names
+    chosen = names if names is not None else list(DEFAULT_MODELS.get(preset, ("fnn",)))
+    conv = [n for n in chosen if not flattens_input(n)]
+    if preset == "methods":
+        conv += list(METHODS_FIXED_MODELS)
+    if conv:
+        also = (f" (methods always adds {' and '.join(METHODS_FIXED_MODELS)})"
+                if preset == "methods" else "")
+        fits = (f"an image dataset: {', '.join(image_datasets())}" if preset == "methods"
+                else f"an image dataset ({', '.join(image_datasets())}) or --models "
+                f"{_model_menu(True)}")
+        raise UsageError(f"--dataset {dataset} has 1-D inputs, but {preset}'s networks "
+                         f"{', '.join(dict.fromkeys(conv))} are 2-D convnets{also}; use {fits}")
+    return names
+
+
+def dataset_for(preset: str, scale: str, name: str | None) -> tuple[str | None, str]:
+    """(the --dataset value to pass on, the registry dataset it loads) for `preset`."""
+    equisep = preset in EQUISEP_PRESETS
+    allowed = [*ls.data.list(), *(presets.EQUISEP_DATASETS if equisep else ())]
+    if name is not None and name not in allowed:
+        resized = [f"{key} ({full} at 10x10)" for key, full in presets.EQUISEP_DATASETS.items()]
+        keys = f"; or {', '.join(resized)}" if equisep else ""
+        raise UsageError(f"--dataset {name!r}: unknown dataset; {preset} takes "
+                         f"{', '.join(ls.data.list())}{keys}")
+    if name is None:
+        name = ("digits" if scale == "small" else "cm") if equisep else (
+            "digits" if scale == "small" else "cifar10")
+        return None, presets.EQUISEP_DATASETS.get(name, name)
+    return name, presets.EQUISEP_DATASETS.get(name, name) if equisep else name
+
+
+def downloadable(dataset: str) -> bool:
+    """Whether registry dataset `dataset` has files that learnscope can download."""
+    return "download" in ls.data.options(dataset)
+
+
+def download_for(preset: str, dataset: str, download: bool) -> bool:
+    """--download, refused with a dataset that has nothing to download."""
+    if download and not downloadable(dataset):
+        fetchable = [name for name in ls.data.list() if downloadable(name)]
+        raise UsageError(f"--download: {preset} uses {dataset}, which has nothing to download "
+                         f"(it is embedded or generated); --download is for "
+                         f"{', '.join(fetchable)}; leave it out")
+    return download
+
+
+def preset_options(preset: str, scale: str, *, epochs: int | None = None,
+                   steps: int | None = None, seeds: str | None = None,
+                   models: str | None = None, dataset: str | None = None,
+                   schedule: str | None = None, depths: str | None = None,
+                   optimizers: str | None = None, per_class: int | None = None,
+                   imbalance: float | None = None, blocks: str | None = None,
+                   every: int | None = None, download: bool = False) -> dict[str, Any]:
+    """The overrides of `presets.expand` from the raw CLI values of a preset (run and sweep).
+
+    Values not given (None) are left out, so the preset's settings apply.
+    """
+    if preset not in presets.PRESETS:
+        raise UsageError(f"unknown preset {preset!r}; available: {', '.join(presets.PRESETS)}")
+    if scale not in presets.SCALES:
+        raise UsageError(f"--scale {scale!r}: unknown scale; use {' or '.join(presets.SCALES)}")
+    given = {"--blocks": blocks, "--depths": depths, "--optimizers": optimizers,
+             "--per-class": per_class, "--imbalance": imbalance}
+    for flag, value in given.items():
+        if value is not None and preset not in PRESET_SPECIFIC[flag]:
+            raise UsageError(f"{flag} {value}: only {', '.join(PRESET_SPECIFIC[flag])} take "
+                             f"{flag}, {preset} does not; leave it out")
+    if every is not None:
+        raise UsageError(f"--every {every}: only quickstart takes --every; the presets set "
+                         f"when they measure with --schedule, e.g. --schedule 'every 5; end'")
+    passed_dataset, registry_dataset = dataset_for(preset, scale, dataset)
+    overrides: dict[str, Any] = {
+        "epochs": count("--epochs", epochs, meaning="training epochs per network"),
+        "steps": count("--steps", steps, meaning="updates per run", example=20),
+        "seeds": int_list("--seeds", seeds, minimum=0, meaning="seeds"),
+        "models": models_for(preset, models, registry_dataset),
+        "dataset": passed_dataset,
+        "schedule": measurement_schedule(schedule),
+        "blocks": int_list("--blocks", blocks, minimum=1, meaning="blocks per stage"),
+        "depths": int_list("--depths", depths, minimum=0,
+                           meaning="the reference's layer_num"),
+        "optimizers": choice_list("--optimizers", optimizers,
+                                  tuple(dict.fromkeys(o for o, _ in presets.EQUISEP_OPTIMIZERS)),
+                                  what="optimizer"),
+        "per_class": count("--per-class", per_class, meaning="training samples per class",
+                           example=100),
+        "imbalance": ratio("--imbalance", imbalance,
+                           meaning="the ratio of the largest to the smallest class"),
+    }
+    download_for(preset, registry_dataset, download)
+    return {key: value for key, value in overrides.items() if value is not None}
+
+
+def not_for(command: str, given: dict[str, Any]) -> None:
+    """Refuse preset options given to quickstart or trajectories (`given`: flag -> value)."""
+    for flag, value in given.items():
+        if value is not None and value is not False:
+            raise UsageError(f"{flag} {value}: {command} does not take {flag} (it is an option "
+                             f"of the presets {', '.join(presets.PRESETS)}); leave it out")
+
+
+def datasets_to_check(specs: Iterable[Any]) -> list[str]:
+    """The registry datasets of `specs` that live in files (so may be missing), each once."""
+    return [name for name in dict.fromkeys(spec.dataset for spec in specs)
+            if downloadable(name)]
+
+
+def ensure_data(specs: Iterable[Any], download: bool) -> None:
+    """Load every file dataset of `specs` once, fetching it first with `download`.
+
+    So a missing dataset is reported (with the command-line advice: --download) before a store
+    is opened, and a download happens once, not in every run or worker.
+    """
+    for name in datasets_to_check(specs):
+        try:
+            ls.data.load(name, download=download, normalize=False, val_fraction=0.0)
+        except ls.data.DatasetNotFoundError as error:
+            raise UsageError(error.for_command_line()) from None
+        except (ls.data.DownloadError, ls.data.DatasetFormatError) as error:
+            raise UsageError(str(error)) from None
+
+
+def run_device(device: str) -> str:
+    """--device of `learnscope run`: cpu, cuda or cuda:N that torch has here."""
+    from learnscope.experiments import sweep
+
+    if device == "auto":
+        raise UsageError("--device auto is for `learnscope sweep`; `learnscope run` takes cpu, "
+                         "cuda or cuda:N")
+    try:
+        sweep.check_device(device, sweep.cuda_device_count())
+    except ValueError as error:
+        raise UsageError(f"--device {device}: {error}") from None
+    return device
+
+
+def quickstart_options(*, epochs: int | None, every: int | None, seed: int) -> tuple[int, int]:
+    """(epochs, every) of the quickstart, defaults 8 and 10; the seed must be >= 0."""
+    count("--seed", seed, minimum=0, meaning="the random seed", example=0)
+    epochs = count("--epochs", epochs, meaning="training epochs per network")
+    every = count("--every", every, meaning="the steps between measurements", example=10)
+    return 8 if epochs is None else epochs, 10 if every is None else every
+
+
+def trajectory_options(*, epochs: int | None, iterations: int | None,
+                       **options: Any) -> dict[str, Any]:
+    """The keyword options of `run_trajectories`, checked by TrajectorySettings, flag-named.
+
+    --epochs and --iterations mean the same (default 10); `options` are the other settings.
+    """
+    from learnscope.experiments.trajectories import settings_from
+    from learnscope.models.activations import ACTIVATIONS
+
+    count("--epochs", epochs, meaning="training epochs on the task")
+    count("--iterations", iterations, meaning="training epochs on the task")
+    if epochs is not None and iterations is not None and epochs != iterations:
+        raise UsageError(f"--epochs {epochs} and --iterations {iterations} mean the same; "
+                         f"give one")
+    chosen = {**options, "iterations": next(
+        (v for v in (iterations, epochs) if v is not None), 10)}
+    activation = chosen.get("activation")
+    if activation is not None and activation not in ACTIVATIONS:
+        raise UsageError(f"--activation {activation!r}: unknown activation; choose from "
+                         f"{', '.join(ACTIVATIONS)}")
+    try:
+        settings_from(**chosen)
+    except ValueError as error:
+        setting = str(error).split(" ", 1)[0]
+        if setting in chosen:  # the messages start with the setting's name
+            raise UsageError(f"--{setting.replace('_', '-')} {chosen[setting]}: {error}"
+                             ) from None
+        raise UsageError(str(error)) from None
+    return chosen
