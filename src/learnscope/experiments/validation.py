@@ -209,11 +209,12 @@ def models_for(preset: str, text: str | None, dataset: str) -> list[str] | None:
                         f"{(int(match[2]) - 2) // 6})")
             raise UsageError(f"--models {text!r}: entropycurve takes network families and "
                              f"varies their depth with --blocks (blocks per stage); "
-                             f"{', '.join(map(repr, wrong))} is not one of "
+                             f"{', '.join(map(repr, wrong))} "
+                             f"{'is' if len(wrong) == 1 else 'are'} not one of "
                              f"{', '.join(ENTROPYCURVE_FAMILIES)}{hint}")
         if signals:
-            raise UsageError(f"--dataset {dataset} has 1-D inputs, but entropycurve's "
-                             f"networks {', '.join(names)} are 2-D convnets; use an image "
+            raise UsageError(f"--dataset {dataset} has 1-D inputs, but the networks of "
+                             f"entropycurve ({', '.join(names)}) are 2-D convnets; use an image "
                              f"dataset: {', '.join(image_datasets())}")
         return given
     unknown = [n for n in names or () if not is_model(n)]
@@ -232,8 +233,9 @@ def models_for(preset: str, text: str | None, dataset: str) -> list[str] | None:
         fits = (f"an image dataset: {', '.join(image_datasets())}" if preset == "methods"
                 else f"an image dataset ({', '.join(image_datasets())}) or --models "
                 f"{_model_menu(True)}")
-        raise UsageError(f"--dataset {dataset} has 1-D inputs, but {preset}'s networks "
-                         f"{', '.join(dict.fromkeys(conv))} are 2-D convnets{also}; use {fits}")
+        raise UsageError(f"--dataset {dataset} has 1-D inputs, but the networks of {preset} "
+                         f"({', '.join(dict.fromkeys(conv))}) are 2-D convnets{also}; use "
+                         f"{fits}")
     return names
 
 
@@ -287,8 +289,10 @@ def preset_options(preset: str, scale: str, *, epochs: int | None = None,
              "--per-class": per_class, "--imbalance": imbalance}
     for flag, value in given.items():
         if value is not None and preset not in PRESET_SPECIFIC[flag]:
-            raise UsageError(f"{flag} {value}: only {', '.join(PRESET_SPECIFIC[flag])} take "
-                             f"{flag}, {preset} does not; leave it out")
+            takers = PRESET_SPECIFIC[flag]
+            raise UsageError(f"{flag} {value}: only {' and '.join(takers)} "
+                             f"{'takes' if len(takers) == 1 else 'take'} {flag}, {preset} does "
+                             f"not; leave it out")
     if every is not None:
         raise UsageError(f"--every {every}: only quickstart takes --every; the presets set "
                          f"when they measure with --schedule, e.g. --schedule 'every 5; end'")
@@ -319,7 +323,8 @@ def not_for(command: str, given: dict[str, Any]) -> None:
     """Refuse preset options given to quickstart or trajectories (`given`: flag -> value)."""
     for flag, value in given.items():
         if value is not None and value is not False:
-            raise UsageError(f"{flag} {value}: {command} does not take {flag} (it is an option "
+            shown = flag if value is True else f"{flag} {value}"
+            raise UsageError(f"{shown}: {command} does not take {flag} (it is an option "
                              f"of the presets {', '.join(presets.PRESETS)}); leave it out")
 
 
@@ -346,15 +351,19 @@ def ensure_data(specs: Iterable[Any], download: bool) -> None:
 
 def run_device(device: str) -> str:
     """--device of `learnscope run`: cpu, cuda or cuda:N that torch has here."""
-    from learnscope.experiments import sweep
+    import torch
 
-    if device == "auto":
-        raise UsageError("--device auto is for `learnscope sweep`; `learnscope run` takes cpu, "
-                         "cuda or cuda:N")
+    from learnscope.experiments.sweep import cuda_device_count
+
     try:
-        sweep.check_device(device, sweep.cuda_device_count())
-    except ValueError as error:
-        raise UsageError(f"--device {device}: {error}") from None
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"--device {device!r}: unknown device; `learnscope run` takes cpu, "
+                         f"cuda or cuda:N (and `learnscope sweep` also auto)") from None
+    gpus = cuda_device_count() if parsed.type == "cuda" else 0
+    if parsed.type == "cuda" and (gpus == 0 or (parsed.index or 0) >= gpus):
+        raise UsageError(f"--device {device}: torch sees {gpus} CUDA GPU(s) here; use "
+                         f"--device cpu{'' if gpus == 0 else ' or cuda:0..cuda:' + str(gpus - 1)}")
     return device
 
 
