@@ -76,7 +76,7 @@ REFUSED = [
     (["run", "early", "--dataset", "mnist1d"],
      ["mnist1d has 1-D inputs", "resnet20, convnet20, toynet20", "digits", "mlp"]),
     (["run", "entropycurve", "--dataset", "mnist1d"],
-     ["mnist1d has 1-D inputs", "resnet, convnet, toynet", "cifar10, digits"]),
+     ["mnist1d has 1-D inputs", "(resnet8, resnet14", "toynet32)", "cifar10, digits"]),
     (["run", "methods", "--dataset", "mnist1d", "--models", "mlp"],
      ["mnist1d has 1-D inputs", "fixup_resnet20, pyramidnet20", "digits"]),
     (["run", "equisep", "--dataset", "mnist1d", "--models", "fnn,small_cnn"],

@@ -258,13 +258,17 @@ def _expand_preset(name: str, scale: str, *, device: str | None = None,
     from learnscope.experiments import validation
     from learnscope.experiments.presets import expand
 
+    download = bool(options.pop("download", False))
     overrides = _checked(validation.preset_options, name, scale, **options)
     if device is not None:
         overrides["device"] = device
     try:
-        return expand(name, scale, **overrides)
+        specs = expand(name, scale, **overrides)
     except ValueError as error:
         _fail(str(error))
+    _checked(validation.runs_fit, name, specs, models=overrides.get("models"),
+             download=download)
+    return specs
 
 
 def _print_runs(name: str, scale: str, specs: list, *, dry_run: bool) -> None:

@@ -14,13 +14,7 @@ from typing import Any
 import learnscope as ls
 from learnscope.experiments import presets
 
-CONV_PRESETS = ("early", "entropycurve", "methods")  # the activation-pattern paper's conv nets
 EQUISEP_PRESETS = ("equisep", "equisep-depth")
-# the networks each conv preset trains when --models is not given (methods adds two more)
-DEFAULT_MODELS = {"early": ("resnet20", "convnet20", "toynet20"),
-                  "entropycurve": ("resnet", "convnet", "toynet"),
-                  "methods": ("convnet20", "resnet20")}
-METHODS_FIXED_MODELS = ("fixup_resnet20", "pyramidnet20")  # methods always runs these two
 # entropycurve varies the depth itself (--blocks): its --models are families
 ENTROPYCURVE_FAMILIES = presets.ENTROPYCURVE_FAMILIES
 # datasets whose inputs are 1-D signals (channels, length); every other registry dataset is
@@ -182,24 +176,17 @@ def flattens_input(model: str) -> bool:
     return model in ls.models.FLAT_INPUT
 
 
-def _model_menu(signals: bool) -> str:
-    flat = ", ".join(ls.models.FLAT_INPUT)
-    if signals:
-        return f"{flat} (networks that flatten their input; the conv nets need images)"
+def _model_menu() -> str:
     return (f"{', '.join(fixed_models())}, or a family {', '.join(model_families())} with a "
             f"depth 6n+2 (e.g. resnet20)")
 
 
-def models_for(preset: str, text: str | None, dataset: str) -> list[str] | None:
-    """The --models of `preset` on registry dataset `dataset`, checked against each other."""
+def models_for(preset: str, text: str | None) -> list[str] | None:
+    """The --models of `preset`: registry names, or for entropycurve its families."""
     names = _items("--models", text)
-    signals = dataset_kind(dataset) == "signal"
+    if names is None:
+        return None
     if preset == "entropycurve":
-        if names is None:
-            names = list(DEFAULT_MODELS[preset])
-            given = None
-        else:
-            given = names
         wrong = [n for n in names if n not in ENTROPYCURVE_FAMILIES]
         if wrong:
             hint = ""
@@ -212,35 +199,16 @@ def models_for(preset: str, text: str | None, dataset: str) -> list[str] | None:
                              f"{', '.join(map(repr, wrong))} "
                              f"{'is' if len(wrong) == 1 else 'are'} not one of "
                              f"{', '.join(ENTROPYCURVE_FAMILIES)}{hint}")
-        if signals:
-            raise UsageError(f"--dataset {dataset} has 1-D inputs, but the networks of "
-                             f"entropycurve ({', '.join(names)}) are 2-D convnets; use an image "
-                             f"dataset: {', '.join(image_datasets())}")
-        return given
-    unknown = [n for n in names or () if not is_model(n)]
+        return names
+    unknown = [n for n in names if not is_model(n)]
     if unknown:
         raise UsageError(f"--models {text!r}: unknown model {', '.join(map(repr, unknown))}; "
-                         f"{preset} on {dataset} takes {_model_menu(signals)}")
-    if not signals:
-        return names
-    chosen = names if names is not None else list(DEFAULT_MODELS.get(preset, ("fnn",)))
-    conv = [n for n in chosen if not flattens_input(n)]
-    if preset == "methods":
-        conv += list(METHODS_FIXED_MODELS)
-    if conv:
-        also = (f" (methods always adds {' and '.join(METHODS_FIXED_MODELS)})"
-                if preset == "methods" else "")
-        fits = (f"an image dataset: {', '.join(image_datasets())}" if preset == "methods"
-                else f"an image dataset ({', '.join(image_datasets())}) or --models "
-                f"{_model_menu(True)}")
-        raise UsageError(f"--dataset {dataset} has 1-D inputs, but the networks of {preset} "
-                         f"({', '.join(dict.fromkeys(conv))}) are 2-D convnets{also}; use "
-                         f"{fits}")
+                         f"{preset} takes {_model_menu()}")
     return names
 
 
-def dataset_for(preset: str, scale: str, name: str | None) -> tuple[str | None, str]:
-    """(the --dataset value to pass on, the registry dataset it loads) for `preset`."""
+def dataset_for(preset: str, name: str | None) -> str | None:
+    """--dataset: a registry dataset, or for the equisep presets also cm, cfm, cc."""
     equisep = preset in EQUISEP_PRESETS
     allowed = [*ls.data.list(), *(presets.EQUISEP_DATASETS if equisep else ())]
     if name is not None and name not in allowed:
@@ -248,26 +216,12 @@ def dataset_for(preset: str, scale: str, name: str | None) -> tuple[str | None, 
         keys = f"; or {', '.join(resized)}" if equisep else ""
         raise UsageError(f"--dataset {name!r}: unknown dataset; {preset} takes "
                          f"{', '.join(ls.data.list())}{keys}")
-    if name is None:
-        name = ("digits" if scale == "small" else "cm") if equisep else (
-            "digits" if scale == "small" else "cifar10")
-        return None, presets.EQUISEP_DATASETS.get(name, name)
-    return name, presets.EQUISEP_DATASETS.get(name, name) if equisep else name
+    return name
 
 
 def downloadable(dataset: str) -> bool:
     """Whether registry dataset `dataset` has files that learnscope can download."""
     return "download" in ls.data.options(dataset)
-
-
-def download_for(preset: str, dataset: str, download: bool) -> bool:
-    """--download, refused with a dataset that has nothing to download."""
-    if download and not downloadable(dataset):
-        fetchable = [name for name in ls.data.list() if downloadable(name)]
-        raise UsageError(f"--download: {preset} uses {dataset}, which has nothing to download "
-                         f"(it is embedded or generated); --download is for "
-                         f"{', '.join(fetchable)}; leave it out")
-    return download
 
 
 def preset_options(preset: str, scale: str, *, epochs: int | None = None,
@@ -276,10 +230,11 @@ def preset_options(preset: str, scale: str, *, epochs: int | None = None,
                    schedule: str | None = None, depths: str | None = None,
                    optimizers: str | None = None, per_class: int | None = None,
                    imbalance: float | None = None, blocks: str | None = None,
-                   every: int | None = None, download: bool = False) -> dict[str, Any]:
+                   every: int | None = None) -> dict[str, Any]:
     """The overrides of `presets.expand` from the raw CLI values of a preset (run and sweep).
 
-    Values not given (None) are left out, so the preset's settings apply.
+    Values not given (None) are left out, so the preset's settings apply. Whether the models
+    and the dataset fit each other is checked on the expanded runs (`runs_fit`).
     """
     if preset not in presets.PRESETS:
         raise UsageError(f"unknown preset {preset!r}; available: {', '.join(presets.PRESETS)}")
@@ -296,13 +251,12 @@ def preset_options(preset: str, scale: str, *, epochs: int | None = None,
     if every is not None:
         raise UsageError(f"--every {every}: only quickstart takes --every; the presets set "
                          f"when they measure with --schedule, e.g. --schedule 'every 5; end'")
-    passed_dataset, registry_dataset = dataset_for(preset, scale, dataset)
     overrides: dict[str, Any] = {
         "epochs": count("--epochs", epochs, meaning="training epochs per network"),
         "steps": count("--steps", steps, meaning="updates per run", example=20),
         "seeds": int_list("--seeds", seeds, minimum=0, meaning="seeds"),
-        "models": models_for(preset, models, registry_dataset),
-        "dataset": passed_dataset,
+        "models": models_for(preset, models),
+        "dataset": dataset_for(preset, dataset),
         "schedule": measurement_schedule(schedule),
         "blocks": int_list("--blocks", blocks, minimum=1, meaning="blocks per stage"),
         "depths": int_list("--depths", depths, minimum=0,
@@ -315,8 +269,39 @@ def preset_options(preset: str, scale: str, *, epochs: int | None = None,
         "imbalance": ratio("--imbalance", imbalance,
                            meaning="the ratio of the largest to the smallest class"),
     }
-    download_for(preset, registry_dataset, download)
     return {key: value for key, value in overrides.items() if value is not None}
+
+
+def runs_fit(preset: str, specs: Sequence[Any], *, models: Sequence[str] | None = None,
+             download: bool = False) -> None:
+    """Refuse runs whose model cannot take their dataset, and --download with nothing to fetch.
+
+    specs: the expanded runs (RunSpecs); models: the --models given (None: the preset's own).
+    """
+    on_signals = [s for s in specs if dataset_kind(s.dataset) == "signal"]
+    conv = list(dict.fromkeys(s.model for s in on_signals if not flattens_input(s.model)))
+    if conv:
+        dataset = on_signals[0].dataset
+        # the networks a preset runs whatever --models says (methods: fixup_resnet20, ...)
+        kept = set() if preset == "entropycurve" else {
+            s.model for s in presets.expand(preset, models=[ls.models.FLAT_INPUT[0]])}
+        own = [m for m in conv if m in kept and (models is None or m not in models)]
+        images = f"an image dataset ({', '.join(image_datasets())})"
+        if own:
+            raise UsageError(f"--dataset {dataset} has 1-D inputs, but the networks of "
+                             f"{preset} ({', '.join(conv)}) are 2-D convnets, and it runs "
+                             f"{', '.join(own)} whatever --models says; use {images}")
+        fits = images if preset == "entropycurve" else (
+            f"{images} or --models {', '.join(ls.models.FLAT_INPUT)} (networks that flatten "
+            f"their input)")
+        raise UsageError(f"--dataset {dataset} has 1-D inputs, but the networks of {preset} "
+                         f"({', '.join(conv)}) are 2-D convnets; use {fits}")
+    if download and not datasets_to_check(specs):
+        used = ", ".join(dict.fromkeys(s.dataset for s in specs))
+        fetchable = [name for name in ls.data.list() if downloadable(name)]
+        raise UsageError(f"--download: {preset} uses {used}, which has nothing to download "
+                         f"(it is embedded or generated); --download is for "
+                         f"{', '.join(fetchable)}; leave it out")
 
 
 def not_for(command: str, given: dict[str, Any]) -> None:
