@@ -246,7 +246,7 @@ def _expand_equisep(preset: str, scale: str, overrides: dict[str, Any]) -> list[
             options: dict[str, Any] = {}
             if flat:
                 options = {"depth": depth + 1, "width": width}
-            elif net != "small_cnn" and image_size is not None:
+            elif _is_conv_family(net) and image_size is not None:
                 options = {"image_size": image_size}
             label = f"{net}-L{depth}" if flat else net
             for optimizer, lr in combos:

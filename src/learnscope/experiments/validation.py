@@ -28,9 +28,6 @@ PRESET_SPECIFIC = {
     "--per-class": EQUISEP_PRESETS,
     "--imbalance": EQUISEP_PRESETS,
 }
-# options of the presets that quickstart and trajectories do not take
-PRESET_ONLY = ("--steps", "--seeds", "--models", "--dataset", "--schedule", *PRESET_SPECIFIC,
-               "--download")
 _FLAG_VALUES = ("true", "false", "yes", "no", "on", "off", "1", "0", "y", "n", "t", "f")
 
 
