@@ -108,6 +108,7 @@ REFUSED = [
     (["run", "trajectories", "--activation", "tanh"], ["'tanh'", "relu, lrelu, prelu"]),
     (["run", "early", "--dry-run", "true"], ["'true'", "--dry-run", "takes no value"]),
     (["sweep", "equisep", "--dry-run", "yes"], ["'yes'", "--dry-run", "takes no value"]),
+    (["run", "--dry-run", "true", "early"], ["'true'", "--dry-run", "takes no value"]),
     (["run", "early", "extra"], ["'extra'", "one preset name"]),
 ]
 

@@ -163,9 +163,9 @@ def run(
     """
     from learnscope.experiments import validation
 
+    _checked(validation.extra_arguments, "run", name, ctx.args)
     if name not in PRESETS:
         _fail(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
-    _checked(validation.extra_arguments, "run", ctx.args)
     _checked(validation.run_device, device)
     if name in ("quickstart", "trajectories"):
         _checked(validation.not_for, name, {
@@ -375,12 +375,12 @@ def sweep_command(
     from learnscope.experiments import presets, validation
     from learnscope.experiments import sweep as sweeping
 
+    _checked(validation.extra_arguments, "sweep", name, ctx.args)
     if name not in presets.PRESETS:
         other = " (quickstart and trajectories run with `learnscope run`)" \
             if name in PRESETS else ""
         _fail(f"unknown preset {name!r} for a sweep{other}; available: "
               f"{', '.join(presets.PRESETS)}")
-    _checked(validation.extra_arguments, "sweep", ctx.args)
     if backend not in sweeping.BACKENDS:
         _fail(f"unknown backend {backend!r}; use {' or '.join(sweeping.BACKENDS)}")
     if backend == "ray":

@@ -35,22 +35,22 @@ class UsageError(ValueError):
     """A command-line value that cannot be used; the message is one line for the user."""
 
 
-def extra_arguments(command: str, extra: Sequence[str]) -> None:
+def extra_arguments(command: str, name: str, extra: Sequence[str]) -> None:
     """Refuse words left over after the options (typer's "unexpected extra argument").
 
-    The usual cause is a value after a flag that takes none: `--dry-run true`.
+    The usual cause is a value after a flag that takes none: `--dry-run true`, which typer reads
+    as an extra argument, or as the preset name when the flag comes first.
     """
-    if not extra:
-        return
-    shown = " ".join(extra)
-    if extra[0].lower() in _FLAG_VALUES:
+    stray = next((word for word in (name, *extra) if word.lower() in _FLAG_VALUES), None)
+    if stray is not None:
         raise UsageError(
-            f"unexpected value {extra[0]!r}: --dry-run (and every other on/off flag, such as "
+            f"unexpected value {stray!r}: --dry-run (and every other on/off flag, such as "
             f"--download) takes no value; write --dry-run alone to turn it on and leave it out "
             f"to turn it off")
-    raise UsageError(f"unexpected extra argument(s) {shown!r}: `learnscope {command}` takes one "
-                     f"preset name and --options; quote a value that has spaces, e.g. --schedule "
-                     f"'every 1; end'")
+    if extra:
+        raise UsageError(f"unexpected extra argument(s) {' '.join(extra)!r}: `learnscope "
+                         f"{command}` takes one preset name and --options; quote a value that "
+                         f"has spaces, e.g. --schedule 'every 1; end'")
 
 
 def count(flag: str, value: int | None, *, minimum: int = 1, meaning: str = "",
