@@ -100,6 +100,7 @@ REFUSED = [
     (["run", "quickstart", "--models", "mlp"], ["--models mlp", "quickstart does not take"]),
     (["run", "quickstart", "--download"], ["--download:", "quickstart does not take"]),
     (["run", "trajectories", "--steps", "5"], ["--steps 5", "trajectories does not take"]),
+    (["run", "quickstart", "--scale", "paper"], ["--scale paper", "quickstart does not take"]),
     (["run", "trajectories", "--iterations", "0"], ["--iterations 0", ">= 1"]),
     (["run", "trajectories", "--epochs", "0"], ["--epochs 0", ">= 1"]),
     (["run", "trajectories", "--networks", "0"], ["--networks 0", ">= 1"]),

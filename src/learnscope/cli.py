@@ -172,7 +172,8 @@ def run(
             "--steps": steps, "--seeds": seeds, "--models": models, "--dataset": dataset,
             "--schedule": schedule, "--depths": depths, "--optimizers": optimizers,
             "--per-class": per_class, "--imbalance": imbalance, "--blocks": blocks,
-            "--download": download, **({"--every": every} if name == "trajectories" else {})})
+            "--download": download, "--scale": None if scale == "small" else scale,
+            **({"--every": every} if name == "trajectories" else {})})
     if name == "trajectories":
         from learnscope.trajectory.cli import run_trajectories
 
