@@ -253,3 +253,25 @@ def test_download_flag_fetches_the_dataset_then_the_run_trains_on_it(
         runs = s.runs()
     assert list(runs["status"]) == ["finished"]
     assert list(runs["name"]) == ["equisep-depth-small-cm-fnn-L1-adam-lr0.001-s0"]
+
+
+def test_good_values_are_parsed_into_the_overrides_of_expand():
+    assert validation.preset_options(
+        "equisep", "small", seeds="0, 2", depths="2,6", optimizers="adam,sgd", per_class=50,
+        imbalance=10, dataset="cm", steps=5, schedule="every 2; end") == {
+        "seeds": [0, 2], "depths": [2, 6], "optimizers": ["adam", "sgd"], "per_class": 50,
+        "imbalance": 10.0, "dataset": "cm", "steps": 5, "schedule": "every 2; end"}
+    assert validation.preset_options("entropycurve", "paper", blocks="1,3",
+                                     models="toynet") == {"blocks": [1, 3], "models": ["toynet"]}
+    assert validation.preset_options("early", "small") == {}
+    assert validation.preset_options("early", "small", models="resnet1202,fnn_nobn") == {
+        "models": ["resnet1202", "fnn_nobn"]}  # any depth 6n+2 of a family
+
+
+def test_dry_run_shows_the_runs_of_good_values_and_opens_no_store(tmp_path):
+    store = tmp_path / "s.db"
+    result = _invoke("sweep", "early", "--models", "resnet8,mlp", "--seeds", "3", "--steps",
+                     "4", "--dry-run", "--store", str(store))
+    assert result.exit_code == 0, result.output
+    assert "early-small-resnet8-s3" in result.output and "early-small-mlp-s3" in result.output
+    assert not store.exists()
