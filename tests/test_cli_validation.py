@@ -65,6 +65,7 @@ REFUSED = [
     (["sweep", "early", "--seeds", "a,b"], ["--seeds 'a,b'", "'a'", "integer >= 0"]),
     (["run", "early", "--seeds", "0,,1"], ["--seeds '0,,1'", "empty item"]),
     (["run", "early", "--seeds", "1,1"], ["--seeds '1,1'", "more than once"]),
+    (["run", "equisep", "--depths", "2,02"], ["--depths '2,02'", "2 given more than once"]),
     (["run", "early", "--schedule", "every banana"],
      ["--schedule 'every banana'", "'banana'", "'every K [from A] [until B]'"]),
     (["run", "early", "--models", "resnet21"],

@@ -81,13 +81,17 @@ def _items(flag: str, text: str | None) -> list[str] | None:
         return None
     items = [item.strip() for item in text.split(",")]
     if not text.strip() or any(not item for item in items):
-        raise UsageError(f"{flag} {text!r}: an empty item; give comma-separated values without "
-                         f"spaces or empty places, e.g. {flag} {_EXAMPLES.get(flag, 'a,b')}")
-    twice = sorted({item for item in items if items.count(item) > 1})
+        raise UsageError(f"{flag} {text!r}: an empty item; give comma-separated values, e.g. "
+                         f"{flag} {_EXAMPLES.get(flag, 'a,b')}")
+    _once(flag, text, items)
+    return items
+
+
+def _once(flag: str, text: str, values: Sequence[Any]) -> None:
+    twice = list(dict.fromkeys(str(v) for v in values if values.count(v) > 1))
     if twice:
         raise UsageError(f"{flag} {text!r}: {', '.join(twice)} given more than once (it would "
                          f"run the same runs twice); give each value once")
-    return items
 
 
 _EXAMPLES = {"--seeds": "0,1,2", "--depths": "2,6,18", "--blocks": "1,3",
@@ -110,6 +114,7 @@ def int_list(flag: str, text: str | None, *, minimum: int, meaning: str) -> list
                              f"({meaning}); give comma-separated integers, e.g. {flag} "
                              f"{_EXAMPLES[flag]}")
         values.append(value)
+    _once(flag, text, values)
     return values
 
 
