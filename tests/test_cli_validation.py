@@ -265,6 +265,9 @@ def test_good_values_are_parsed_into_the_overrides_of_expand():
     assert validation.preset_options("entropycurve", "paper", blocks="1,3",
                                      models="toynet") == {"blocks": [1, 3], "models": ["toynet"]}
     assert validation.preset_options("early", "small") == {}
+    # on/off flags pass through as they are; None (not given) is left out
+    assert validation.preset_options("equisep", "small", fit_from_input=True,
+                                     since_final=None) == {"fit_from_input": True}
     assert validation.preset_options("early", "small", models="resnet1202,fnn_nobn") == {
         "models": ["resnet1202", "fnn_nobn"]}  # any depth 6n+2 of a family
 

@@ -232,11 +232,13 @@ def preset_options(preset: str, scale: str, *, epochs: int | None = None,
                    schedule: str | None = None, depths: str | None = None,
                    optimizers: str | None = None, per_class: int | None = None,
                    imbalance: float | None = None, blocks: str | None = None,
-                   every: int | None = None) -> dict[str, Any]:
+                   every: int | None = None, **typed: Any) -> dict[str, Any]:
     """The overrides of `presets.expand` from the raw CLI values of a preset (run and sweep).
 
     Values not given (None) are left out, so the preset's settings apply. Whether the models
-    and the dataset fit each other is checked on the expanded runs (`runs_fit`).
+    and the dataset fit each other is checked on the expanded runs (`runs_fit`). `typed`: values
+    that need no parsing (on/off flags); they go to `expand` as they are, which refuses a
+    setting it does not know.
     """
     if preset not in presets.PRESETS:
         raise UsageError(f"unknown preset {preset!r}; available: {', '.join(presets.PRESETS)}")
@@ -271,7 +273,7 @@ def preset_options(preset: str, scale: str, *, epochs: int | None = None,
         "imbalance": ratio("--imbalance", imbalance,
                            meaning="the ratio of the largest to the smallest class"),
     }
-    return {key: value for key, value in overrides.items() if value is not None}
+    return {key: value for key, value in {**typed, **overrides}.items() if value is not None}
 
 
 def runs_fit(preset: str, specs: Sequence[Any], *, models: Sequence[str] | None = None,
