@@ -239,4 +239,5 @@ def test_cli_imbalance_gives_a_long_tailed_set_and_the_imbalanced_fuzziness():
     # n_c = round(50 * 10 ** (-c / 9)): 50 for class 0 down to 5 for class 9
     assert counts.tolist() == [max(1, round(50 * 10 ** (-c / 9))) for c in range(10)]
     other = CliRunner().invoke(app, ["run", "early", "--dry-run", "--imbalance", "10"])
-    assert other.exit_code == 2 and "unknown override" in other.output
+    assert other.exit_code == 2 and "only equisep and equisep-depth take --imbalance, early " \
+        "does not" in other.output

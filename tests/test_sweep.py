@@ -146,7 +146,7 @@ def test_cli_dry_run_spreads_workers_over_the_gpus(tmp_path, monkeypatch):
     (["sweep", "early", "--address", "auto"], "--address is for --backend ray"),
     (["sweep", "early", "--device", "cuda:5"], "cuda:5"),
     (["sweep", "early", "--seeds", "0", "--models", "resnet8", "--optimizers", "adam"],
-     "unknown override"),
+     "--optimizers adam: only equisep takes --optimizers, early does not"),
 ])
 def test_cli_sweep_errors(tmp_path, arguments, message):
     result = CliRunner().invoke(cli.app, [*arguments, "--store", str(tmp_path / "s.db")])

@@ -73,12 +73,29 @@ def _measure_table(title: str, latest, measures: tuple[str, ...]) -> Table:
     return table
 
 
-def _split_list(text: str | None, cast: type = str) -> list | None:
-    return None if text is None else [cast(item) for item in text.split(",") if item.strip()]
+def _checked(check, *args, **options):
+    """check(*args, **options), a one-line error for a value the command line cannot use."""
+    from learnscope.experiments.validation import UsageError
+
+    try:
+        return check(*args, **options)
+    except UsageError as error:
+        _fail(str(error))
 
 
-@app.command()
+BlocksOption = typer.Option(None, help="entropycurve: comma-separated blocks per stage, the "
+                            "depth 6n+2 of each family (1,3: resnet8 and resnet20; default "
+                            "1,2,3,4,5).")
+DownloadOption = typer.Option(False, "--download", help="Fetch a missing dataset (cifar10, mnist, "
+                              "fashion-mnist, omniglot; MD5-checked) into $LEARNSCOPE_DATA, "
+                              "else ./data, before anything runs.")
+# `--dry-run true` reaches the command as an extra argument, which it explains (validation)
+EXTRA_ARGS = {"allow_extra_args": True}
+
+
+@app.command(context_settings=EXTRA_ARGS)
 def run(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help=f"What to run: {', '.join(PRESETS)}."),
     store: Path = StoreOption,
     scale: str = typer.Option("small", help="Preset scale: 'small' (digits, CPU minutes) or "
@@ -104,7 +121,10 @@ def run(
     imbalance: float = typer.Option(None, help="equisep: long-tailed training set, ratio of the "
                                     "largest to the smallest class (uses the imbalanced "
                                     "fuzziness)."),
-    every: int = typer.Option(10, help="Quickstart: measure every k training steps."),
+    blocks: str = BlocksOption,
+    download: bool = DownloadOption,
+    every: int = typer.Option(None, help="Quickstart: measure every k training steps (default "
+                              "10)."),
     seed: int = typer.Option(0, help="Quickstart: random seed; trajectories: seed of the first "
                              "network (the others take the next ones) and of the projection."),
     networks: int = typer.Option(3, help="trajectories: networks per group."),
@@ -141,28 +161,40 @@ def run(
 
     Runs already finished in the store are skipped, unfinished ones resume from their checkpoint.
     """
+    from learnscope.experiments import validation
+
+    _checked(validation.extra_arguments, "run", name, ctx.args)
     if name not in PRESETS:
         _fail(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+    _checked(validation.run_device, device)
+    if name in ("quickstart", "trajectories"):
+        _checked(validation.not_for, name, {
+            "--steps": steps, "--seeds": seeds, "--models": models, "--dataset": dataset,
+            "--schedule": schedule, "--depths": depths, "--optimizers": optimizers,
+            "--per-class": per_class, "--imbalance": imbalance, "--blocks": blocks,
+            "--download": download, "--scale": None if scale == "small" else scale,
+            **({"--every": every} if name == "trajectories" else {})})
     if name == "trajectories":
-        if epochs is not None and iterations is not None and epochs != iterations:
-            _fail(f"--epochs {epochs} and --iterations {iterations} mean the same; give one")
         from learnscope.trajectory.cli import run_trajectories
 
-        run_trajectories(
-            store, dry_run=dry_run, networks=networks,
-            iterations=iterations or epochs or 10, depth=depth, width=width,
-            activation=activation, optimizer=optimizer, lr=lr, snapshot_every=snapshot_every,
-            projection=projection, fit_on=fit_on, track=track, setting=setting,
-            pretrain=pretrain, pretrain_iterations=pretrain_iterations, train_on=train_on,
-            landscape=landscape, resolution=resolution, seed=seed, device=device)
+        options = _checked(
+            validation.trajectory_options, epochs=epochs, iterations=iterations,
+            networks=networks, depth=depth, width=width, activation=activation,
+            optimizer=optimizer, lr=lr, snapshot_every=snapshot_every, projection=projection,
+            fit_on=fit_on, track=track, setting=setting, pretrain=pretrain,
+            pretrain_iterations=pretrain_iterations, train_on=train_on, landscape=landscape,
+            resolution=resolution, seed=seed, device=device)
+        run_trajectories(store, dry_run=dry_run, **options)
         return
     if name != "quickstart":
         _run_preset(name, store, scale=scale, epochs=epochs, steps=steps, seeds=seeds,
                     models=models, dataset=dataset, schedule=schedule, device=device,
                     dry_run=dry_run, depths=depths, optimizers=optimizers,
-                    per_class=per_class, imbalance=imbalance)
+                    per_class=per_class, imbalance=imbalance, blocks=blocks, every=every,
+                    download=download)
         return
-    epochs = 8 if epochs is None else epochs
+    epochs, every = _checked(validation.quickstart_options, epochs=epochs, every=every,
+                             seed=seed)
     from learnscope.experiments.quickstart import NETS, run_quickstart
 
     console.print(
@@ -217,24 +249,27 @@ def _check_store(store: Path) -> None:
 
 
 def _expand_preset(name: str, scale: str, *, device: str | None = None,
-                   **options: str | int | float | None) -> list:
+                   **options: str | int | float | bool | None) -> list:
     """The RunSpecs of preset `name` with the command line's overrides (shared by run, sweep).
 
-    options: epochs, steps, dataset, schedule, per_class, imbalance (values), and seeds,
-    models, depths, optimizers (comma-separated text); None means the preset's setting.
+    options: the raw values of epochs, steps, dataset, schedule, per_class, imbalance, every,
+    download, and seeds, models, depths, optimizers, blocks (comma-separated text); None means
+    the preset's setting. Every value is checked first (experiments.validation).
     """
+    from learnscope.experiments import validation
     from learnscope.experiments.presets import expand
 
-    lists = {"seeds": int, "models": str, "depths": int, "optimizers": str}
-    overrides: dict = {} if device is None else {"device": device}
-    for key, value in options.items():
-        value = _split_list(value, lists[key]) if key in lists else value
-        if value is not None:
-            overrides[key] = value
+    download = bool(options.pop("download", False))
+    overrides = _checked(validation.preset_options, name, scale, **options)
+    if device is not None:
+        overrides["device"] = device
     try:
-        return expand(name, scale, **overrides)
+        specs = expand(name, scale, **overrides)
     except ValueError as error:
         _fail(str(error))
+    _checked(validation.runs_fit, name, specs, models=overrides.get("models"),
+             download=download)
+    return specs
 
 
 def _print_runs(name: str, scale: str, specs: list, *, dry_run: bool) -> None:
@@ -256,16 +291,20 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
                 seeds: str | None, models: str | None, dataset: str | None,
                 schedule: str | None, device: str, dry_run: bool, depths: str | None = None,
                 optimizers: str | None = None, per_class: int | None = None,
-                imbalance: float | None = None) -> None:
+                imbalance: float | None = None, blocks: str | None = None,
+                every: int | None = None, download: bool = False) -> None:
+    from learnscope.data import DatasetNotFoundError
+    from learnscope.experiments import validation
     from learnscope.experiments.presets import execute
 
     specs = _expand_preset(name, scale, device=device, epochs=epochs, steps=steps,
                            dataset=dataset, schedule=schedule, seeds=seeds, models=models,
                            depths=depths, optimizers=optimizers, per_class=per_class,
-                           imbalance=imbalance)
+                           imbalance=imbalance, blocks=blocks, every=every, download=download)
     _print_runs(name, scale, specs, dry_run=dry_run)
     if dry_run:
         return
+    _checked(validation.ensure_data, specs, download)  # before the store: a missing dataset
     _check_store(store)
     from learnscope.experiments.status import record_plan
 
@@ -275,6 +314,8 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
         for spec in specs:
             try:
                 run_id, status = execute(spec, store)
+            except DatasetNotFoundError as error:
+                _fail(error.for_command_line())
             except FileNotFoundError as error:
                 _fail(str(error))
             overall.advance()
@@ -285,8 +326,9 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
 SWEEP_COLOURS = {"finished": "green", "skipped": "white", "diverged": "red", "failed": "red"}
 
 
-@app.command("sweep")
+@app.command("sweep", context_settings=EXTRA_ARGS)
 def sweep_command(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Preset: early, entropycurve, methods, equisep, "
                                "equisep-depth."),
     workers: int = typer.Option(None, min=1, help="Runs at once (local backend; default: one "
@@ -318,6 +360,8 @@ def sweep_command(
     per_class: int = typer.Option(None, help="equisep: training samples per class."),
     imbalance: float = typer.Option(None, help="equisep: long-tailed training set, ratio of the "
                                     "largest to the smallest class."),
+    blocks: str = BlocksOption,
+    download: bool = DownloadOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs and how they would be "
                                  "spread, run nothing."),
 ) -> None:
@@ -329,9 +373,10 @@ def sweep_command(
     with LEARNSCOPE_STORE_JOURNAL=delete; see docs/store.md). `learnscope status PRESET` shows
     the progress from any shell.
     """
-    from learnscope.experiments import presets
+    from learnscope.experiments import presets, validation
     from learnscope.experiments import sweep as sweeping
 
+    _checked(validation.extra_arguments, "sweep", name, ctx.args)
     if name not in presets.PRESETS:
         other = " (quickstart and trajectories run with `learnscope run`)" \
             if name in PRESETS else ""
@@ -357,7 +402,8 @@ def sweep_command(
         _fail(str(error))
     specs = _expand_preset(name, scale, epochs=epochs, steps=steps, dataset=dataset,
                            schedule=schedule, seeds=seeds, models=models, depths=depths,
-                           optimizers=optimizers, per_class=per_class, imbalance=imbalance)
+                           optimizers=optimizers, per_class=per_class, imbalance=imbalance,
+                           blocks=blocks, download=download)
     _print_runs(name, scale, specs, dry_run=dry_run)
     if backend == "local":
         count = workers or sweeping.default_workers(device, cuda_count)
@@ -375,6 +421,7 @@ def sweep_command(
         console.print(f"Would run {len(specs) - len(skipped)} of {len(specs)} runs with "
                       f"{where}; {len(skipped)} skipped (finished in the store).")
         return
+    _checked(validation.ensure_data, specs, download)  # once here, not in every worker
     _check_store(store)
     console.print(f"[bold]sweep {escape(name)}[/]: {len(specs)} runs, {where}, store "
                   f"{escape(str(store))}")

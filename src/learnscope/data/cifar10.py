@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from learnscope.data.files import (
+    DOWNLOAD_ADVICE,
+    ROOT_ADVICE,
     DatasetFormatError,
     DatasetNotFoundError,
     download_file,
@@ -162,10 +164,10 @@ def read_cifar10(*, root: str | os.PathLike | None = None, download: bool = Fals
             "CIFAR-10 not found. Looked in:\n"
             + missing_report(folders, missing)
             + f"\nExpected the python-pickle batches {', '.join(TRAIN_FILES)}, {TEST_FILE} "
-            f"(and {META_FILE}) as unpacked from {ARCHIVE}. To get them: pass download=True "
+            f"(and {META_FILE}) as unpacked from {ARCHIVE}. To get them: {DOWNLOAD_ADVICE} "
             f"where a network is reachable (fetches {URL}, MD5 {MD5}), or download that archive "
             f"yourself and unpack it in {root} so that {root / FOLDER / TRAIN_FILES[0]} exists. "
-            "The root is the `root` option, else $LEARNSCOPE_DATA, else ./data."
+            + ROOT_ADVICE
         )
     train = [read_batch(folder / name) for name in TRAIN_FILES]
     test_images, test_labels = read_batch(folder / TEST_FILE)

@@ -24,8 +24,19 @@ DEFAULT_ROOT = "./data"
 _CHUNK = 1 << 20
 
 
+# How the not-found messages tell users to get a dataset and where its root comes from; the
+# command line says the same with its own flag (DatasetNotFoundError.for_command_line).
+DOWNLOAD_ADVICE = "pass download=True"
+ROOT_ADVICE = "The root is the `root` option, else $LEARNSCOPE_DATA, else ./data."
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not where they were looked for (the message lists every path)."""
+
+    def for_command_line(self) -> str:
+        """The message as `learnscope run` / `sweep` users act on it: --download, no root."""
+        return str(self).replace(DOWNLOAD_ADVICE, "pass --download").replace(
+            ROOT_ADVICE, "The root is $LEARNSCOPE_DATA, else ./data.")
 
 
 class DatasetFormatError(ValueError):

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 from learnscope.data.files import (
+    DOWNLOAD_ADVICE,
+    ROOT_ADVICE,
     DatasetFormatError,
     DatasetNotFoundError,
     download_file,
@@ -219,9 +221,9 @@ def read_idx_dataset(
             f"{spec.title} not found. Looked in:\n"
             + missing_report(folders, missing)
             + f"\nExpected the IDX files {', '.join(FILES.values())}, each plain or .gz. To get "
-            f"them: pass download=True where a network is reachable (fetches the .gz files "
+            f"them: {DOWNLOAD_ADVICE} where a network is reachable (fetches the .gz files "
             f"from {spec.mirrors[0]} and checks their MD5), or download them yourself into "
-            f"{folders[0]}. The root is the `root` option, else $LEARNSCOPE_DATA, else ./data."
+            f"{folders[0]}. {ROOT_ADVICE}"
         )
     classes = len(spec.class_names)
     train_x, train_y = _pair(found["train_images"], found["train_labels"], classes)

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 
 from learnscope.data.files import (
+    DOWNLOAD_ADVICE,
+    ROOT_ADVICE,
     DatasetFormatError,
     DatasetNotFoundError,
     download_file,
@@ -172,10 +174,10 @@ def read_omniglot(
             f"Omniglot ({subset}) not found. Looked in:\n"
             + missing_report(folders, {f: [subset + "/"] for f in folders})
             + f"\nExpected the folder {subset}/<Alphabet>/<character>/<drawing>.png as unpacked "
-            f"from {subset}.zip. To get it: pass download=True where a network is reachable "
+            f"from {subset}.zip. To get it: {DOWNLOAD_ADVICE} where a network is reachable "
             f"(fetches {url}, MD5 {md5}), or download that archive yourself and unzip it in "
             f"{folders[0]} so that {folders[0] / subset} holds the alphabet folders. "
-            "The root is the `root` option, else $LEARNSCOPE_DATA, else ./data."
+            + ROOT_ADVICE
         )
 
     names: list[str] = []

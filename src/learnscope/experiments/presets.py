@@ -55,6 +55,7 @@ EQUISEP_PER_CLASS = 100
 EQUISEP_DATASETS = {"cm": "mnist", "cfm": "fashion-mnist", "cc": "cifar10"}
 EQUISEP_EPOCHS = {"small": 30, "paper": 600}
 EQUISEP_SCHEDULE = "every-epoch 10; end"
+ENTROPYCURVE_FAMILIES = ("resnet", "convnet", "toynet")  # Figure 2's nets, at 1-5 blocks/stage
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,13 @@ def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]
     small = scale == "small"
     dataset = overrides.pop("dataset", settings["dataset"])
     data_options = dict(settings["data_options"])
-    model_options = dict(settings["model_options"]) if dataset == "digits" else {}
+    image_options = dict(settings["model_options"]) if dataset == "digits" else {}
+
+    def options_of(net: str) -> dict[str, Any]:
+        # in_channels / image_size are options of the conv families only (mlp and small_cnn
+        # take none of them; execute gives every model its input size)
+        return image_options if _is_conv_family(net) else {}
+
     probe = {"batch_size": settings["probe_batch"], "batchnorm": "train"}
     specs: list[RunSpec] = []
 
@@ -130,22 +137,22 @@ def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]
         for net in nets:
             for seed in seeds:
                 specs.append(RunSpec(
-                    "early", f"early-{scale}-{net}-s{seed}", net, model_options, dataset,
+                    "early", f"early-{scale}-{net}-s{seed}", net, options_of(net), dataset,
                     data_options, "multistep", {}, seed, steps, "every 1", probe))
     elif preset == "entropycurve":
         seeds = overrides.pop("seeds", [0, 1] if small else list(range(25)))
         nets = overrides.pop("models", ["resnet", "convnet", "toynet"])
         blocks = overrides.pop("blocks", [1, 2, 3, 4, 5])
+        _check_entropycurve(nets, blocks)
         recipe_options = {"epochs": 6, "milestones": (4, 5)} if small else {}
         schedule = _epoch_schedule_before_first_drop(recipe_options, 100)
         for net in nets:
-            family = net.rstrip("0123456789")
             for n in blocks:
                 for seed in seeds:
-                    name = f"{family}{6 * n + 2}"
+                    name = f"{net}{6 * n + 2}"
                     specs.append(RunSpec(
                         "entropycurve", f"entropycurve-{scale}-{name}-s{seed}", name,
-                        model_options, dataset, data_options, "multistep", recipe_options,
+                        options_of(name), dataset, data_options, "multistep", recipe_options,
                         seed, None, schedule, probe))
     else:  # methods
         seeds = overrides.pop("seeds", [0])
@@ -167,12 +174,33 @@ def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]
             for seed in seeds:
                 specs.append(RunSpec(
                     "methods", f"methods-{scale}-{label}-s{seed}", net,
-                    {**model_options, **options}, dataset, data_options, recipe,
+                    {**options_of(net), **options}, dataset, data_options, recipe,
                     recipe_options, seed, None, "every-epoch 1; end", probe, since_final=True))
 
     epochs = overrides.pop("epochs", None)
     specs = [_override(s, epochs=epochs, **overrides) for s in specs]
     return specs
+
+
+def _is_conv_family(net: str) -> bool:
+    """Whether `net` is a conv family of the registry (resnet20...), not mlp / small_cnn / fnn."""
+    from learnscope.models import FLAT_INPUT
+
+    return net not in FLAT_INPUT and net != "small_cnn"
+
+
+def _check_entropycurve(families: list[str], blocks: list[int]) -> None:
+    """entropycurve's models are families whose depth it varies (blocks per stage), each once."""
+    wrong = [f for f in families if f not in ENTROPYCURVE_FAMILIES]
+    if wrong:
+        raise ValueError(f"entropycurve's models are families {ENTROPYCURVE_FAMILIES}, whose "
+                         f"depth it varies with blocks (blocks per stage); got {wrong}")
+    bad = [b for b in blocks if isinstance(b, bool) or not isinstance(b, int) or b < 1]
+    for name, values in (("models", families), ("blocks", blocks)):
+        if len(set(values)) < len(values):
+            raise ValueError(f"entropycurve's {name} {values} repeat a value; give each once")
+    if bad:
+        raise ValueError(f"entropycurve's blocks (per stage) must be ints >= 1, got {bad}")
 
 
 def _equisep_data(key: str, per_class: int | None, imbalance: float | None
@@ -218,7 +246,7 @@ def _expand_equisep(preset: str, scale: str, overrides: dict[str, Any]) -> list[
             options: dict[str, Any] = {}
             if flat:
                 options = {"depth": depth + 1, "width": width}
-            elif net != "small_cnn" and image_size is not None:
+            elif _is_conv_family(net) and image_size is not None:
                 options = {"image_size": image_size}
             label = f"{net}-L{depth}" if flat else net
             for optimizer, lr in combos:
