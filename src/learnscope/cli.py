@@ -435,7 +435,8 @@ def runs(store: Path = StoreOption) -> None:
         console.print(f"The store {escape(str(store))} has no runs yet.")
         return
     table = Table(title=f"runs in {escape(str(store))}", header_style="bold")
-    for column in ("id", "experiment", "status", "progress", "ETA", "measurements", "updated"):
+    table.add_column("id", no_wrap=True, min_width=max(len(str(i)) for i in frame["id"]))
+    for column in ("experiment", "status", "progress", "ETA", "measurements", "updated"):
         table.add_column(column)
     for _, row in frame.iterrows():
         progress = row["progress"]

@@ -194,13 +194,14 @@ def _saturation_grid(store: Store, info: RunInfo, probe: str | None,
 
 def _mark_saturated(ax, xs: np.ndarray, ys: np.ndarray, mask: np.ndarray | None,
                     gid: str) -> list[int]:
-    """Red crosses on the points of a line where ``mask``; the indexes marked."""
+    """Red crosses on the points of a line where ``mask`` (where the line has a value); the
+    indexes of every saturated point."""
     if mask is None:
         return []
-    chosen = np.flatnonzero(mask & np.isfinite(ys))
-    if chosen.size:
-        ax.plot(xs[chosen], ys[chosen], markersize=4, zorder=3, gid=gid, **SATURATED_MARKER)
-    return [int(i) for i in chosen]
+    drawn = np.flatnonzero(mask & np.isfinite(ys))
+    if drawn.size:
+        ax.plot(xs[drawn], ys[drawn], markersize=4, zorder=3, gid=gid, **SATURATED_MARKER)
+    return [int(i) for i in np.flatnonzero(mask)]
 
 
 def _mark_saturated_cells(ax, xs: np.ndarray, layers: np.ndarray,
