@@ -709,6 +709,17 @@ def synthetic_map(seed: int = 0):
     )  # fmt: skip
 
 
+def drawn_landscape(tmap):
+    """The landscape as the dashboard and the figures draw it: NaN where no snapshot is near
+    (the rule and its independent check: tests/test_viz_trajectories.py)."""
+    import numpy as np
+
+    from learnscope.trajectory.maps import support_mask
+
+    supported = support_mask(tmap.landscape, tmap.coords)
+    return np.where(supported, tmap.landscape.values, np.nan)
+
+
 def nulls(array) -> list:
     """An array as nested lists with NaN as None (how the JSON and Plotly carry it)."""
     import numpy as np
@@ -753,8 +764,10 @@ def test_api_trajectories_equals_the_map(mapped) -> None:
     land = body["landscape"]
     assert (land["method"], land["score"]) == ("interpolate", "test_accuracy")
     assert land["x"] == tmap.landscape.x.tolist() and land["y"] == tmap.landscape.y.tolist()
-    assert land["values"] == nulls(tmap.landscape.values)
+    assert land["values"] == nulls(drawn_landscape(tmap))
     assert None in sum(land["values"], [])  # outside the hull
+    assert body["path_lengths"] == tmap.path_lengths()
+    assert body["start_to_end"] == tmap.start_to_end()
     assert body["meta"] == {"fit_on": "all", "nan": None}
     assert client.get("/api/runs/trajectories-demo/trajectories").json()["coords"] == \
         body["coords"]  # by name
@@ -817,7 +830,7 @@ def test_browser_trajectory_map(mapped) -> None:
             assert heat["type"] == "heatmap"
             assert heat["x"] == tmap.landscape.x.tolist()
             assert heat["y"] == tmap.landscape.y.tolist()
-            assert heat["z"] == nulls(tmap.landscape.values)
+            assert heat["z"] == nulls(drawn_landscape(tmap))
             assert heat["bar"] == "test_accuracy (landscape, interpolated)"
             # one line per network through its points, markers coloured by the score
             for i, trace in enumerate(lines):
@@ -842,7 +855,7 @@ def test_browser_trajectory_map(mapped) -> None:
             traces = page.evaluate(read)
             for i in range(n):
                 assert traces[1 + i]["color"] == tmap.scores["loss"][i].tolist()
-            assert traces[0]["z"] == nulls(tmap.landscape.values)
+            assert traces[0]["z"] == nulls(drawn_landscape(tmap))
             page.screenshot(path=str(artifacts_dir() / "dashboard-trajectories.png"),
                             full_page=True)
 

@@ -436,7 +436,9 @@ def runs(store: Path = StoreOption) -> None:
         return
     table = Table(title=f"runs in {escape(str(store))}", header_style="bold")
     table.add_column("id", no_wrap=True, min_width=max(len(str(i)) for i in frame["id"]))
-    for column in ("experiment", "status", "progress", "ETA", "measurements", "updated"):
+    table.add_column("experiment")
+    table.add_column("status", min_width=len("finished (chance-level)"))
+    for column in ("progress", "ETA", "measurements", "updated"):
         table.add_column(column)
     for _, row in frame.iterrows():
         progress = row["progress"]
