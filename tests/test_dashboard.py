@@ -471,6 +471,23 @@ def test_browser_pages_update_live_and_offline(copy: tuple[Path, str]) -> None:
             page.wait_for_selector(f'#runs-table tr[data-run="{new_run}"]')
             assert page.evaluate("window.__lsMarker") == "list"
 
+            # a run that fails while the list is open: its error's last line appears under its
+            # status, and its page shows the whole stored error (learnscope.health)
+            error = "Traceback (most recent call last):\nValueError: the loss went away"
+            with store_mod.open(path) as s:
+                crashed = s.create_run("crashes", {}, total_steps=10)
+                s.set_status(crashed, "failed", error=error)
+            cell = f'#runs-table tr[data-run="{crashed}"] .run-error'
+            page.wait_for_selector(cell)
+            assert page.inner_text(cell) == "ValueError: the loss went away"
+            assert page.get_attribute(cell, "title") == error
+            page.goto(f"{base}/runs/{crashed}")
+            page.wait_for_function("() => !document.querySelector('[data-key=updated]')"
+                                   ".textContent.includes('T')")  # the page script has run
+            assert page.is_visible("#run-problem")
+            assert page.inner_text("#run-problem pre") == error
+            assert "failed before its first measurement" in page.inner_text("#ls-notice")
+
             # the run page: heatmap of the run's layers (forward order) x measured steps
             page.goto(f"{base}/runs/{run_id}")
             page.wait_for_function(f"() => {heatmap}.data && {heatmap}.data[0].x.length > 0")

@@ -7,6 +7,7 @@ Every function reads a run store (an open ``Store`` or the path of one) and retu
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -268,8 +269,6 @@ def _title_prefix(fig: Figure, title: str, prefix: str, width: float | None = No
     """The figure's title, wrapped to ``width`` inches when given (so it is never clipped)."""
     text = f"{title}: {prefix}" if prefix else title
     if width is not None:
-        import textwrap
-
         # bold 11 pt DejaVu Sans: about 0.62 em per character on average
         per_line = max(20, int(width * 72 / (11 * 0.62)))
         text = textwrap.fill(text, per_line)
@@ -598,7 +597,7 @@ def figure4(
     with open_runs(store) as s, style.styled():
         data, prefix = _read_runs(s, runs, experiment, _FIGURE1_MEASURES, probe, "figure4")
         n = len(data)
-        fig = style.new_figure(5 * style.PANEL_WIDTH + 1.0, n * style.PANEL_HEIGHT + 0.9)
+        fig = style.new_figure(5 * style.PANEL_WIDTH + 1.0, n * (style.PANEL_HEIGHT + 0.3) + 0.9)
         _title_prefix(fig, "Activation patterns over the whole training", prefix)
         axes = fig.subplots(n, 5, squeeze=False, sharex="row")
         cmap = style.truncated_cmap(style.LAYER_CMAP)
@@ -625,7 +624,8 @@ def figure4(
                 if row == 0:
                     ax.set_title(panel.title)
                 ax.set_xlabel(xlabel if row == n - 1 else "")
-                label = info.label + ("\n(CHANCE LEVEL)" if info.chance_level else "")
+                label = textwrap.fill(info.label, 24) + ("\n(CHANCE LEVEL)" if info.chance_level
+                                                         else "")
                 ax.set_ylabel(f"{label}\n{panel.ylabel}" if col == 0 else panel.ylabel)
                 if col == 0 and info.chance_level:
                     ax.yaxis.label.set_color(WARNING_COLOUR)

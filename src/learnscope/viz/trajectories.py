@@ -15,13 +15,17 @@ What is drawn (one panel, ``ax.get_label() == "panel"``):
 - the snapshots as points shaded by a score (``gid "points:<i>"``, a sequential colour map,
   colour bar labelled with the score's name; snapshots without a value in grey), edged in the
   network's colour;
-- the first snapshot as an open circle (``"start:<i>"``) and the last as a star (``"end:<i>"``);
+- the first snapshot ringed by a hollow circle (``"start:<i>"``, its score colour shows inside)
+  and the last as a star (``"end:<i>"``);
 - under them, when the map has one, the score landscape as a grey-scale heatmap (``gid
   "landscape"``, its own colour bar; transparent where the score is unknown, e.g. outside the
-  snapshots' convex hull for an interpolated landscape). When the landscape shows the same score
-  as the points, both colour bars span the same range.
+  snapshots' convex hull for an interpolated landscape, and where no snapshot supports it:
+  farther than ``maps.support_radius`` (twice the median step between consecutive snapshots)
+  from every snapshot). When the landscape shows the same score as the points, both colour bars
+  span the same range.
 
-The legend lists the networks, the groups (by line style) and the start/end markers. Axis
+The legend lists the networks with their path length and start-to-end distance in the plane,
+the groups (by line style), the start/end markers and the landscape's support radius. Axis
 labels come from ``tmap.meta["axis_labels"]`` (two strings, e.g. ``["PC1 (41%)", "PC2
 (17%)"]``) when present, else "projected axis 1/2".
 """
