@@ -575,8 +575,8 @@ def status(
                   if health[row["id"]].chance_level]
         if chance:
             console.print(f"[yellow]{escape(summary.experiment)}: {len(chance)} finished run(s) "
-                          f"at chance level[/] (final test accuracy within "
-                          f"{100 * CHANCE_MARGIN:g} points of 1/classes): "
+                          f"at chance level[/] (final test accuracy at most 1/classes "
+                          f"+ {100 * CHANCE_MARGIN:g} points): "
                           f"{escape(', '.join(chance))}")
     if experiment is None:
         return
