@@ -312,6 +312,14 @@ def clipped_change(values: Any, percentiles: tuple[float, float] = CLIP_PERCENTI
     return np.clip(change, low, high)
 
 
+def wide_table(frame: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Steps (rows) x layer indexes (columns) of one measure of a long metrics frame."""
+    rows = frame[frame["measure"] == measure]
+    table = rows.pivot_table(index="step", columns="layer_index", values="value",
+                             aggfunc="first", dropna=False)
+    return table.sort_index().sort_index(axis=1)
+
+
 def turnover(added: Any, removed: Any, distinct: Any) -> Any:
     """Pattern turnover: (added + removed since the last measurement) / distinct patterns now.
 
@@ -331,18 +339,13 @@ def saturation(store: Store, run: RunInfo, probe: str | None = None) -> pd.DataF
     and ``evaluations``; None when the run has neither."""
     from learnscope.health import is_saturated
 
-    def wide(frame: pd.DataFrame, measure: str) -> pd.DataFrame:
-        rows = frame[frame["measure"] == measure]
-        return rows.pivot_table(index="step", columns="layer_index", values="value",
-                                aggfunc="first", dropna=False).sort_index().sort_index(axis=1)
-
     try:
         frame = read_measures(store, run, ["distinct_frac"], probe)
-        share = wide(frame, "distinct_frac")
+        share = wide_table(frame, "distinct_frac")
     except FigureError:
         try:
             frame = read_measures(store, run, ["distinct", "evaluations"], probe)
         except FigureError:
             return None
-        share = wide(frame, "distinct") / wide(frame, "evaluations")
+        share = wide_table(frame, "distinct") / wide_table(frame, "evaluations")
     return is_saturated(share.fillna(0.0))

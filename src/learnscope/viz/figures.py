@@ -32,6 +32,7 @@ from learnscope.viz.data import (
     saturation,
     select_runs,
     turnover,
+    wide_table,
 )
 
 if TYPE_CHECKING:
@@ -129,12 +130,7 @@ def _read_runs(
     return data, prefix
 
 
-def _wide(frame: pd.DataFrame, measure: str) -> pd.DataFrame:
-    """Steps (rows) x layer indexes (columns) of one measure."""
-    rows = frame[frame["measure"] == measure]
-    table = rows.pivot_table(index="step", columns="layer_index", values="value",
-                             aggfunc="first", dropna=False)
-    return table.sort_index().sort_index(axis=1)
+_wide = wide_table  # steps (rows) x layer indexes (columns) of one measure
 
 
 def _layer_names(frame: pd.DataFrame) -> dict[int, str]:
