@@ -176,7 +176,9 @@ def trajectory_figure(
     groups = _groups(tmap)
     with style.styled():
         if ax is None:
-            fig = style.new_figure(7.4, 5.6)
+            # the legend under the panel: networks, groups, start, end, landscape note
+            entries = len(tmap) + (len(groups) if len(groups) > 1 else 0) + 3
+            fig = style.new_figure(7.4, 4.4 + 0.17 * entries)
             ax = fig.subplots()
         else:
             fig = ax.figure
@@ -243,7 +245,7 @@ def trajectory_figure(
                 f"landscape drawn within {radius:.3g} of a snapshot "
                 f"({SUPPORT_STEPS:g} x the median step between snapshots)")))
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13),
-                  ncols=1 if len(tmap) > 4 else 2, frameon=False)
+                  ncols=1, frameon=False)
         style.mark_panel(ax, figure="trajectories", networks=list(tmap.networks),
                          path_lengths=lengths, start_to_end=distances, support_radius=radius,
                          runs=list(tmap.runs), groups=list(tmap.groups), score=chosen,
