@@ -306,3 +306,32 @@ def test_heatmaps_mark_exactly_the_saturated_cells(made, figure) -> None:
         assert drawn == {(j, step * scale) for j, step in cells}
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[0].startswith("saturated: distinct/E > 0.95")
+
+
+def test_figure4_marks_chance_level_and_figure2_titles_fit(made) -> None:
+    path, ids, values, _ = made
+    names = ["entropycurve-small-resnet8-s0", "entropycurve-small-resnet8-s1"]
+    figure = viz.figure4(path, names)
+    for ax in viz.panels(figure):
+        chance = ax.panel_info["run"] == ids[names[1]]
+        assert ax.panel_info["chance_level"] == chance
+        if ax.panel_info["panel"] == "A":
+            assert ("CHANCE LEVEL" in ax.get_ylabel()) == chance
+        if ax.panel_info["panel"] == "B":  # the turnover of every layer
+            table = values[names[0] if not chance else names[1]]
+            got = np.array([line.get_ydata() for line in ax.get_lines()]).T
+            np.testing.assert_allclose(
+                got, (table["added_since_last"] + table["removed_since_last"]) / table["distinct"],
+                rtol=1e-12)
+    note = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert note == ["at chance level: s1 (test acc. 0.105)"]
+
+    # a narrow Figure 2 (one family) wraps its long title instead of clipping it
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    narrow = viz.figure2(path, ["entropycurve-small-resnet14-s0", "entropycurve-small-resnet14-s1"])
+    canvas = FigureCanvasAgg(narrow)
+    canvas.draw()
+    box = narrow._suptitle.get_window_extent(canvas.get_renderer())
+    assert "\n" in narrow._suptitle.get_text()
+    assert box.x0 >= 0 and box.x1 <= narrow.bbox.width
