@@ -172,26 +172,17 @@ def short_error(error: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _final_accuracy(store: Store, run_id: str) -> float | None:
-    try:
-        frame = store.metrics(run=run_id, layer="model", measure=SCORE)
-    except ValueError:  # the run logged no test accuracy
-        return None
-    frame = frame[frame["value"].notna()]
-    if frame.empty:
-        return None
-    return float(frame.sort_values("step", kind="stable")["value"].iloc[-1])
-
-
 def assess_runs(store: Store, runs: pd.DataFrame | None = None) -> dict[str, RunHealth]:
     """:class:`RunHealth` of every run of ``runs`` (rows of ``store.runs()``; default: all).
 
-    The test accuracy is read for finished runs only (the only ones that can be at chance
-    level).
+    The final test accuracies of all runs come from one indexed query
+    (``Store.final_values``), so views that poll every few seconds can afford it; only
+    finished runs can be at chance level.
     """
     import json
 
     frame = store.runs() if runs is None else runs
+    finals = store.final_values(SCORE) if (frame["status"] == "finished").any() else {}
     result = {}
     for record in frame.to_dict("records"):
         status = str(record["status"])
@@ -201,7 +192,9 @@ def assess_runs(store: Store, runs: pd.DataFrame | None = None) -> dict[str, Run
                 config = json.loads(config) if config else {}
             except ValueError:
                 config = {}
-        accuracy = _final_accuracy(store, str(record["id"])) if status == "finished" else None
+        accuracy = finals.get(str(record["id"])) if status == "finished" else None
+        if accuracy is not None and math.isnan(accuracy):
+            accuracy = None
         error = record.get("error")
         result[str(record["id"])] = RunHealth(
             status, accuracy, classes_of(config),
