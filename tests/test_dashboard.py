@@ -471,6 +471,23 @@ def test_browser_pages_update_live_and_offline(copy: tuple[Path, str]) -> None:
             page.wait_for_selector(f'#runs-table tr[data-run="{new_run}"]')
             assert page.evaluate("window.__lsMarker") == "list"
 
+            # a run that fails while the list is open: its error's last line appears under its
+            # status, and its page shows the whole stored error (learnscope.health)
+            error = "Traceback (most recent call last):\nValueError: the loss went away"
+            with store_mod.open(path) as s:
+                crashed = s.create_run("crashes", {}, total_steps=10)
+                s.set_status(crashed, "failed", error=error)
+            cell = f'#runs-table tr[data-run="{crashed}"] .run-error'
+            page.wait_for_selector(cell)
+            assert page.inner_text(cell) == "ValueError: the loss went away"
+            assert page.get_attribute(cell, "title") == error
+            page.goto(f"{base}/runs/{crashed}")
+            page.wait_for_function("() => !document.querySelector('[data-key=updated]')"
+                                   ".textContent.includes('T')")  # the page script has run
+            assert page.is_visible("#run-problem")
+            assert page.inner_text("#run-problem pre") == error
+            assert "failed before its first measurement" in page.inner_text("#ls-notice")
+
             # the run page: heatmap of the run's layers (forward order) x measured steps
             page.goto(f"{base}/runs/{run_id}")
             page.wait_for_function(f"() => {heatmap}.data && {heatmap}.data[0].x.length > 0")
@@ -709,6 +726,17 @@ def synthetic_map(seed: int = 0):
     )  # fmt: skip
 
 
+def drawn_landscape(tmap):
+    """The landscape as the dashboard and the figures draw it: NaN where no snapshot is near
+    (the rule and its independent check: tests/test_viz_trajectories.py)."""
+    import numpy as np
+
+    from learnscope.trajectory.maps import support_mask
+
+    supported = support_mask(tmap.landscape, tmap.coords)
+    return np.where(supported, tmap.landscape.values, np.nan)
+
+
 def nulls(array) -> list:
     """An array as nested lists with NaN as None (how the JSON and Plotly carry it)."""
     import numpy as np
@@ -753,8 +781,10 @@ def test_api_trajectories_equals_the_map(mapped) -> None:
     land = body["landscape"]
     assert (land["method"], land["score"]) == ("interpolate", "test_accuracy")
     assert land["x"] == tmap.landscape.x.tolist() and land["y"] == tmap.landscape.y.tolist()
-    assert land["values"] == nulls(tmap.landscape.values)
+    assert land["values"] == nulls(drawn_landscape(tmap))
     assert None in sum(land["values"], [])  # outside the hull
+    assert body["path_lengths"] == tmap.path_lengths()
+    assert body["start_to_end"] == tmap.start_to_end()
     assert body["meta"] == {"fit_on": "all", "nan": None}
     assert client.get("/api/runs/trajectories-demo/trajectories").json()["coords"] == \
         body["coords"]  # by name
@@ -817,7 +847,7 @@ def test_browser_trajectory_map(mapped) -> None:
             assert heat["type"] == "heatmap"
             assert heat["x"] == tmap.landscape.x.tolist()
             assert heat["y"] == tmap.landscape.y.tolist()
-            assert heat["z"] == nulls(tmap.landscape.values)
+            assert heat["z"] == nulls(drawn_landscape(tmap))
             assert heat["bar"] == "test_accuracy (landscape, interpolated)"
             # one line per network through its points, markers coloured by the score
             for i, trace in enumerate(lines):
@@ -842,7 +872,7 @@ def test_browser_trajectory_map(mapped) -> None:
             traces = page.evaluate(read)
             for i in range(n):
                 assert traces[1 + i]["color"] == tmap.scores["loss"][i].tolist()
-            assert traces[0]["z"] == nulls(tmap.landscape.values)
+            assert traces[0]["z"] == nulls(drawn_landscape(tmap))
             page.screenshot(path=str(artifacts_dir() / "dashboard-trajectories.png"),
                             full_page=True)
 

@@ -102,6 +102,22 @@ def test_compare_trains_both_groups_and_projects_them_together(experiment):
         assert store.run(map_ids[0])["status"] == "finished"
 
 
+def test_the_map_run_stores_each_networks_path_length_and_distance(experiment):
+    db, _, map_ids, _ = experiment
+    with ls.store.open(db) as store:
+        tmap = load_map(store, map_ids[0])
+        rows = store.metrics(map_ids[0], probe="trajectory-map",
+                             measure=["path_length", "start_to_end"])
+    for i, (name, coords) in enumerate(zip(tmap.networks, tmap.coords, strict=True)):
+        mine = rows[rows["layer"] == name]
+        assert set(mine["layer_index"]) == {i}
+        stored = dict(zip(mine["measure"], mine["value"], strict=True))
+        segments = np.sqrt(((coords[1:] - coords[:-1]) ** 2).sum(axis=1))
+        assert stored["path_length"] == pytest.approx(segments.sum(), rel=1e-12)
+        assert stored["start_to_end"] == pytest.approx(
+            np.sqrt(((coords[-1] - coords[0]) ** 2).sum()), rel=1e-12)
+
+
 def test_pretrained_networks_start_from_the_pretrained_weights(experiment):
     db, settings, _, _ = experiment
     pretrained = [n for n in tr.plan(settings) if n.group == "pretrained"][0]

@@ -152,27 +152,31 @@ def test_figure1_first_and_last_layer_of_each_run(store, tmp_path):
     assert dict(matplotlib.rcParams) == before  # style applied in a context only
     runs = [quick, run_id(store, "early-small-resnet8-s0")]
     found = panels(figure)
-    assert len(found) == 5 * 2 * len(runs)
-    assert [ax.panel_info["run"] for ax in found[::10]] == runs
+    assert len(found) == 5 * len(runs)  # one row of five panels per run
+    assert [ax.panel_info["run"] for ax in found[::5]] == runs
+    assert figure.get_size_inches()[0] <= 8.27  # as wide as an A4 page
     for run in runs:
         steps, layers, distinct = pivot(store, run, "distinct")
         for ax in (a for a in found if a.panel_info["run"] == run):
             info = ax.panel_info
-            row = -1 if info["row"] == "last" else 0
-            assert info["layer_index"] == layers[row]
-            x, y = ax.get_lines()[0].get_data()
-            d = distinct[row]
-            if info["panel"] == "A":
-                expected = d / d.max()
-            elif info["panel"] == "B":
-                change = np.diff(d)
-                expected = np.clip(change, *np.percentile(change, [1, 99]))
-                steps_here = steps[1:]
-            else:
-                expected = pivot(store, run, info["measure"])[2][row]
-            np.testing.assert_allclose(y, expected, rtol=1e-12)
-            np.testing.assert_array_equal(x, steps_here if info["panel"] == "B" else steps)
-    assert all(ax.get_title() for ax in found[:5])  # the top row names the measures
+            for where, row in (("last", -1), ("first", 0)):
+                assert info["layer_indexes"][where] == layers[row]
+                (line,) = [line for line in ax.get_lines() if line.get_gid() == where]
+                x, y = line.get_data()
+                d = distinct[row]
+                if info["panel"] == "A":
+                    expected = d / d.max()
+                elif info["panel"] == "B":  # turnover: (added + removed since last) / |A|
+                    added = pivot(store, run, "added_since_last")[2][row]
+                    removed = pivot(store, run, "removed_since_last")[2][row]
+                    expected = (added + removed) / d
+                else:
+                    expected = pivot(store, run, info["measure"])[2][row]
+                np.testing.assert_allclose(y, expected, rtol=1e-12)
+                np.testing.assert_array_equal(x, steps)
+            if info["panel"] != "B":
+                assert ax.get_ylim() == (0.0, 1.0)  # shares on a fixed axis
+    assert all(ax.get_title() for ax in found)  # every panel names its measure
     check_saved(figure, tmp_path, "figure1")
 
 
@@ -275,11 +279,12 @@ def test_figure4_every_layer_over_training(store, tmp_path):
             for line, values in zip(lines, table, strict=True):
                 np.testing.assert_allclose(line.get_ydata(), values, rtol=1e-12)
                 np.testing.assert_allclose(line.get_xdata(), [s / 2 for s in steps])  # epochs
+            assert ax.get_ylim() == (0.0, 1.0)
         if ax.panel_info["panel"] == "B":
-            change = np.diff(table.T, axis=0)
-            low, high = np.percentile(change, [1, 99])
+            added = pivot(store, run, "added_since_last")[2]
+            removed = pivot(store, run, "removed_since_last")[2]
             got = np.array([line.get_ydata() for line in lines])
-            np.testing.assert_allclose(got, np.clip(change, low, high).T, rtol=1e-12)
+            np.testing.assert_allclose(got, (added + removed) / table, rtol=1e-12)
     colours = [line.get_color() for line in found[2].get_lines()]
     assert len(set(map(tuple, colours))) == len(colours)  # one colour per layer
     check_saved(figure, tmp_path, "figure4")

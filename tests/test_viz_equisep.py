@@ -135,6 +135,8 @@ def test_equisep_dynamics_panels_equal_the_stored_series(store, tmp_path):
         xs, ys = line(ax, measure)
         assert xs.tolist() == epochs
         assert ys.tolist() == [stored_law(path, run, s)[measure] for s in STEPS]
+    # a marker on every measured point, and points only where measured (x = the epochs above)
+    assert {ln.get_marker() for ax in axes for ln in ax.get_lines()} == {"o"}
     assert viz.panels(viz.equisep_dynamics(path, run, x="step"))[0].panel_info["x"] == "step"
     viz.save(fig, tmp_path / "dyn.png")
     viz.save(fig, tmp_path / "dyn.pdf")

@@ -66,7 +66,8 @@ def test_drawn_arrays_equal_the_map() -> None:
         assert (start.get_marker(), end.get_marker()) == ("o", "*")
     image = by_gid(ax, "landscape")
     values = np.ma.filled(np.ma.asarray(image.get_array(), dtype=float), np.nan)
-    np.testing.assert_array_equal(values, tmap.landscape.values)
+    supported = supported_by_snapshots(tmap)
+    np.testing.assert_array_equal(values, np.where(supported, tmap.landscape.values, np.nan))
     assert np.isnan(values).any()  # outside the hull: transparent, not extrapolated
     assert image.get_zorder() < by_gid(ax, "line:0").get_zorder()  # under the trajectories
     # one colour bar per shaded thing, labelled with the score
@@ -74,17 +75,93 @@ def test_drawn_arrays_equal_the_map() -> None:
     # same score: the points and the landscape share the colour range
     assert by_gid(ax, "points:0").norm.vmin == image.norm.vmin
     assert by_gid(ax, "points:0").norm.vmax == image.norm.vmax
-    finite = np.concatenate([*tmap.scores["test_accuracy"], tmap.landscape.values.ravel()])
+    finite = np.concatenate([*tmap.scores["test_accuracy"], values.ravel()])
     assert image.norm.vmin == np.nanmin(finite) and image.norm.vmax == np.nanmax(finite)
     (xmin, xmax), (ymin, ymax) = ax.get_xlim(), ax.get_ylim()
     assert xmin < tmap.landscape.x[0] < tmap.landscape.x[-1] < xmax
     assert ymin < tmap.landscape.y[0] < tmap.landscape.y[-1] < ymax
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("PC1 (40%)", "PC2 (21%)")
+    lengths, distances = path_measures(tmap)
     assert ax.panel_info == {
         "figure": "trajectories", "networks": tmap.networks, "runs": tmap.runs,
         "groups": tmap.groups, "score": "test_accuracy", "landscape": "test_accuracy",
-        "trajectory": "all", "projection": "PCA (fit on all)",
+        "trajectory": "all", "projection": "PCA (fit on all)", "path_lengths": lengths,
+        "start_to_end": distances, "support_radius": support_radius_by_hand(tmap),
     }
+    # each network's path length and start-to-end distance are printed in the legend
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    for name, length, distance in zip(tmap.networks, lengths, distances, strict=True):
+        (text,) = [t for t in texts if t.startswith(name)]
+        assert text.endswith(f"path {length:.3g}, start-end {distance:.3g}")
+    assert any(t.startswith("landscape drawn within") for t in texts)
+    # the start marker is a ring: the first point's score colour shows through it
+    assert by_gid(ax, "start:0").get_markerfacecolor() == "none"
+
+
+def path_measures(tmap: TrajectoryMap) -> tuple[list[float], list[float]]:
+    """Per network: summed segment lengths and first-to-last distance, by hand."""
+    lengths = [float(sum(np.hypot(*(b - a)) for a, b in zip(c[:-1], c[1:], strict=True)))
+               for c in tmap.coords]
+    distances = [float(np.hypot(*(c[-1] - c[0]))) for c in tmap.coords]
+    return lengths, distances
+
+
+def support_radius_by_hand(tmap: TrajectoryMap) -> float:
+    """Twice the median distance between consecutive snapshots of the same network."""
+    steps = [np.hypot(*(b - a)) for c in tmap.coords for a, b in zip(c[:-1], c[1:], strict=True)]
+    return 2.0 * float(np.median([s for s in steps if s > 0]))
+
+
+def supported_by_snapshots(tmap: TrajectoryMap) -> np.ndarray:
+    """Grid cells within the support radius of at least one snapshot (brute force)."""
+    radius = support_radius_by_hand(tmap)
+    points = np.concatenate(tmap.coords)
+    land = tmap.landscape
+    out = np.zeros(land.values.shape, dtype=bool)
+    for j, y in enumerate(land.y):
+        for i, x in enumerate(land.x):
+            out[j, i] = min(np.hypot(x - px, y - py) for px, py in points) <= radius
+    return out
+
+
+def test_path_measures_and_landscape_support_of_the_map() -> None:
+    from learnscope.trajectory.maps import map_rows, support_mask, support_radius
+
+    tmap = make_map()
+    lengths, distances = path_measures(tmap)
+    np.testing.assert_allclose(tmap.path_lengths(), lengths, rtol=1e-12)
+    np.testing.assert_allclose(tmap.start_to_end(), distances, rtol=1e-12)
+    assert all(d <= length for d, length in zip(distances, lengths, strict=True))
+    rows = map_rows(tmap)
+    assert rows == [row for i, name in enumerate(tmap.networks)
+                    for row in ((name, i, "path_length", tmap.path_lengths()[i]),
+                                (name, i, "start_to_end", tmap.start_to_end()[i]))]
+    assert support_radius(tmap.coords) == pytest.approx(support_radius_by_hand(tmap), rel=1e-12)
+    supported = support_mask(tmap.landscape, tmap.coords)
+    np.testing.assert_array_equal(supported, supported_by_snapshots(tmap))
+    assert supported.any()
+    # two networks far apart: the interpolation's hull bridges the gap, no snapshot supports it
+    rng = np.random.default_rng(0)
+    coords = [rng.normal(size=(6, 2)).cumsum(axis=0) * 0.3 + offset
+              for offset in ((0.0, 0.0), (20.0, 5.0))]
+    scores = [rng.uniform(0.2, 0.9, 6) for _ in coords]
+    apart = TrajectoryMap(
+        networks=["near", "far"], runs=["", ""], groups=["", ""],
+        steps=[np.arange(6)] * 2, coords=coords, scores={"test_accuracy": scores},
+        trajectory="all", projection="PCA",
+        landscape=score_landscape(coords, scores, resolution=30, score="test_accuracy"))
+    supported = support_mask(apart.landscape, apart.coords)
+    np.testing.assert_array_equal(supported, supported_by_snapshots(apart))
+    inside = np.isfinite(apart.landscape.values)
+    assert (inside & ~supported).sum() > 0.3 * inside.sum()  # the gap is masked
+    assert (inside & supported).any()
+    fig = viz.trajectory_figure(apart)
+    drawn = by_gid(viz.panels(fig)[0], "landscape").get_array()
+    np.testing.assert_array_equal(np.ma.getmaskarray(drawn), ~(supported & inside))
+    # a still network (all snapshots equal) falls back to 5% of the points' extent
+    still = [np.zeros((3, 2)), np.array([[0.0, 0.0], [2.0, 0.0]])]
+    assert support_radius(still) == pytest.approx(2 * 2.0)
+    assert support_radius([np.zeros((3, 2)), np.ones((2, 2))]) == pytest.approx(0.05)
 
 
 def test_colours_per_network_and_group() -> None:
@@ -103,15 +180,21 @@ def test_colours_per_network_and_group() -> None:
         assert to_rgba(by_gid(ax, f"start:{i}").get_markeredgecolor()) == colour
         assert to_rgba(by_gid(ax, f"end:{i}").get_markerfacecolor()) == colour
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["net-0 (scratch)", "net-1 (scratch)", "net-2 (tuned)", "group: scratch",
-                      "group: tuned", "start", "end"]
+    paths = [f": path {length:.3g}, start-end {distance:.3g}"
+             for length, distance in zip(*path_measures(tmap), strict=True)]
+    assert legend[:-1] == [f"net-0 (scratch){paths[0]}", f"net-1 (scratch){paths[1]}",
+                           f"net-2 (tuned){paths[2]}", "group: scratch", "group: tuned",
+                           "start", "end"]
+    assert legend[-1].startswith("landscape drawn within")
     single = make_map(groups=("", "", ""))
     (ax,) = viz.panels(viz.trajectory_figure(single))
     lines = [by_gid(ax, f"line:{i}") for i in range(3)]
     assert len({to_rgba(line.get_color()) for line in lines}) == 3
     assert {line.get_linestyle() for line in lines} == {"-"}
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "net-0", "net-1", "net-2", "start", "end"]
+    paths = [f": path {length:.3g}, start-end {distance:.3g}"
+             for length, distance in zip(*path_measures(single), strict=True)]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:-1] == [
+        f"net-0{paths[0]}", f"net-1{paths[1]}", f"net-2{paths[2]}", "start", "end"]
 
 
 def test_score_choice_and_landscape_switch() -> None:

@@ -468,26 +468,40 @@ def sweep_command(
 
 @app.command()
 def runs(store: Path = StoreOption) -> None:
-    """List the runs in the store with status and progress."""
+    """List the runs in the store with status and progress.
+
+    A finished run whose final test accuracy is at chance level shows as
+    ``finished (chance-level)``; a failed run shows the last line of its stored error.
+    """
+    from learnscope.health import assess_runs, short_error
+
     with _reading(store, "run `learnscope run quickstart` first or pass --store PATH") as s:
         frame = s.runs()
+        health = assess_runs(s, frame)
     if frame.empty:
         console.print(f"The store {escape(str(store))} has no runs yet.")
         return
     table = Table(title=f"runs in {escape(str(store))}", header_style="bold")
-    for column in ("id", "experiment", "status", "progress", "ETA", "measurements", "updated"):
+    table.add_column("id", no_wrap=True, min_width=max(len(str(i)) for i in frame["id"]))
+    table.add_column("experiment")
+    table.add_column("status", min_width=len("finished (chance-level)"))
+    for column in ("progress", "ETA", "measurements", "updated"):
         table.add_column(column)
-    colours = {"finished": "green", "running": "cyan", "failed": "red", "diverged": "red",
-               "interrupted": "yellow"}
     for _, row in frame.iterrows():
         progress = row["progress"]
         shown = "-" if progress is None or math.isnan(progress) else f"{100 * progress:.0f}%"
-        status = row["status"]
         table.add_row(row["id"], str(row["experiment"] or "-"),
-                      f"[{colours.get(status, 'white')}]{status}[/]", shown,
+                      _status_text(health[row["id"]], short_error(row["error"])), shown,
                       format_duration(row["eta_seconds"]), str(row["measurements"]),
                       str(row["updated_at"]))
     console.print(table)
+
+
+def _status_text(health, error: str = "") -> str:
+    """A run's status for a table cell: coloured, chance level marked, an error below it."""
+    colour = "yellow" if health.chance_level else STATUS_COLOURS.get(health.status, "white")
+    text = f"[{colour}]{escape(health.label)}[/]"
+    return text + (f"\n[dim]{escape(error)}[/]" if error else "")
 
 
 @app.command()
@@ -506,6 +520,7 @@ def show(
     A map run (from `learnscope run trajectories` or `learnscope project`) is redrawn from the
     store without refitting its projection.
     """
+    from learnscope.health import assess_run
     from learnscope.trajectory.maps import has_map
 
     with _reading(store, "pass --store PATH") as s:
@@ -513,6 +528,7 @@ def show(
             info = s.run(run_ref)
             latest = s.latest(info["id"])
             is_map = has_map(s, info["id"])
+            health = assess_run(s, info)
         except StoreError as error:
             _fail(str(error))
     if is_map:
@@ -526,9 +542,24 @@ def show(
         _fail(f"unknown measure(s) {unknown}; this run has: {sorted(set(latest['measure']))}")
     model_rows = latest[latest["layer_index"] < 0]
     summary = ", ".join(f"{r.measure} {_format(r.value)}" for r in model_rows.itertuples())
-    console.print(f"[bold]{info['id']}[/] status {info['status']}, last step {info['last_step']}"
-                  + (f"; {summary}" if summary else ""))
+    console.print(f"[bold]{info['id']}[/] status {_status_text(health)}, last step "
+                  f"{_or_none(info['last_step'])}" + (f"; {summary}" if summary else ""))
+    if health.chance_level:
+        console.print(f"[yellow]warning:[/] {escape(health.note)}; its measures describe a "
+                      "network that learned nothing")
+    if health.error:
+        console.print(f"[red]error:[/] {escape(health.error)}")
+    if latest.empty:
+        what = "it failed before its first measurement" if health.status in ("failed",
+                                                                             "diverged") \
+            else "no measurements yet"
+        console.print(f"{escape(info['id'])}: {what}.")
+        return
     console.print(_measure_table(f"latest measures of {info['id']}", latest, measures))
+
+
+def _or_none(value) -> str:
+    return "-" if value is None else str(value)
 
 
 STATUS_COLOURS = {"finished": "green", "running": "cyan", "failed": "red", "diverged": "red",
@@ -553,10 +584,12 @@ def status(
         planned_experiments,
         summarise,
     )
+    from learnscope.health import CHANCE_MARGIN, assess_runs, short_error
 
     with _reading(store, "run an experiment first (learnscope run PRESET) or pass --store PATH"
                   ) as s:
         frame = s.runs()
+        health = assess_runs(s, frame)
     known = list(dict.fromkeys(
         [e for e in frame["experiment"] if isinstance(e, str)] + planned_experiments(store)))
     if experiment is not None and experiment not in known:
@@ -584,6 +617,14 @@ def status(
                       *[str(summary.counts.get(state, 0)) for state in states],
                       format_duration(summary.eta_seconds))
     console.print(table)
+    for summary in summaries:
+        chance = [row["name"] for _, row in summary.runs.iterrows()
+                  if health[row["id"]].chance_level]
+        if chance:
+            console.print(f"[yellow]{escape(summary.experiment)}: {len(chance)} finished run(s) "
+                          f"at chance level[/] (final test accuracy at most 1/classes "
+                          f"+ {100 * CHANCE_MARGIN:g} points): "
+                          f"{escape(', '.join(chance))}")
     if experiment is None:
         return
     runs_of = summaries[0].runs
@@ -593,8 +634,8 @@ def status(
     for _, row in runs_of.iterrows():
         share = row["progress"]
         shown = "-" if share is None or math.isnan(share) else f"{100 * share:.0f}%"
-        colour = STATUS_COLOURS.get(row["status"], "white")
-        detail.add_row(escape(row["name"]), row["id"], f"[{colour}]{row['status']}[/]", shown,
+        detail.add_row(escape(row["name"]), row["id"],
+                       _status_text(health[row["id"]], short_error(row["error"])), shown,
                        format_duration(row["eta_seconds"]), str(row["updated_at"]))
     console.print(detail)
 

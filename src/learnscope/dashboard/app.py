@@ -40,6 +40,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,6 +49,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import learnscope
+from learnscope.health import RunHealth, assess_run, assess_runs, short_error
 from learnscope.store import Store, StoreError
 from learnscope.store.db import parse_time
 from learnscope.trajectory.maps import (
@@ -56,6 +58,8 @@ from learnscope.trajectory.maps import (
     TrajectoryMapError,
     has_map,
     load_map,
+    support_mask,
+    support_radius,
 )
 
 __all__ = ["DashboardError", "create_app"]
@@ -118,10 +122,16 @@ class SafeJSONResponse(JSONResponse):
         return text.encode("utf-8")
 
 
-def _summary(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON form of a run (a :meth:`Store.runs` row or a :meth:`Store.run` dict)."""
+def _summary(record: Mapping[str, Any], health: RunHealth) -> dict[str, Any]:
+    """The JSON form of a run (a :meth:`Store.runs` row or a :meth:`Store.run` dict) with what
+    :mod:`learnscope.health` says about it: ``status_label`` (``finished (chance-level)``),
+    ``chance_level``, ``test_accuracy`` (final), ``chance`` (1 / classes), ``note`` (one line on
+    what is wrong) and ``error_short`` (the last line of the stored error)."""
     out = {key: _plain(record.get(key)) for key in _SUMMARY_KEYS}
     out["updated_unix"] = parse_time(record.get("updated_at"))
+    out.update(status_label=health.label, chance_level=health.chance_level,
+               test_accuracy=_plain(health.test_accuracy), chance=_plain(health.chance),
+               note=health.note, error_short=short_error(health.error))
     return out
 
 
@@ -214,9 +224,14 @@ def _trajectories(tmap: TrajectoryMap) -> dict[str, Any]:
         "trajectory": tmap.trajectory,
         "projection": tmap.projection,
         "landscape": None if land is None else {
-            "x": land.x.tolist(), "y": land.y.tolist(), "values": land.values.tolist(),
+            "x": land.x.tolist(), "y": land.y.tolist(),
+            # only where snapshots support it (as the figures): null elsewhere
+            "values": np.where(support_mask(land, tmap.coords), land.values, np.nan).tolist(),
             "method": land.method, "score": land.score,
+            "support_radius": support_radius(tmap.coords),
         },
+        "path_lengths": tmap.path_lengths(),
+        "start_to_end": tmap.start_to_end(),
         "meta": tmap.meta,
     }
 
@@ -259,8 +274,34 @@ def _notice(title: str, detail: str, hint: str = "", kind: str = "info", ident: 
             f'<p class="detail">{_e(detail)}</p>{hint_html}</div>')  # fmt: skip
 
 
-def _status_badge(status: Any) -> str:
-    return f'<span class="status status-{_e(status)}">{_e(status)}</span>'
+def _status_badge(run: Mapping[str, Any]) -> str:
+    """The status of a run as a badge: ``finished (chance-level)`` in warning colours."""
+    kind = "chance" if run.get("chance_level") else run["status"]
+    title = f' title="{_e(run["note"])}"' if run.get("note") else ""
+    return (f'<span class="status status-{_e(kind)}"{title}>'
+            f'{_e(run.get("status_label") or run["status"])}</span>')
+
+
+def _error_line(run: Mapping[str, Any]) -> str:
+    """The shortened stored error under a run's status (nothing when there is none)."""
+    if not run.get("error_short"):
+        return ""
+    return (f'<div class="run-error small" title="{_e(run["error"])}">'
+            f'{_e(run["error_short"])}</div>')
+
+
+def _run_problem(run: Mapping[str, Any]) -> str:
+    """The run page's box for a stored error or a chance-level result (an empty, hidden box
+    otherwise, which the page script fills when the run changes)."""
+    if run.get("error"):
+        body = (f"<h2>Run {_e(run['status'])}: stored error</h2>"
+                f'<pre class="detail">{_e(run["error"])}</pre>')
+        return f'<div class="notice error" id="run-problem" role="alert">{body}</div>'
+    if run.get("chance_level"):
+        body = (f"<h2>Chance-level result</h2><p class=\"detail\">{_e(run['note'])}: the "
+                "network learned nothing; do not average its measures with other runs.</p>")
+        return f'<div class="notice warning" id="run-problem" role="alert">{body}</div>'
+    return '<div class="notice" id="run-problem" role="alert" hidden></div>'
 
 
 def _runs_rows(runs: list[dict[str, Any]]) -> str:
@@ -275,7 +316,7 @@ def _runs_rows(runs: list[dict[str, Any]]) -> str:
             f'<td><a href="/runs/{_e(run["id"])}">{_e(run["name"])}</a>'
             f'<div class="muted small">{_e(run["id"])}</div></td>'
             f"<td>{_e(run['experiment'] or '-')}</td>"
-            f"<td>{_status_badge(run['status'])}</td>"
+            f"<td>{_status_badge(run)}{_error_line(run)}</td>"
             f'<td><div class="bar"><div style="width:{width:.1f}%"></div></div>'
             f"{_e(_fmt_progress(progress))}</td>"
             f"<td>{_e(_fmt_duration(run['eta_seconds']))}</td>"
@@ -427,12 +468,13 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
 
     def runs_json(store: Store) -> list[dict[str, Any]]:
         frame = store.runs()
+        health = assess_runs(store, frame)
         records = frame.iloc[::-1].to_dict("records")  # newest first
-        return [_summary(record) for record in records]
+        return [_summary(record, health[record["id"]]) for record in records]
 
     def run_json(store: Store, ref: str) -> dict[str, Any]:
         record = resolve(store, ref)
-        run = _summary(record)
+        run = _summary(record, assess_run(store, record))
         run["config"] = _plain(record.get("config") or {})
         for key in ("version", "git_rev"):
             run[key] = _plain(record.get(key))
@@ -553,7 +595,8 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
                     404, "Unknown measure", str(exc),
                     f"Choose one of the run's measures (GET /api/runs/{run_id} lists them).",
                 ) from exc  # fmt: skip
-        content = {"run": _summary(record), "measure": measure, "since_step": since_step,
+            summary = _summary(record, assess_run(store, record))
+        content = {"run": summary, "measure": measure, "since_step": since_step,
                    **_wide(frame)}  # fmt: skip
         return SafeJSONResponse(content, headers={"Cache-Control": "no-store"})
 
@@ -580,7 +623,8 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
                     "add ls.Separation(...) to the Scope's probes.",
                 )  # fmt: skip
             frame = store.metrics(run_id, probe=probe, since_step=since_step)
-        content = {"run": _summary(record), "probe": probe, "since_step": since_step,
+            summary = _summary(record, assess_run(store, record))
+        content = {"run": summary, "probe": probe, "since_step": since_step,
                    **_separation(frame)}  # fmt: skip
         return SafeJSONResponse(content, headers={"Cache-Control": "no-store"})
 
@@ -603,7 +647,8 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
                     "The map file may be from a newer learnscope or damaged; write it again "
                     "(e.g. `learnscope project RUN...`).",
                 ) from exc  # fmt: skip
-        content = {"run": _summary(record), **_trajectories(tmap)}
+            summary = _summary(record, assess_run(store, record))
+        content = {"run": summary, **_trajectories(tmap)}
         return SafeJSONResponse(content, headers={"Cache-Control": "no-store"})
 
     # ---------------------------------------------------------------- pages
@@ -661,7 +706,14 @@ Compare selected runs</button>
                 f"Showing {chosen!r} instead; pick another from the list.", "info",
             )  # fmt: skip
         mapped = content["trajectory_map"]
-        if not names:
+        if not names and run["status"] in ("failed", "diverged"):
+            notice = _notice(
+                f"Run {run['status']} before its first measurement",
+                f"Run {run['id']} {run['status']} and has no measurements.",
+                "Its stored error is shown above; fix the cause and start the run again.",
+                "error", "ls-notice",
+            )  # fmt: skip
+        elif not names:
             notice = _notice(
                 "No measurements yet", f"Run {run['id']} has no measurements yet"
                 + (" (it holds a weight-trajectory map, shown below)." if mapped else "."),
@@ -670,6 +722,7 @@ Compare selected runs</button>
             )  # fmt: skip
         else:
             notice += '<div id="ls-notice" hidden></div>'  # for the page script's messages
+        problem = _run_problem(run)
         options = "".join(
             f'<option value="{_e(m["name"])}"{" selected" if m["name"] == chosen else ""}>'
             f"{_e(m['name'])}{'' if m['per_layer'] else ' (model)'}</option>"
@@ -680,7 +733,7 @@ Compare selected runs</button>
         body = f"""<h1 id="run-title">{_e(run["name"])}</h1>
 <p class="muted" id="run-id">{_e(run["id"])}</p>
 <dl class="summary" id="run-summary">
-<div><dt>status</dt><dd data-key="status">{_status_badge(run["status"])}</dd></div>
+<div><dt>status</dt><dd data-key="status">{_status_badge(run)}</dd></div>
 <div><dt>experiment</dt><dd data-key="experiment">{_e(run["experiment"] or "-")}</dd></div>
 <div><dt>progress</dt><dd data-key="progress">{_e(_fmt_progress(run["progress"]))}</dd></div>
 <div><dt>ETA</dt><dd data-key="eta">{_e(_fmt_duration(run["eta_seconds"]))}</dd></div>
@@ -688,6 +741,7 @@ Compare selected runs</button>
 <div><dt>measurements</dt><dd data-key="measurements">{_e(run["measurements"])}</dd></div>
 <div><dt>last update</dt><dd data-key="updated">{_e(run["updated_at"])}</dd></div>
 </dl>
+{problem}
 {notice}
 <div id="trajectories"{"" if mapped else " hidden"}>
 <section><h2 class="plot-title">weight trajectories</h2>

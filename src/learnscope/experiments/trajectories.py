@@ -380,7 +380,7 @@ def display_names(names: Sequence[str]) -> list[str]:
 def save_map_run(store: Any, name: str, tmap: Any, estimator: Any, *,
                  config: dict[str, Any], resume: str | None = None) -> str:
     """Write `tmap` and the fitted projection into a (new or resumed) map run; its id."""
-    from learnscope.trajectory.maps import MAP_PROBE, map_folder, save_map
+    from learnscope.trajectory.maps import MAP_PROBE, map_folder, map_rows, save_map
     from learnscope.trajectory.projections import save_projection
 
     if resume is None:
@@ -396,6 +396,7 @@ def save_map_run(store: Any, name: str, tmap: Any, estimator: Any, *,
     final = tmap.scores.get(tmap.meta.get("score", ""), [])
     rows += [(network, i, f"final_{tmap.meta['score']}", float(values[-1]))
              for i, (network, values) in enumerate(zip(tmap.networks, final, strict=True))]
+    rows += map_rows(tmap)  # path length and start-to-end distance of every network
     store.write_measurement(run_id, 0, None, MAP_PROBE, rows)
     store.set_status(run_id, "finished")
     return run_id

@@ -583,6 +583,14 @@ LEFT JOIN (SELECT run, count(*) AS n FROM measurements GROUP BY run) AS m ON m.r
 ORDER BY r.created_at, r.rowid
 """
 
+_FINAL_SQL = """
+SELECT r.id, f.step IS NOT NULL, f.value
+FROM runs AS r
+LEFT JOIN metrics AS f ON f.rowid = (
+    SELECT rowid FROM metrics
+    WHERE run = r.id AND measure = ?1 AND layer = ?2 ORDER BY step DESC LIMIT 1)
+"""
+
 _METRICS_SELECT = """
 SELECT m.run, m.step, ms.epoch, m.probe, m.layer, m.layer_index, m.measure, m.value
 FROM metrics AS m
@@ -1294,6 +1302,15 @@ class Store:
             folder=self._snapshot_folder(run_id, probe_name, name),
             chunks=table[:, 1], rows=table[:, 2],
         )
+
+    def final_values(self, measure: str, layer: str = "model") -> dict[str, float]:
+        """Per run, the value of ``measure`` at ``layer`` at its greatest step (runs without
+        one are left out; NaN when that value is NaN). One indexed look-up per run, so cheap
+        enough for views that poll (e.g. the final ``test_accuracy`` of every run)."""
+        with self._lock:
+            rows = self._db().execute(_FINAL_SQL, (measure, layer)).fetchall()
+        return {str(run): (math.nan if value is None else float(value))
+                for run, found, value in rows if found}
 
     def latest(self, run: str) -> pd.DataFrame:
         """For each (probe, layer, measure) of ``run``, its row with the greatest step.

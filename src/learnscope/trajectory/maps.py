@@ -48,6 +48,8 @@ __all__ = [
     "LANDSCAPE_METHODS",
     "MAP_FILE",
     "MAP_PROBE",
+    "PATH_MEASURES",
+    "SUPPORT_STEPS",
     "Landscape",
     "MapNotFoundError",
     "TrajectoryMap",
@@ -56,8 +58,13 @@ __all__ = [
     "load_map",
     "map_file",
     "map_folder",
+    "map_rows",
+    "path_length",
     "save_map",
     "score_landscape",
+    "start_to_end",
+    "support_mask",
+    "support_radius",
 ]
 
 #: Probe name of the artifact folder that holds a run's trajectory map.
@@ -321,6 +328,14 @@ class TrajectoryMap:
         """Every projected point of every network, stacked: shape (sum n_i, 2)."""
         return np.concatenate(self.coords, axis=0)
 
+    def path_lengths(self) -> list[float]:
+        """Per network, the length of its projected path (:func:`path_length`)."""
+        return [path_length(c) for c in self.coords]
+
+    def start_to_end(self) -> list[float]:
+        """Per network, the straight distance from its first to its last projected point."""
+        return [start_to_end(c) for c in self.coords]
+
     def all_scores(self, score: str) -> np.ndarray:
         """The values of ``score`` for every point, in the order of :meth:`all_coords`."""
         if score not in self.scores:
@@ -514,6 +529,69 @@ def load_map(store: Store, run_ref: str) -> TrajectoryMap:
             f"artifact folder {path.parent}). {_HOW_TO_MAKE}"
         )
     return TrajectoryMap.load(path)
+
+
+# --------------------------------------------------------------------------- path measures
+
+
+def path_length(coords: Any) -> float:
+    """Length of a projected path: the sum of the distances between consecutive points."""
+    points = _points(coords)
+    return float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum())
+
+
+def start_to_end(coords: Any) -> float:
+    """Straight (Euclidean) distance from the first to the last point of a projected path."""
+    points = _points(coords)
+    return float(np.linalg.norm(points[-1] - points[0]))
+
+
+#: Metric rows a map run stores per network (layer = network name, index = its position).
+PATH_MEASURES = ("path_length", "start_to_end")
+
+
+def map_rows(tmap: TrajectoryMap) -> list[tuple[str, int, str, float]]:
+    """Metric rows ``(network, i, measure, value)`` of each network's :data:`PATH_MEASURES`,
+    in the projected plane, for ``Store.write_measurement`` of the map run."""
+    rows = []
+    for i, (name, length, distance) in enumerate(
+            zip(tmap.networks, tmap.path_lengths(), tmap.start_to_end(), strict=True)):
+        rows += [(name, i, "path_length", length), (name, i, "start_to_end", distance)]
+    return rows
+
+
+#: The support radius is this many times the typical distance between consecutive snapshots.
+SUPPORT_STEPS = 2.0
+
+
+def support_radius(coords: Any) -> float:
+    """How far from a snapshot a landscape is drawn: :data:`SUPPORT_STEPS` (2) times the median
+    distance between consecutive snapshots of the same network (over all networks); when
+    every network stands still, 5% of the points' extent (1.0 when they have none)."""
+    parts = list(coords) if isinstance(coords, (list, tuple)) else [coords]
+    steps = np.concatenate([np.linalg.norm(np.diff(_points(p), axis=0), axis=1)
+                            for p in parts])
+    steps = steps[steps > 0]
+    if steps.size:
+        return SUPPORT_STEPS * float(np.median(steps))
+    points = _points(parts)
+    extent = float(np.max(points.max(axis=0) - points.min(axis=0)))
+    return 0.05 * extent if extent > 0 else 1.0
+
+
+def support_mask(landscape: Landscape, coords: Any, radius: float | None = None) -> np.ndarray:
+    """Booleans shaped like ``landscape.values``: grid points within ``radius`` (default
+    :func:`support_radius` of ``coords``) of at least one snapshot. The landscape is drawn
+    only there: farther away no snapshot supports it (an interpolation bridges the gaps of
+    the convex hull, a decoder extrapolates)."""
+    from scipy.spatial import cKDTree
+
+    points = _points(coords)
+    radius = support_radius(coords) if radius is None else float(radius)
+    mesh_x, mesh_y = np.meshgrid(landscape.x, landscape.y)
+    grid = np.column_stack([mesh_x.ravel(), mesh_y.ravel()])
+    distance, _ = cKDTree(points).query(grid)
+    return (distance <= radius).reshape(landscape.values.shape)
 
 
 # --------------------------------------------------------------------------- landscapes

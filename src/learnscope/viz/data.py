@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from learnscope.health import RunHealth, assess_run
 from learnscope.store import Store, StoreError
 from learnscope.store import open as open_store
 
@@ -29,6 +30,8 @@ __all__ = [
     "RunInfo",
     "clipped_change",
     "epochs_by_step",
+    "saturation",
+    "turnover",
     "model_of",
     "open_runs",
     "read_measures",
@@ -56,6 +59,12 @@ class RunInfo:
     status: str
     config: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    health: RunHealth | None = None  # chance level and error (learnscope.health)
+
+    @property
+    def chance_level(self) -> bool:
+        """A finished run whose final test accuracy is at chance level (learnscope.health)."""
+        return self.health is not None and self.health.chance_level
 
     @property
     def model(self) -> str:
@@ -169,7 +178,8 @@ def select_runs(
     for run_id in unique:
         record = store.run(run_id)
         infos.append(RunInfo(run_id, str(record["name"]), record["experiment"],
-                             str(record["status"]), record["config"] or {}))
+                             str(record["status"]), record["config"] or {},
+                             health=assess_run(store, record)))
     names = [info.name for info in infos]
     if len(set(names)) < len(names):
         prefix, labels = _short_labels([info.id for info in infos])
@@ -300,3 +310,42 @@ def clipped_change(values: Any, percentiles: tuple[float, float] = CLIP_PERCENTI
         return change
     low, high = np.percentile(finite, percentiles)
     return np.clip(change, low, high)
+
+
+def wide_table(frame: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Steps (rows) x layer indexes (columns) of one measure of a long metrics frame."""
+    rows = frame[frame["measure"] == measure]
+    table = rows.pivot_table(index="step", columns="layer_index", values="value",
+                             aggfunc="first", dropna=False)
+    return table.sort_index().sort_index(axis=1)
+
+
+def turnover(added: Any, removed: Any, distinct: Any) -> Any:
+    """Pattern turnover: (added + removed since the last measurement) / distinct patterns now.
+
+    Element-wise on arrays; NaN where any input is NaN (the first measurement has no "last")
+    or ``distinct`` is 0.
+    """
+    import numpy as np
+
+    added, removed, distinct = (np.asarray(v, dtype=float) for v in (added, removed, distinct))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(distinct > 0, (added + removed) / distinct, np.nan)
+
+
+def saturation(store: Store, run: RunInfo, probe: str | None = None) -> pd.DataFrame | None:
+    """Steps (rows) x layer indexes (columns): whether distinct / E > 0.95 there
+    (``learnscope.health.is_saturated``), from the stored ``distinct_frac`` or else ``distinct``
+    and ``evaluations``; None when the run has neither."""
+    from learnscope.health import is_saturated
+
+    try:
+        frame = read_measures(store, run, ["distinct_frac"], probe)
+        share = wide_table(frame, "distinct_frac")
+    except FigureError:
+        try:
+            frame = read_measures(store, run, ["distinct", "evaluations"], probe)
+        except FigureError:
+            return None
+        share = wide_table(frame, "distinct") / wide_table(frame, "evaluations")
+    return is_saturated(share.fillna(0.0))

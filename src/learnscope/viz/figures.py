@@ -7,6 +7,7 @@ Every function reads a run store (an open ``Store`` or the path of one) and retu
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from learnscope.store import Store
@@ -24,11 +26,13 @@ from learnscope.viz import style
 from learnscope.viz.data import (
     FigureError,
     RunInfo,
-    clipped_change,
     epochs_by_step,
     open_runs,
     read_measures,
+    saturation,
     select_runs,
+    turnover,
+    wide_table,
 )
 
 if TYPE_CHECKING:
@@ -41,6 +45,8 @@ T = TypeVar("T")
 StoreLike = Store | str | os.PathLike
 
 SUFFIXES = (".png", ".pdf")
+#: Width of figures that must fit an A4 page (inches).
+A4_WIDTH = 8.27
 
 
 @dataclass(frozen=True)
@@ -51,17 +57,33 @@ class Panel:
     title: str
     measure: str
     ylabel: str
+    bounded: bool  # a share in [0, 1]: drawn on a fixed [0, 1] axis
 
 
 #: The five panels of Figures 1 and 4, left to right.
 FIGURE1_PANELS = (
-    Panel("A", "(A) pattern-set size", "distinct", "|A| / max |A|"),
-    Panel("B", "(B) patterns changed", "distinct", "Δ|A| (clipped)"),
-    Panel("C", "(C) top pattern share", "max_frac", "max c(a) / E"),
-    Panel("D", "(D) relative entropy", "rel_entropy", "H / Hmax"),
-    Panel("E", "(E) w. Jaccard to init", "weighted_jaccard_since_init", "Ruzicka(init)"),
+    Panel("A", "(A) pattern-set size", "distinct", "|A| / max |A|", True),
+    Panel("B", "(B) pattern turnover", "distinct", "(added + removed) / |A|", False),
+    Panel("C", "(C) top pattern share", "max_frac", "max c(a) / E", True),
+    Panel("D", "(D) relative entropy", "rel_entropy", "H / Hmax", True),
+    Panel("E", "(E) w. Jaccard to init", "weighted_jaccard_since_init", "Ruzicka(init)", True),
 )
-_FIGURE1_MEASURES = list(dict.fromkeys(p.measure for p in FIGURE1_PANELS))
+#: Measures of panel B besides ``distinct``: patterns added and removed since the last
+#: measurement.
+TURNOVER_MEASURES = ("added_since_last", "removed_since_last")
+_FIGURE1_MEASURES = list(dict.fromkeys([*(p.measure for p in FIGURE1_PANELS),
+                                        *TURNOVER_MEASURES]))
+#: Measures that are shares in [0, 1]; their axes and colour scales are fixed to [0, 1].
+BOUNDED_MEASURES = ("rel_entropy", "max_frac", "distinct_frac", "occupancy", "jaccard_since_init",
+                    "jaccard_since_last", "jaccard_since_final", "jaccard_t_since_init",
+                    "jaccard_t_since_last", "jaccard_t_since_final",
+                    "weighted_jaccard_since_init", "weighted_jaccard_since_last",
+                    "weighted_jaccard_since_final")
+#: How saturated cells are marked, and the legend note that explains it.
+SATURATED_MARKER = {"marker": "x", "color": "red", "linestyle": "none"}
+SATURATED_NOTE = "saturated: distinct/E > 0.95 (entropy and similarity say little)"
+#: Colour of the chance-level warnings.
+WARNING_COLOUR = "#c0392b"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -108,12 +130,7 @@ def _read_runs(
     return data, prefix
 
 
-def _wide(frame: pd.DataFrame, measure: str) -> pd.DataFrame:
-    """Steps (rows) x layer indexes (columns) of one measure."""
-    rows = frame[frame["measure"] == measure]
-    table = rows.pivot_table(index="step", columns="layer_index", values="value",
-                             aggfunc="first", dropna=False)
-    return table.sort_index().sort_index(axis=1)
+_wide = wide_table  # steps (rows) x layer indexes (columns) of one measure
 
 
 def _layer_names(frame: pd.DataFrame) -> dict[int, str]:
@@ -152,8 +169,64 @@ def _panel_values(wide: dict[str, pd.DataFrame], panel: Panel) -> tuple[np.ndarr
             peak = np.nanmax(np.where(np.isfinite(values), values, np.nan), axis=0)
             return steps, values / np.where(peak > 0, peak, np.nan)
     if panel.key == "B":
-        return steps[1:], clipped_change(values)
+        added, removed = (wide[m].reindex(index=table.index, columns=table.columns)
+                          .to_numpy(dtype=float) for m in TURNOVER_MEASURES)
+        return steps, turnover(added, removed, values)
     return steps, values
+
+
+def _bounded(measure: str) -> bool:
+    return measure in BOUNDED_MEASURES
+
+
+def _saturation_grid(store: Store, info: RunInfo, probe: str | None,
+                     steps: Iterable[int], layers: Iterable[int]) -> np.ndarray | None:
+    """Booleans, layers x steps: saturated cells of ``info`` (None when it cannot be told)."""
+    table = saturation(store, info, probe)
+    if table is None:
+        return None
+    grid = table.reindex(index=list(steps), columns=list(layers)).fillna(False)
+    return grid.to_numpy(dtype=bool).T
+
+
+def _mark_saturated(ax, xs: np.ndarray, ys: np.ndarray, mask: np.ndarray | None,
+                    gid: str) -> list[int]:
+    """Red crosses on the points of a line where ``mask`` (where the line has a value); the
+    indexes of every saturated point."""
+    if mask is None:
+        return []
+    drawn = np.flatnonzero(mask & np.isfinite(ys))
+    if drawn.size:
+        ax.plot(xs[drawn], ys[drawn], markersize=4, zorder=3, gid=gid, **SATURATED_MARKER)
+    return [int(i) for i in np.flatnonzero(mask)]
+
+
+def _mark_saturated_cells(ax, xs: np.ndarray, layers: np.ndarray,
+                          mask: np.ndarray | None) -> list[tuple[int, int]]:
+    """Red crosses on the heatmap cells (layers x steps) where ``mask``; (layer, column) pairs."""
+    if mask is None:
+        return []
+    rows, cols = np.nonzero(mask)
+    if rows.size:
+        ax.plot(np.asarray(xs, dtype=float)[cols], np.asarray(layers, dtype=float)[rows],
+                markersize=3.5, markeredgewidth=0.8, zorder=3, gid="saturated",
+                **SATURATED_MARKER)
+    return [(int(layers[r]), int(c)) for r, c in zip(rows, cols, strict=True)]
+
+
+def _saturated_handle():
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], markersize=4, label=SATURATED_NOTE, **SATURATED_MARKER)
+
+
+def _chance_note(info: RunInfo) -> str:
+    """' - CHANCE LEVEL (test acc 0.098, 1/10 = 0.100)' for a chance-level run, else ''."""
+    if not info.chance_level:
+        return ""
+    health = info.health
+    return (f" - CHANCE LEVEL (test acc. {health.test_accuracy:.3f}, 1/{health.classes} = "
+            f"{health.chance:.3f})")
 
 
 def _edges(centres: np.ndarray) -> np.ndarray:
@@ -188,8 +261,14 @@ def _norm(arrays: Iterable[np.ndarray]) -> Normalize:
     return Normalize(low, high)
 
 
-def _title_prefix(fig: Figure, title: str, prefix: str) -> None:
-    fig.suptitle(f"{title}: {prefix}" if prefix else title)
+def _title_prefix(fig: Figure, title: str, prefix: str, width: float | None = None) -> None:
+    """The figure's title, wrapped to ``width`` inches when given (so it is never clipped)."""
+    text = f"{title}: {prefix}" if prefix else title
+    if width is not None:
+        # bold 11 pt DejaVu Sans: about 0.62 em per character on average
+        per_line = max(20, int(width * 72 / (11 * 0.62)))
+        text = textwrap.fill(text, per_line)
+    fig.suptitle(text)
 
 
 # --------------------------------------------------------------------------- figures
@@ -201,45 +280,67 @@ def figure1(
 ) -> Figure:
     """Figure 1: the early phase of training, per run the last and the first activation layer.
 
-    For each run a group of five panels per row, over training steps: (A) the number of
-    distinct patterns relative to its maximum over the run, (B) its change between consecutive
-    measurements, clipped to the 1st-99th percentile, (C) the share of the most frequent
-    pattern, (D) the relative entropy, (E) the weighted Jaccard similarity to the initial
-    network. Top row: the last activation layer; bottom row: the first. Data: the ``early``
-    preset (any run with the patterns probe's default measures works).
+    One row per run, five panels over training steps, each with a line for the last and one for
+    the first activation layer: (A) the number of distinct patterns relative to its maximum over
+    the run, (B) pattern turnover: (patterns added + patterns removed since the last
+    measurement) / distinct patterns, (C) the share of the most frequent pattern, (D) the
+    relative entropy, (E) the weighted Jaccard similarity to the initial network. Shares (A, C,
+    D, E) are drawn on a fixed [0, 1] axis. Red crosses mark saturated measurements (distinct /
+    E > 0.95); a run whose final test accuracy is at chance level says so in its row title.
+    Data: the ``early`` preset (any run with the patterns probe's default measures works). The
+    figure is A4 wide (8.3 in).
     """
     with open_runs(store) as s, style.styled():
         data, prefix = _read_runs(s, runs, experiment, _FIGURE1_MEASURES, probe, "figure1")
         n = len(data)
-        fig = style.new_figure(n * 5 * style.PANEL_WIDTH, 2 * style.PANEL_HEIGHT + 0.9)
+        fig = style.new_figure(A4_WIDTH, n * (style.PANEL_HEIGHT + 0.35) + 1.0)
         _title_prefix(fig, "Activation patterns in the early phase of training", prefix)
-        subfigs = fig.subfigures(1, n, squeeze=False, wspace=0.02)[0]
+        subfigs = fig.subfigures(n, 1, squeeze=False)[:, 0]
+        colours = dict(zip(("last", "first"), style.line_colours(style.LAYER_CMAP, 2)[::-1],
+                           strict=True))
+        any_saturated = False
         for sub, (info, frame) in zip(subfigs, data, strict=True):
-            sub.suptitle(f"{info.label} ({info.model})" if info.model not in info.label
-                         else info.label, fontsize=10, fontweight="bold")
             names = _layer_names(frame)
             first, last = min(names), max(names)
-            axes = sub.subplots(2, 5, sharex=True, squeeze=False)
-            for row, (where, index) in enumerate((("last", last), ("first", first))):
-                layer = frame[frame["layer_index"] == index]
-                wide = {m: _wide(layer, m) for m in _FIGURE1_MEASURES}
-                for col, panel in enumerate(FIGURE1_PANELS):
-                    ax = axes[row, col]
-                    steps, values = _panel_values(wide, panel)
-                    colour = style.line_colours(style.LAYER_CMAP, 2)[row]
-                    ax.plot(steps, values[:, 0], color=colour, label=names[index])
-                    if panel.key == "B":
-                        ax.axhline(0.0, color="0.5", linewidth=0.6, gid="zero")
-                    style.mark_panel(ax, figure="figure1", run=info.id, panel=panel.key,
-                                     measure=panel.measure, layer=names[index],
-                                     layer_index=index, row=where)
-                    ax.set_ylabel(panel.ylabel)
-                    if row == 0:
-                        ax.set_title(panel.title)
-                    else:
-                        ax.set_xlabel("step")
-                    if col == 0:
-                        ax.set_ylabel(f"{where} layer: {names[index]}\n{panel.ylabel}")
+            model = f" ({info.model})" if info.model not in info.label else ""
+            sub.suptitle(f"{info.label}{model}: last layer {names[last]}, first layer "
+                         f"{names[first]}{_chance_note(info)}", fontsize=9, fontweight="bold",
+                         color=WARNING_COLOUR if info.chance_level else "black")
+            axes = sub.subplots(1, 5, sharex=True, squeeze=False)[0]
+            wide = {m: _wide(frame, m) for m in _FIGURE1_MEASURES}
+            steps_all = wide["distinct"].index
+            saturated = _saturation_grid(s, info, probe, steps_all, (last, first))
+            for col, panel in enumerate(FIGURE1_PANELS):
+                ax = axes[col]
+                steps, values = _panel_values(wide, panel)
+                position = [list(wide[panel.measure].columns).index(i) for i in (last, first)]
+                marked = {}
+                for where, j in zip(("last", "first"), position, strict=True):
+                    ys = values[:, j]
+                    xs = np.asarray(steps, dtype=float)
+                    ax.plot(xs, ys, color=colours[where], gid=where,
+                            label=f"{where} layer")
+                    mask = None if saturated is None else saturated[0 if where == "last" else 1]
+                    marked[where] = [int(steps[i]) for i in
+                                     _mark_saturated(ax, xs, ys, mask, f"saturated:{where}")]
+                    any_saturated = any_saturated or bool(marked[where])
+                if panel.bounded:
+                    ax.set_ylim(0.0, 1.0)
+                elif panel.key == "B":
+                    ax.set_ylim(bottom=0.0)
+                style.mark_panel(ax, figure="figure1", run=info.id, panel=panel.key,
+                                 measure=panel.measure, layers={"last": names[last],
+                                                                "first": names[first]},
+                                 layer_indexes={"last": last, "first": first},
+                                 saturated=marked, chance_level=info.chance_level)
+                ax.set_title(panel.title, fontsize=8)
+                ax.set_ylabel(panel.ylabel)
+                ax.set_xlabel("step")
+        handles = [Line2D([], [], color=colours[w], label=f"{w} activation layer")
+                   for w in ("last", "first")]
+        if any_saturated:
+            handles.append(_saturated_handle())
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
         return fig
 
 
@@ -252,8 +353,11 @@ def figure2(
     Columns: model families (``resnet``, ``convnet``, ``toynet``, from each run's model name);
     rows: measure points (the k-th measured step of every run, labelled with its step and
     epoch); one line per depth (``resnet8``, ``resnet14``, ...) with the mean over the runs of
-    that model (seeds) and a band of +-1 standard deviation (``numpy.std``, ddof 0). Data: the
-    ``entropycurve`` preset.
+    that model (seeds) and a band of +-1 standard deviation (``numpy.std``, ddof 0). Runs whose
+    final test accuracy is at chance level are left out of the mean (the legend says how many;
+    when every run of a model is, their mean is drawn dashed and labelled so). Red crosses
+    mark layers saturated (distinct / E > 0.95) in any of the averaged runs at that point.
+    Shares (relative entropy, ...) use a fixed [0, 1] axis. Data: the ``entropycurve`` preset.
     """
     with open_runs(store) as s, style.styled():
         data, prefix = _read_runs(s, runs, experiment, [measure], probe, "figure2")
@@ -261,28 +365,34 @@ def figure2(
         depths: set[int] = set()
         for info, frame in data:
             families.setdefault(info.family, {}).setdefault(info.model, []).append(
-                (info, _wide(frame, measure), epochs_by_step(s, info, frame)))
+                (info, _wide(frame, measure), epochs_by_step(s, info, frame),
+                 saturation(s, info, probe)))
             depths.add(info.depth if info.depth is not None else 0)
         depth_order = sorted(depths)
         colours = dict(zip(depth_order, style.line_colours(style.DEPTH_CMAP, len(depth_order)),
                            strict=True))
         points = max(len(wide.index) for models in families.values()
-                     for members in models.values() for _, wide, _ in members)
+                     for members in models.values() for _, wide, _, _ in members)
         ncols = len(families)
-        fig = style.new_figure(ncols * 1.5 * style.PANEL_WIDTH + 0.6,
-                               points * style.PANEL_HEIGHT + 0.8)
-        _title_prefix(fig, f"Mean {_measure_title(measure)} per layer over seeds (±1 s.d.)",
-                      prefix)
+        width = max(ncols * 1.5 * style.PANEL_WIDTH + 0.6, 5.0)
+        fig = style.new_figure(width, points * style.PANEL_HEIGHT + 1.2)
+        title = f"Mean {_measure_title(measure)} per layer over seeds (±1 s.d.)"
+        _title_prefix(fig, title, prefix, width)
         axes = fig.subplots(points, ncols, squeeze=False, sharex="col", sharey=True)
+        any_saturated = False
         for col, (family, models) in enumerate(families.items()):
             ordered = sorted(models.items(), key=lambda item: (item[1][0][0].depth or 0, item[0]))
             for k in range(points):
                 ax = axes[k, col]
                 steps_here: list[int] = []
                 epochs_here: list[float] = []
+                marked: dict[str, list[int]] = {}
+                left_out: dict[str, list[str]] = {}
                 for model, members in ordered:
-                    columns = []
-                    for info, wide, epochs in members:
+                    healthy = [m for m in members if not m[0].chance_level]
+                    averaged = healthy or members
+                    columns, flags = [], []
+                    for info, wide, epochs, saturated in averaged:
                         if len(wide.index) <= k:
                             continue
                         step = int(wide.index[k])
@@ -290,6 +400,9 @@ def figure2(
                         if epochs is not None and step in epochs:
                             epochs_here.append(epochs[step])
                         columns.append(wide.iloc[k].rename(info.id))
+                        if saturated is not None:
+                            flags.append(saturated.reindex(index=[step], columns=wide.columns)
+                                         .fillna(False).to_numpy(dtype=bool)[0])
                     if not columns:
                         continue
                     table = np.vstack([c.to_numpy(dtype=float) for c in columns])  # seeds x L
@@ -300,11 +413,29 @@ def figure2(
                     band = ax.fill_between(layers, mean - spread, mean + spread, color=colour,
                                            alpha=0.25, linewidth=0)
                     band.set_gid(model)
+                    dropped = [m[0].id for m in members if m[0].chance_level and healthy]
+                    left_out[model] = dropped
+                    if not healthy and any(m[0].chance_level for m in members):
+                        label = f"{model} (n={len(columns)}, all at CHANCE LEVEL)"
+                    elif dropped:
+                        label = f"{model} (n={len(columns)}; {len(dropped)} at chance level " \
+                                "left out)"
+                    else:
+                        label = f"{model} (n={len(columns)})"
                     ax.plot(layers, mean, color=colour, marker="o", markersize=2.2, gid=model,
-                            label=f"{model} (n={len(columns)})")
+                            label=label, linestyle="--" if not healthy else "-")
+                    if flags:
+                        mask = np.any(np.vstack(flags), axis=0)
+                        chosen = _mark_saturated(ax, layers.astype(float), mean, mask,
+                                                 f"saturated:{model}")
+                        marked[model] = [int(layers[i]) for i in chosen]
+                        any_saturated = any_saturated or bool(chosen)
                 style.mark_panel(ax, figure="figure2", family=family, point=k,
-                                 steps=sorted(set(steps_here)), measure=measure)
+                                 steps=sorted(set(steps_here)), measure=measure,
+                                 saturated=marked, left_out=left_out)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                if _bounded(measure):
+                    ax.set_ylim(0.0, 1.0)
                 if k == 0:
                     ax.set_title(family)
                     if ax.get_legend_handles_labels()[0]:
@@ -314,6 +445,8 @@ def figure2(
                 if col == 0:
                     ax.set_ylabel(f"{_point_label(steps_here, epochs_here)}\n"
                                   f"{_measure_title(measure)}")
+        if any_saturated:
+            fig.legend(handles=[_saturated_handle()], loc="outside lower center")
         return fig
 
 
@@ -390,30 +523,59 @@ def figure3(
             tables = {m: _wide(frame, m) for m in measures}
             steps = sorted(set().union(*(t.index for t in tables.values())))
             xs, xlabel = _x_axis(s, info, frame, steps, "auto")
-            grids.append((info, tables, steps, xs, xlabel))
+            layers = sorted(set().union(*(t.columns for t in tables.values())))
+            saturated = _saturation_grid(s, info, probe, steps, layers)
+            grids.append((info, tables, steps, xs, xlabel, saturated))
             layer_count = max(layer_count, max(len(t.columns) for t in tables.values()))
+        any_saturated = False
         for row, measure in enumerate(measures):
             arrays = []
-            for _info, tables, steps, _, _ in grids:
+            for _info, tables, steps, _, _, _ in grids:
                 table = tables[measure].reindex(steps)
                 arrays.append(table.to_numpy(dtype=float).T)  # layers x steps
             norm = _norm(arrays)
-            for col, ((info, tables, steps, xs, xlabel), values) in enumerate(
+            for col, ((info, tables, steps, xs, xlabel, saturated), values) in enumerate(
                     zip(grids, arrays, strict=True)):
                 ax = axes[row, col]
-                _mesh(ax, xs, tables[measure].columns.to_numpy(), values, norm)
+                layers = tables[measure].columns.to_numpy()
+                _mesh(ax, xs, layers, values, norm)
+                mask = None
+                if saturated is not None:  # rows of this measure's layers
+                    every = sorted(set().union(*(t.columns for t in tables.values())))
+                    mask = saturated[[every.index(i) for i in layers]]
+                cells = _mark_saturated_cells(ax, xs, layers, mask)
+                any_saturated = any_saturated or bool(cells)
                 ax.set_ylim(-0.5, layer_count - 0.5)
                 style.mark_panel(ax, figure="figure3", run=info.id, measure=measure,
-                                 x=xlabel, steps=list(steps))
+                                 x=xlabel, steps=list(steps),
+                                 saturated=[(layer, int(steps[c])) for layer, c in cells],
+                                 chance_level=info.chance_level)
                 if row == 0:
-                    ax.set_title(info.label)
+                    note = "\nCHANCE LEVEL" if info.chance_level else ""
+                    ax.set_title(info.label + note,
+                                 color=WARNING_COLOUR if info.chance_level else "black")
                 if row == 2:
                     ax.set_xlabel(xlabel)
                 if col == 0:
                     ax.set_ylabel(f"{_measure_title(measure)}\nactivation layer")
             fig.colorbar(ScalarMappable(norm=norm, cmap=style.VALUE_CMAP), ax=list(axes[row, :]),
                          label=_measure_title(measure), shrink=0.9, aspect=15)
+        _figure_notes(fig, any_saturated, [info for info, _ in data])
         return fig
+
+
+def _figure_notes(fig: Figure, saturated: bool, infos: Sequence[RunInfo]) -> None:
+    """A legend under the figure: the saturation mark and the chance-level runs, if any."""
+    handles = [_saturated_handle()] if saturated else []
+    chance = [info for info in infos if info.chance_level]
+    if chance:
+        text = "at chance level: " + ", ".join(
+            f"{info.label} (test acc. {info.health.test_accuracy:.3f})" for info in chance)
+        handles.append(Line2D([], [], linestyle="none", label=text))
+    if handles:
+        legend = fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+        for text in legend.get_texts()[1 if saturated else 0:]:
+            text.set_color(WARNING_COLOUR)
 
 
 def figure4(
@@ -422,15 +584,16 @@ def figure4(
 ) -> Figure:
     """Figure 4: the five measures of Figure 1 over the whole training, every layer.
 
-    One row per run; panels as in Figure 1 (A-E), one line per activation layer coloured by its
-    depth (layer index, colour bar per row); x is the epoch where known, else the step. In panel
-    B the clipping percentiles are taken over all layers of the run. Data: the ``methods``
-    preset (any run with the default measures).
+    One row per run; panels as in Figure 1 (A-E: panel B is the pattern turnover, shares on a
+    fixed [0, 1] axis), one line per activation layer coloured by its depth (layer index, colour
+    bar per row); x is the epoch where known, else the step. A run whose final test accuracy is
+    at chance level says so in its row label and in a note under the figure. Data: the
+    ``methods`` preset (any run with the default measures).
     """
     with open_runs(store) as s, style.styled():
         data, prefix = _read_runs(s, runs, experiment, _FIGURE1_MEASURES, probe, "figure4")
         n = len(data)
-        fig = style.new_figure(5 * style.PANEL_WIDTH + 1.0, n * style.PANEL_HEIGHT + 0.9)
+        fig = style.new_figure(5 * style.PANEL_WIDTH + 1.0, n * (style.PANEL_HEIGHT + 0.3) + 0.9)
         _title_prefix(fig, "Activation patterns over the whole training", prefix)
         axes = fig.subplots(n, 5, squeeze=False, sharex="row")
         cmap = style.truncated_cmap(style.LAYER_CMAP)
@@ -448,17 +611,24 @@ def figure4(
                 xs = np.asarray([x_of.get(step, np.nan) for step in steps])
                 for j, index in enumerate(wide[panel.measure].columns):
                     ax.plot(xs, values[:, j], color=cmap(norm(index)), label=names[index])
-                if panel.key == "B":
-                    ax.axhline(0.0, color="0.5", linewidth=0.6, gid="zero")
+                if panel.bounded:
+                    ax.set_ylim(0.0, 1.0)
+                elif panel.key == "B":
+                    ax.set_ylim(bottom=0.0)
                 style.mark_panel(ax, figure="figure4", run=info.id, panel=panel.key,
-                                 measure=panel.measure, x=xlabel)
+                                 measure=panel.measure, x=xlabel, chance_level=info.chance_level)
                 if row == 0:
                     ax.set_title(panel.title)
                 ax.set_xlabel(xlabel if row == n - 1 else "")
-                ax.set_ylabel(f"{info.label}\n{panel.ylabel}" if col == 0 else panel.ylabel)
+                label = textwrap.fill(info.label, 24) + ("\n(CHANCE LEVEL)" if info.chance_level
+                                                         else "")
+                ax.set_ylabel(f"{label}\n{panel.ylabel}" if col == 0 else panel.ylabel)
+                if col == 0 and info.chance_level:
+                    ax.yaxis.label.set_color(WARNING_COLOUR)
             bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[row, :]),
                                label="layer", aspect=12)
             bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        _figure_notes(fig, False, [info for info, _ in data])
         return fig
 
 
@@ -479,13 +649,19 @@ def heatmap(
         values = table.to_numpy(dtype=float).T
         fig = style.new_figure(6.4, max(2.6, 0.16 * len(names) + 1.6))
         ax = fig.subplots()
-        mesh = _mesh(ax, xs, table.columns.to_numpy(), values, _norm([values]))
+        layers = table.columns.to_numpy()
+        mesh = _mesh(ax, xs, layers, values, _norm([values]))
+        steps = [int(v) for v in table.index]
+        cells = _mark_saturated_cells(ax, xs, layers,
+                                      _saturation_grid(s, info, probe, steps, layers))
         _layer_ticks(ax, names)
         style.mark_panel(ax, figure="heatmap", run=info.id, measure=measure, x=xlabel,
-                         steps=[int(v) for v in table.index])
+                         steps=steps, saturated=[(layer, steps[c]) for layer, c in cells],
+                         chance_level=info.chance_level)
         ax.set_xlabel(xlabel)
         ax.set_title(f"{_measure_title(measure)}: {info.name}")
-        fig.colorbar(mesh, ax=ax, label=measure)
+        fig.colorbar(mesh, ax=ax, label=_measure_title(measure))
+        _figure_notes(fig, bool(cells), [info])
         return fig
 
 
@@ -510,12 +686,16 @@ def curves(
                     label=names[index])
         if len(table.columns) <= 10:
             ax.legend(loc="best", title="layer")
-        style.mark_panel(ax, figure="curves", run=info.id, measure=measure, x=xlabel)
+        if _bounded(measure):
+            ax.set_ylim(0.0, 1.0)
+        style.mark_panel(ax, figure="curves", run=info.id, measure=measure, x=xlabel,
+                         chance_level=info.chance_level)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(measure)
+        ax.set_ylabel(_measure_title(measure))
         ax.set_title(f"{_measure_title(measure)}: {info.name}")
         bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="layer")
         bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        _figure_notes(fig, False, [info])
         return fig
 
 

@@ -233,7 +233,8 @@ def equisep_dynamics(
     """How the separation of every layer and the law's fit evolve during training.
 
     Panels: (A) D_l per layer over training (log y, one line per layer coloured by depth,
-    colour bar), (B) Pearson r of the fit, (C) the decay ratio ρ. x is the epoch where the
+    colour bar), (B) Pearson r of the fit, (C) the decay ratio ρ. Every panel marks each
+    measured point (and nothing else: the lines only join measurements). x is the epoch where the
     store knows increasing epochs (``x="auto"``, the default), else the step; ``x="step"`` or
     ``x="epoch"`` force one (epoch fails when unknown).
     """
@@ -254,10 +255,12 @@ def equisep_dynamics(
         axes = fig.subplots(1, 3, sharex=True)
         steps = [int(v) for v in table.index]
 
+        # a marker on every measured point and only there: lines merely join measurements
+        marker = {"marker": "o", "markersize": 2.5 if len(xs) <= 40 else 1.2}
         ax = axes[0]
         for index in table.columns:
             ax.plot(xs, table[index].to_numpy(dtype=float), color=cmap(norm(index)),
-                    gid=names[int(index)], label=names[int(index)])
+                    gid=names[int(index)], label=names[int(index)], **marker)
         _log_y(ax)
         ax.set_title("(A) fuzziness per layer")
         ax.set_ylabel("D_l (log scale)")
@@ -271,8 +274,7 @@ def equisep_dynamics(
             (axes[2], "C", "law_rho", "(C) decay ratio ρ", "ρ = exp(slope)"),
         ):
             values = laws[measure].to_numpy(dtype=float)
-            ax.plot(xs, values, color="C0", marker="o" if len(xs) <= 40 else None, markersize=2.5,
-                    gid=measure)
+            ax.plot(xs, values, color="C0", gid=measure, **marker)
             if not np.isfinite(values).any():
                 ax.text(0.5, 0.5, "no fit stored", transform=ax.transAxes, ha="center",
                         va="center", color="0.4")

@@ -15,13 +15,17 @@ What is drawn (one panel, ``ax.get_label() == "panel"``):
 - the snapshots as points shaded by a score (``gid "points:<i>"``, a sequential colour map,
   colour bar labelled with the score's name; snapshots without a value in grey), edged in the
   network's colour;
-- the first snapshot as an open circle (``"start:<i>"``) and the last as a star (``"end:<i>"``);
+- the first snapshot ringed by a hollow circle (``"start:<i>"``, its score colour shows inside)
+  and the last as a star (``"end:<i>"``);
 - under them, when the map has one, the score landscape as a grey-scale heatmap (``gid
   "landscape"``, its own colour bar; transparent where the score is unknown, e.g. outside the
-  snapshots' convex hull for an interpolated landscape). When the landscape shows the same score
-  as the points, both colour bars span the same range.
+  snapshots' convex hull for an interpolated landscape, and where no snapshot supports it:
+  farther than ``maps.support_radius`` (twice the median step between consecutive snapshots)
+  from every snapshot). When the landscape shows the same score as the points, both colour bars
+  span the same range.
 
-The legend lists the networks, the groups (by line style) and the start/end markers. Axis
+The legend lists the networks with their path length and start-to-end distance in the plane,
+the groups (by line style), the start/end markers and the landscape's support radius. Axis
 labels come from ``tmap.meta["axis_labels"]`` (two strings, e.g. ``["PC1 (41%)", "PC2
 (17%)"]``) when present, else "projected axis 1/2".
 """
@@ -39,7 +43,15 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from learnscope.store import Store, StoreError
-from learnscope.trajectory.maps import Landscape, TrajectoryMap, TrajectoryMapError, load_map
+from learnscope.trajectory.maps import (
+    SUPPORT_STEPS,
+    Landscape,
+    TrajectoryMap,
+    TrajectoryMapError,
+    load_map,
+    support_mask,
+    support_radius,
+)
 from learnscope.viz import style
 from learnscope.viz.data import FigureError, open_runs
 from learnscope.viz.figures import _norm  # one colour range over several arrays
@@ -134,8 +146,9 @@ def _axis_labels(tmap: TrajectoryMap) -> tuple[str, str]:
     return "projected axis 1", "projected axis 2"
 
 
-def _draw_landscape(fig, ax, land: Landscape, norm: Normalize):
-    mesh = ax.pcolormesh(_edges(land.x), _edges(land.y), np.ma.masked_invalid(land.values),
+def _draw_landscape(fig, ax, land: Landscape, norm: Normalize, supported: np.ndarray):
+    values = np.ma.masked_array(land.values, mask=~supported | ~np.isfinite(land.values))
+    mesh = ax.pcolormesh(_edges(land.x), _edges(land.y), values,
                          cmap=_landscape_cmap(), norm=norm, shading="flat", zorder=0,
                          rasterized=True)
     mesh.set_gid("landscape")
@@ -163,17 +176,22 @@ def trajectory_figure(
     groups = _groups(tmap)
     with style.styled():
         if ax is None:
-            fig = style.new_figure(7.4, 5.6)
+            # the legend under the panel: networks, groups, start, end, landscape note
+            entries = len(tmap) + (len(groups) if len(groups) > 1 else 0) + 3
+            fig = style.new_figure(7.4, 4.4 + 0.17 * entries)
             ax = fig.subplots()
         else:
             fig = ax.figure
         values = [] if chosen is None else tmap.scores[chosen]
         shared = land is not None and chosen is not None and land.score == chosen
         point_norm = _norm(values + ([land.values] if shared else []))
+        radius = support_radius(tmap.coords)
         if land is not None:
-            land_norm = point_norm if shared else _norm([land.values])
-            _draw_landscape(fig, ax, land, land_norm)
+            supported = support_mask(land, tmap.coords, radius)
+            land_norm = point_norm if shared else _norm([land.values[supported]])
+            _draw_landscape(fig, ax, land, land_norm, supported)
             ax.grid(False)
+        lengths, distances = tmap.path_lengths(), tmap.start_to_end()
         cmap = _score_cmap()
         mappable = None
         for i, (name, coords) in enumerate(zip(tmap.networks, tmap.coords, strict=True)):
@@ -190,9 +208,9 @@ def trajectory_figure(
             else:
                 ax.scatter(coords[:, 0], coords[:, 1], color=[colour], s=10, zorder=3,
                            gid=f"points:{i}")
-            ax.plot(coords[:1, 0], coords[:1, 1], linestyle="none", marker="o", markersize=7,
-                    markerfacecolor="white", markeredgecolor=colour, markeredgewidth=1.5,
-                    zorder=4, gid=f"start:{i}")
+            ax.plot(coords[:1, 0], coords[:1, 1], linestyle="none", marker="o", markersize=10,
+                    markerfacecolor="none", markeredgecolor=colour, markeredgewidth=1.5,
+                    zorder=4, gid=f"start:{i}")  # a ring around the first point: its score shows
             ax.plot(coords[-1:, 0], coords[-1:, 1], linestyle="none", marker="*",
                     markersize=12, markerfacecolor=colour, markeredgecolor="black",
                     markeredgewidth=0.6, zorder=4, gid=f"end:{i}")
@@ -208,21 +226,28 @@ def trajectory_figure(
         ax.set_ylabel(ylabel)
         ax.set_title(f"Weight trajectories ({tmap.trajectory}): {tmap.projection}")
         handles = [Line2D([], [], color=c, linestyle=s, linewidth=1.3,
-                          label=f"{name} ({g})" if len(groups) > 1 and g else name)
-                   for name, c, s, g in zip(tmap.networks, colours, styles, tmap.groups,
-                                            strict=True)]
+                          label=(f"{name} ({g})" if len(groups) > 1 and g else name)
+                          + f": path {length:.3g}, start-end {distance:.3g}")
+                   for name, c, s, g, length, distance in zip(
+                       tmap.networks, colours, styles, tmap.groups, lengths, distances,
+                       strict=True)]
         if len(groups) > 1:
             handles += [Line2D([], [], color="0.35", linestyle=GROUP_STYLES[k % len(GROUP_STYLES)],
                                label=f"group: {g or '(none)'}") for k, g in enumerate(groups)]
         handles += [
-            Line2D([], [], linestyle="none", marker="o", markersize=7, markerfacecolor="white",
+            Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
                    markeredgecolor="black", label="start"),
             Line2D([], [], linestyle="none", marker="*", markersize=11, markerfacecolor="0.4",
                    markeredgecolor="black", markeredgewidth=0.6, label="end"),
         ]
+        if land is not None:
+            handles.append(Line2D([], [], linestyle="none", label=(
+                f"landscape drawn within {radius:.3g} of a snapshot "
+                f"({SUPPORT_STEPS:g} x the median step between snapshots)")))
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13),
-                  ncols=min(4, len(handles)), frameon=False)
+                  ncols=1, frameon=False)
         style.mark_panel(ax, figure="trajectories", networks=list(tmap.networks),
+                         path_lengths=lengths, start_to_end=distances, support_radius=radius,
                          runs=list(tmap.runs), groups=list(tmap.groups), score=chosen,
                          landscape=None if land is None else land.score,
                          trajectory=tmap.trajectory, projection=tmap.projection)

@@ -103,8 +103,41 @@
     return fmtDuration(ago) + " ago";
   }
 
-  function statusBadge(status) {
-    return el("span", { className: "status status-" + status, text: status });
+  // A run's status as a badge: "finished (chance-level)" in warning colours (learnscope.health).
+  function statusBadge(run) {
+    const kind = run.chance_level ? "chance" : run.status;
+    const badge = el("span", { className: "status status-" + kind, text: run.status_label || run.status });
+    if (run.note) badge.title = run.note;
+    return badge;
+  }
+
+  // The shortened stored error of a failed run, full text on hover (nothing without one).
+  function errorLine(run) {
+    if (!run.error_short) return [];
+    return [el("div", { className: "run-error small", title: run.error || "", text: run.error_short })];
+  }
+
+  // The run page's box for a stored error or a chance-level result.
+  function setProblem(run) {
+    const node = $("run-problem");
+    if (!node) return;
+    if (run.error) {
+      node.className = "notice error";
+      node.replaceChildren(
+        el("h2", { text: "Run " + run.status + ": stored error" }),
+        el("pre", { className: "detail", text: run.error })
+      );
+      node.hidden = false;
+    } else if (run.chance_level) {
+      node.className = "notice warning";
+      node.replaceChildren(
+        el("h2", { text: "Chance-level result" }),
+        el("p", { className: "detail", text: run.note + ": the network learned nothing; do not average its measures with other runs." })
+      );
+      node.hidden = false;
+    } else {
+      node.hidden = true;
+    }
   }
 
   function showNotice(node, body, kind) {
@@ -147,7 +180,7 @@
         el("td", {}, [box]),
         el("td", {}, [link, el("div", { className: "muted small", text: run.id })]),
         el("td", { text: run.experiment || "-" }),
-        el("td", {}, [statusBadge(run.status)]),
+        el("td", {}, [statusBadge(run), ...errorLine(run)]),
         el("td", {}, [
           el("div", { className: "bar" }, [el("div", { style: "width:" + width.toFixed(1) + "%" })]),
           document.createTextNode(fmtProgress(run.progress)),
@@ -525,7 +558,8 @@
         if (node) node.textContent = text;
       };
       const badge = document.querySelector('#run-summary [data-key="status"]');
-      if (badge) badge.replaceChildren(statusBadge(run.status));
+      if (badge) badge.replaceChildren(statusBadge(run));
+      setProblem(run);
       status = run.status;
       set("experiment", run.experiment || "-");
       set("progress", fmtProgress(run.progress));
