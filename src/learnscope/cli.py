@@ -135,11 +135,17 @@ def run(
                                   "paths: interpolate, evaluate (the network at every grid "
                                   "point; pca / autoencoder / som, --track all) or none."),
     resolution: int = typer.Option(40, help="trajectories: landscape grid points per axis."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run, run nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run, and whether "
+                                 "each run is reused, resumed or started fresh; run nothing."),
+    rerun: bool = typer.Option(False, "--rerun", help="Train every run afresh, even when a "
+                               "finished run with the same settings is in the store."),
 ) -> None:
     """Run the quickstart or an experiment preset; measurements go to the store.
 
-    Runs already finished in the store are skipped, unfinished ones resume from their checkpoint.
+    A run finished in the store with the same name and settings (fingerprint) is reused, an
+    unfinished one resumes from its checkpoint, one that another live process trains is left
+    to it; other settings start a new run. Ctrl-C leaves the run interrupted and prints the
+    command that resumes it.
     """
     if name not in PRESETS:
         _fail(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
@@ -156,25 +162,54 @@ def run(
             pretrain=pretrain, pretrain_iterations=pretrain_iterations, train_on=train_on,
             landscape=landscape, resolution=resolution, seed=seed, device=device)
         return
-    if name != "quickstart":
-        _run_preset(name, store, scale=scale, epochs=epochs, steps=steps, seeds=seeds,
-                    models=models, dataset=dataset, schedule=schedule, device=device,
-                    dry_run=dry_run, depths=depths, optimizers=optimizers,
-                    per_class=per_class, imbalance=imbalance)
-        return
-    epochs = 8 if epochs is None else epochs
-    from learnscope.experiments.quickstart import NETS, run_quickstart
+    try:
+        if name != "quickstart":
+            _run_preset(name, store, scale=scale, epochs=epochs, steps=steps, seeds=seeds,
+                        models=models, dataset=dataset, schedule=schedule, device=device,
+                        dry_run=dry_run, depths=depths, optimizers=optimizers,
+                        per_class=per_class, imbalance=imbalance, rerun=rerun)
+            return
+        _run_quickstart(store, epochs=8 if epochs is None else epochs, every=every, seed=seed,
+                        dry_run=dry_run, rerun=rerun)
+    except KeyboardInterrupt:
+        _interrupted(name)
+
+
+def _interrupted(name: str) -> None:
+    """Ctrl-C: one line with the command that resumes the interrupted run(s); exit code 130."""
+    import shlex
+
+    arguments = [a for a in sys.argv[1:] if a != "--rerun"]  # resume, do not start afresh
+    if not arguments or arguments[0] != "run":  # called other than as `learnscope run ...`
+        arguments = ["run", name]
+    console.print(f"[yellow]interrupted[/]: the run in progress is left interrupted in the "
+                  f"store; resume it with: {escape(shlex.join(['learnscope', *arguments]))}",
+                  soft_wrap=True)
+    raise typer.Exit(code=130)
+
+
+def _run_quickstart(store: Path, *, epochs: int, every: int, seed: int, dry_run: bool,
+                    rerun: bool) -> None:
+    from learnscope.experiments.quickstart import NETS, plan_quickstart, run_quickstart
 
     console.print(
         f"[bold]quickstart[/]: nets {', '.join(NETS)} on digits, {epochs} epochs, "
         f"measuring every {every} steps, store {escape(str(store))}"
     )
     if dry_run:
+        from learnscope.experiments.identity import describe
+
+        for net, claim in plan_quickstart(store, epochs=epochs, every_k=every, seed=seed,
+                                          rerun=rerun):
+            console.print(f"quickstart-{net}: {escape(describe(claim))}", soft_wrap=True)
         return
     _check_store(store)
+    from learnscope.experiments.quickstart import quickstart_identity
     from learnscope.experiments.status import record_plan
 
-    record_plan(store, "quickstart", [f"quickstart-{net}" for net in NETS])
+    record_plan(store, "quickstart", [f"quickstart-{net}" for net in NETS],
+                {f"quickstart-{net}": quickstart_identity(net, epochs=epochs, every_k=every,
+                                                          seed=seed) for net in NETS})
     with progress() as report:
         tasks: dict[str, Task] = {}
 
@@ -185,11 +220,16 @@ def run(
             if step >= total:
                 tasks[net].finish()
 
-        outcome = run_quickstart(store, epochs=epochs, every_k=every, seed=seed, on_step=on_step)
+        outcome = run_quickstart(store, epochs=epochs, every_k=every, seed=seed, on_step=on_step,
+                                 rerun=rerun, notify=lambda line: console.print(escape(line)))
     with open_store(store, read_only=True) as s:
         for result in outcome:
+            if result.status == "busy":
+                continue  # its message was printed; the other process shows its results
             latest = s.latest(result.run_id)
-            title = (f"{result.net}: run {result.run_id}, test accuracy "
+            how = " (reused: finished earlier with the same settings)" \
+                if result.status == "skipped" else ""
+            title = (f"{result.net}: run {result.run_id}{how}, test accuracy "
                      f"{result.test_accuracy:.3f} (final measures per layer)")
             console.print(_measure_table(title, latest, SHOWN_MEASURES))
     console.print(f"Stored in {escape(str(store))}. Try: learnscope runs --store "
@@ -237,6 +277,19 @@ def _expand_preset(name: str, scale: str, *, device: str | None = None,
         _fail(str(error))
 
 
+def _print_plan(specs: list, store: Path, *, rerun: bool) -> None:
+    """One line per run: reused, resumed (from which step) or started fresh, and why."""
+    from learnscope.experiments.identity import describe
+    from learnscope.experiments.presets import plan
+
+    try:
+        planned = plan(specs, store, rerun=rerun)
+    except StoreError as error:
+        _fail(str(error))
+    for spec, claim in planned:
+        console.print(f"{escape(spec.name)}: {escape(describe(claim))}", soft_wrap=True)
+
+
 def _print_runs(name: str, scale: str, specs: list, *, dry_run: bool) -> None:
     """The table of a preset's runs; with dry_run, each run's full config as well."""
     table = Table(title=f"{name} at {scale} scale: {len(specs)} runs", header_style="bold")
@@ -256,8 +309,8 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
                 seeds: str | None, models: str | None, dataset: str | None,
                 schedule: str | None, device: str, dry_run: bool, depths: str | None = None,
                 optimizers: str | None = None, per_class: int | None = None,
-                imbalance: float | None = None) -> None:
-    from learnscope.experiments.presets import execute
+                imbalance: float | None = None, rerun: bool = False) -> None:
+    from learnscope.experiments.presets import execute, run_identity
 
     specs = _expand_preset(name, scale, device=device, epochs=epochs, steps=steps,
                            dataset=dataset, schedule=schedule, seeds=seeds, models=models,
@@ -265,20 +318,25 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
                            imbalance=imbalance)
     _print_runs(name, scale, specs, dry_run=dry_run)
     if dry_run:
+        _print_plan(specs, store, rerun=rerun)
         return
     _check_store(store)
     from learnscope.experiments.status import record_plan
 
-    record_plan(store, name, [spec.name for spec in specs])  # `learnscope status` counts on it
+    # `learnscope status` counts on the plan; the identities tell its runs from older settings
+    record_plan(store, name, [spec.name for spec in specs],
+                {spec.name: run_identity(spec) for spec in specs})
     with progress() as report:  # the trainer reports each run's steps into it
         overall = report.task(f"{name}: runs", total=len(specs))
         for spec in specs:
             try:
-                run_id, status = execute(spec, store)
+                run_id, status = execute(spec, store, rerun=rerun,
+                                         notify=lambda line: console.print(escape(line)))
             except FileNotFoundError as error:
                 _fail(str(error))
             overall.advance()
-            console.print(f"{spec.name}: {status} ({run_id})")
+            if status != "busy":  # a busy run's line named its owner already
+                console.print(f"{spec.name}: {status} ({run_id})")
         overall.finish()
 
 
@@ -318,13 +376,17 @@ def sweep_command(
     per_class: int = typer.Option(None, help="equisep: training samples per class."),
     imbalance: float = typer.Option(None, help="equisep: long-tailed training set, ratio of the "
                                     "largest to the smallest class."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs and how they would be "
-                                 "spread, run nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs, whether each is "
+                                 "reused, resumed or started fresh, and how they would be "
+                                 "spread; run nothing."),
+    rerun: bool = typer.Option(False, "--rerun", help="Train every run afresh, even when a "
+                               "finished run with the same settings is in the store."),
 ) -> None:
     """Run a preset's runs in parallel: worker processes here, or Ray tasks on a cluster.
 
-    Runs finished in the store are skipped, unfinished ones resume from their checkpoint; one
-    line per run as it ends, then a summary. Exit code 1 when a run failed. With --backend ray
+    Runs finished in the store with the same settings (fingerprint) are skipped, unfinished ones
+    resume from their checkpoint, runs another live process trains are left to it; one line per
+    run as it ends, then a summary. Exit code 1 when a run failed. With --backend ray
     the store must be on storage shared by every node, at the same absolute path (tasks open it
     with LEARNSCOPE_STORE_JOURNAL=delete; see docs/store.md). `learnscope status PRESET` shows
     the progress from any shell.
@@ -371,9 +433,11 @@ def sweep_command(
                  f"{threads or sweeping.RAY_DEFAULT_THREADS} CPU(s) each, device {device}, "
                  f"store journal {sweeping.ray_journal()}")
     if dry_run:
-        skipped = sweeping.already_done(specs, store) if store.exists() else {}
+        _print_plan(specs, store, rerun=rerun)
+        skipped = sweeping.already_done(specs, store, rerun=rerun) if store.exists() else {}
         console.print(f"Would run {len(specs) - len(skipped)} of {len(specs)} runs with "
-                      f"{where}; {len(skipped)} skipped (finished in the store).")
+                      f"{where}; {len(skipped)} skipped (finished in the store with the same "
+                      "settings, or trained by another process).")
         return
     _check_store(store)
     console.print(f"[bold]sweep {escape(name)}[/]: {len(specs)} runs, {where}, store "
@@ -396,7 +460,7 @@ def sweep_command(
         try:
             results = sweeping.sweep(specs, store, workers=count, backend=backend,
                                      address=address, device=device, threads=threads,
-                                     on_result=on_result)
+                                     on_result=on_result, rerun=rerun)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: the runs in progress were stopped; they "
                           "stay interrupted in the store and resume when the same sweep is "

@@ -1147,12 +1147,28 @@ class Store:
                 "UPDATE runs SET pid = NULL, pid_start = NULL, updated_at = ? "
                 "WHERE id = ? AND status = 'running'", (_now(), run_id))
 
-    def set_config(self, run_id: str, config: Mapping[str, Any] | None) -> None:
-        """Replace a run's stored config (JSON, like :meth:`create_run`)."""
-        config_json = json.dumps(dict(config or {}), sort_keys=True, default=str)
+    def update_run(self, run_id: str, *, config: Mapping[str, Any] | None = None,
+                   total_steps: int | None = None) -> None:
+        """Replace a run's stored config (JSON, as in :meth:`create_run`) and/or total_steps.
+
+        None leaves that field as it is.
+        """
+        sets: list[str] = []
+        params: list[Any] = []
+        if config is not None:
+            sets.append("config = ?")
+            params.append(json.dumps(dict(config), sort_keys=True, default=str))
+        if total_steps is not None:
+            total_steps = _as_int(total_steps, "total_steps")
+            if total_steps <= 0:
+                raise ValueError(f"total_steps must be positive or None, got {total_steps}")
+            sets.append("total_steps = ?")
+            params.append(total_steps)
         with self._write() as conn:
             self._require_run(conn, run_id)
-            conn.execute("UPDATE runs SET config = ? WHERE id = ?", (config_json, run_id))
+            if sets:
+                conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?",
+                             (*params, run_id))
 
     def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
         """Set a run's status (one of :data:`RUN_STATUSES`) and its error text.
