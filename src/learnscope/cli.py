@@ -560,14 +560,17 @@ def status(
     """How many runs of each experiment are done, running, failed or pending, with ETA.
 
     Planned runs are those named when the experiment was launched (`learnscope run PRESET` or
-    `learnscope sweep PRESET`, with either backend: every run writes to the same store).
-    With an EXPERIMENT, its runs are listed one by one as well.
+    `learnscope sweep PRESET`, with either backend: every run writes to the same store), with
+    the settings of the latest launch: a run of that name with other settings does not count.
+    With an EXPERIMENT, its runs are listed one by one as well, each with what launching the
+    plan again would do (reuse, resume from step N, start fresh and why).
     """
     from learnscope.experiments.status import (
         PENDING,
         STATES,
         planned,
         planned_experiments,
+        planned_identities,
         summarise,
     )
 
@@ -593,7 +596,8 @@ def status(
     summaries = []
     for name in chosen:
         try:
-            summary = summarise(frame, name, planned(store, name))
+            summary = summarise(frame, name, planned(store, name),
+                                planned_identities(store, name))
         except ValueError as error:
             _fail(str(error))
         summaries.append(summary)
@@ -614,6 +618,21 @@ def status(
         detail.add_row(escape(row["name"]), row["id"], f"[{colour}]{row['status']}[/]", shown,
                        format_duration(row["eta_seconds"]), str(row["updated_at"]))
     console.print(detail)
+    _print_next_launch(store, planned(store, experiment), planned_identities(store, experiment))
+
+
+def _print_next_launch(store: Path, names: list[str], identities: dict) -> None:
+    """Per planned run with recorded settings: what launching the plan again would do."""
+    from learnscope.experiments.identity import describe, fingerprint
+
+    if not identities:
+        return
+    console.print("[bold]launched again[/] (the plan's latest settings):")
+    with _reading(store, "pass --store PATH") as s:
+        for name in names:
+            if name in identities:
+                claim = s.plan_run(name, fingerprint(identities[name]), identities[name])
+                console.print(f"{escape(name)}: {escape(describe(claim))}", soft_wrap=True)
 
 
 # Commands defined next to the feature they drive (each module imports its heavy parts lazily).

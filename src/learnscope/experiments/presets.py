@@ -299,11 +299,11 @@ def plan(specs: list[RunSpec], store: str | Path, *, rerun: bool = False
     """
     import learnscope as ls
     from learnscope.experiments.identity import fingerprint
-    from learnscope.store.db import RunClaim
+    from learnscope.store.db import NO_RUN_REASON, RunClaim
 
     path = Path(store).expanduser()
     if not path.exists():
-        return [(spec, RunClaim("new", spec.name, reason="no run of this name in the store"))
+        return [(spec, RunClaim("new", spec.name, reason=NO_RUN_REASON))
                 for spec in specs]
     planned = []
     with ls.store.open(path, read_only=True) as s:
@@ -340,6 +340,7 @@ def execute(
     import learnscope as ls
     from learnscope import distributed
     from learnscope.experiments.identity import busy_message, claim
+    from learnscope.store.db import NO_RUN_REASON
     from learnscope.train.trainer import measure_since_final
 
     context = distributed.init_from_env(
@@ -357,7 +358,7 @@ def execute(
         if notify is not None:
             notify(busy_message(decision))
         return decision.run_id, "busy"
-    if notify is not None and decision.action == "new":
+    if notify is not None and decision.action == "new" and decision.reason != NO_RUN_REASON:
         notify(f"{decision.name}: new run ({decision.reason})")
     scope = None
     try:

@@ -83,7 +83,7 @@ def plan_quickstart(store: str | Path, *, epochs: int = 8, every_k: int = 10,
                     rerun: bool = False) -> list[tuple[str, Any]]:
     """What run_quickstart would do with each net now: (net, RunClaim) pairs; writes nothing."""
     from learnscope.experiments.identity import fingerprint
-    from learnscope.store.db import RunClaim
+    from learnscope.store.db import NO_RUN_REASON, RunClaim
 
     planned = []
     path = Path(store).expanduser()
@@ -95,7 +95,7 @@ def plan_quickstart(store: str | Path, *, epochs: int = 8, every_k: int = 10,
             name = f"quickstart-{net}"
             planned.append((net, opened.plan_run(name, fingerprint(identity), identity,
                                                  rerun=rerun) if opened is not None
-                            else RunClaim("new", name, reason="no run of this name in the store")))
+                            else RunClaim("new", name, reason=NO_RUN_REASON)))
     finally:
         if opened is not None:
             opened.close()
@@ -135,6 +135,8 @@ def run_quickstart(
         notify: receives one line about a net another process trains (skipped), or why a new
             run is started.
     """
+    from learnscope.store.db import NO_RUN_REASON
+
     unknown = [n for n in nets if n not in NETS]
     if unknown:
         raise ValueError(f"unknown quickstart net(s) {unknown}; available: {sorted(NETS)}")
@@ -161,7 +163,8 @@ def run_quickstart(
             status = "skipped" if decision.action == "reuse" else "busy"
             outcome.append(QuickstartRun(net, decision.run_id, accuracy, probe, {}, status))
             continue
-        if decision is not None and decision.action == "new" and notify is not None:
+        if (decision is not None and decision.action == "new" and notify is not None
+                and decision.reason != NO_RUN_REASON):
             notify(f"{decision.name}: new run ({decision.reason})")
         scope, accuracy = _train_net(net, store, decision, identity, probe, train, test,
                                      epochs=epochs, every_k=every_k, batch_size=batch_size,

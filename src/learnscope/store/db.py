@@ -685,6 +685,9 @@ FROM runs WHERE name = ? OR substr(name, 1, ?) = ?
 ORDER BY created_at, rowid
 """
 
+#: The reason of a new run when the store has no run of its name (nothing worth telling).
+NO_RUN_REASON = "no run of this name in the store"
+
 #: Actions of a :class:`RunClaim`.
 CLAIM_ACTIONS = ("reuse", "resume", "new", "busy")
 
@@ -751,7 +754,7 @@ def _decide_claim(rows: list[tuple], name: str, fingerprint: str, identity: Mapp
             break
         chosen = f"{name}~{fingerprint[:size]}"
     if not family:
-        return RunClaim("new", chosen, reason="no run of this name in the store")
+        return RunClaim("new", chosen, reason=NO_RUN_REASON)
     done = [r for r in family if r["status"] in ("finished", "diverged")]
     other = (done or family)[-1]
     status = other["status"] if other["status"] != "running" else "unfinished"
