@@ -295,13 +295,13 @@ def _stop_outside_a_write(process: subprocess.Popen, store: Path) -> None:
 
 def test_two_learnscope_run_processes_never_train_one_run_twice(tmp_path):
     store = tmp_path / "s.db"
-    command = ["run", "equisep-depth", "--depths", "1,2", "--steps", "40",
+    command = ["run", "equisep-depth", "--depths", "1,2", "--steps", "300",
                "--store", str(store)]
     first = _learnscope(*command)
     try:
         name = expand("equisep-depth", "small", depths=[1])[0].name
-        _wait_for(lambda: (_first_run(store, name) or {}).get("pid") == first.pid,
-                  "the first process's claim")
+        claimed = _wait_for(lambda: _first_run(store, name), "the first process's claim")
+        assert claimed["pid"] == first.pid and claimed["status"] == "running"
         _stop_outside_a_write(first, store)  # a slow first process, caught mid-run
         second = _learnscope(*command)
         out2, _ = second.communicate(timeout=600)
@@ -315,7 +315,7 @@ def test_two_learnscope_run_processes_never_train_one_run_twice(tmp_path):
     assert len(runs) == 2  # one run per name and fingerprint, no duplicate
     assert runs.groupby(["name", "fingerprint"]).size().max() == 1
     assert list(runs["status"]) == ["finished", "finished"]
-    assert all(runs["last_step"] == 40)
+    assert all(runs["last_step"] == 300)
     # each process trained exactly one run and reused (or skipped) the other
     trained1 = out1.count(": finished (")
     trained2 = out2.count(": finished (")

@@ -339,19 +339,34 @@ def execute(
     """
     import learnscope as ls
     from learnscope import distributed
-    from learnscope.experiments.identity import busy_message, claim
+    from learnscope.experiments.identity import busy_message, claim, fingerprint
     from learnscope.store.db import NO_RUN_REASON
     from learnscope.train.trainer import measure_since_final
 
     context = distributed.init_from_env(
         backend=None if str(spec.device).startswith("cuda") else "gloo")
-    decision = None
-    with distributed.fail_together(context.distributed):
-        if context.is_main:
-            with ls.store.open(store) as s:
-                decision = claim(s, spec.name, run_identity(spec), {"user": spec.config()},
-                                 experiment=spec.preset, rerun=rerun)
-    decision = distributed.broadcast_object(decision)
+    identity = run_identity(spec)
+
+    def decide(prepared: _Prepared | None) -> Any:
+        """Rank 0 plans (prepared None: writes nothing) or claims the run; every rank's copy."""
+        decision = None
+        with distributed.fail_together(context.distributed):
+            if context.is_main:
+                with ls.store.open(store) as s:
+                    if prepared is None:
+                        decision = s.plan_run(spec.name, fingerprint(identity), identity,
+                                              rerun=rerun)
+                    else:
+                        decision = claim(s, spec.name, identity, {"user": spec.config()},
+                                         experiment=spec.preset, total_steps=prepared.total,
+                                         rerun=rerun)
+        return distributed.broadcast_object(decision)
+
+    decision = decide(None)  # a reused or busy run needs no data
+    prepared = None
+    if decision.action in ("new", "resume"):
+        prepared = _prepare(spec)  # before the claim: a bad setting leaves no run behind
+        decision = decide(prepared)
     if decision.action == "reuse":
         return decision.run_id, "skipped"
     if decision.action == "busy":
@@ -362,9 +377,13 @@ def execute(
         notify(f"{decision.name}: new run ({decision.reason})")
     scope = None
     try:
-        scope, result, build, model = _train(spec, store, decision, context, on_step)
+        scope = ls.Scope(prepared.model, [prepared.probe], prepared.schedule, store,
+                         name=decision.name, experiment=spec.preset, config=spec.config(),
+                         total_steps=prepared.total, steps_per_epoch=prepared.steps_per_epoch,
+                         resume=decision.run_id, distributed=context.distributed)
+        result = _train(spec, prepared, scope, decision.action == "resume", on_step)
         if result.status == "finished" and spec.since_final:
-            measure_since_final(scope, build, model)
+            measure_since_final(scope, prepared.build, prepared.model)
     except KeyboardInterrupt:
         with distributed.deferred_termination():
             _abandon(scope, store, decision.run_id, context, None)
@@ -387,7 +406,7 @@ def _abandon(scope: Any, store: str | Path, run_id: str, context: Any, error: st
             scope.interrupt()
         else:
             scope.finish("failed", error=error)
-    elif context.is_main:  # stopped before its Scope existed (loading the data, say)
+    elif context.is_main:  # stopped before its Scope existed
         with ls.store.open(store) as s:
             if error is None:
                 s.release_run(run_id)
@@ -395,15 +414,25 @@ def _abandon(scope: Any, store: str | Path, run_id: str, context: Any, error: st
                 s.set_status(run_id, "failed", error=error)
 
 
-def _train(spec: RunSpec, store: str | Path, decision: Any, context: Any,
-           on_step: Callable[[int, int], None] | None) -> tuple[Any, Any, Any, Any]:
-    """Load, build and train the claimed run of `spec`: (scope, TrainResult, build, model)."""
+@dataclass
+class _Prepared:
+    """What a run trains and measures, built from its spec before it is claimed."""
+
+    splits: Any
+    recipe: Any
+    build: Callable[[], torch.nn.Module]
+    model: torch.nn.Module
+    probe: Any
+    schedule: Any
+    steps_per_epoch: int
+    total: int
+
+
+def _prepare(spec: RunSpec) -> _Prepared:
+    """Load the data and build the model, recipe, probe and schedule of `spec`."""
     import learnscope as ls
     from learnscope.train import parse, recipes
-    from learnscope.train.trainer import train
 
-    resume = decision.run_id
-    resumed = decision.action == "resume"
     splits = ls.data.load(spec.dataset, seed=spec.seed, **spec.data_options)
     recipe = recipes.get(spec.recipe, **spec.recipe_options)
     in_shape = splits.input_shape
@@ -420,16 +449,20 @@ def _train(spec: RunSpec, store: str | Path, decision: Any, context: Any,
     model = build()
     steps_per_epoch = -(-len(splits.train) // recipe.batch_size)
     total = spec.max_steps or recipe.epochs * steps_per_epoch
-    probe = _make_probe(spec, splits.measure)
-    scope = ls.Scope(model, [probe], parse(spec.schedule), store, name=decision.name,
-                     experiment=spec.preset, config=spec.config(), total_steps=total,
-                     steps_per_epoch=steps_per_epoch, resume=resume,
-                     distributed=context.distributed)
-    result = train(model, splits.train, recipe, scope=scope, val_set=splits.val,
-                   test_set=splits.test, max_steps=spec.max_steps, seed=spec.seed,
-                   device=spec.device, resume=resumed, save_weights=spec.since_final,
-                   on_step=on_step)
-    return scope, result, build, model
+    return _Prepared(splits, recipe, build, model, _make_probe(spec, splits.measure),
+                     parse(spec.schedule), steps_per_epoch, total)
+
+
+def _train(spec: RunSpec, prepared: _Prepared, scope: Any, resumed: bool,
+           on_step: Callable[[int, int], None] | None) -> Any:
+    """Train the claimed run of `spec` under `scope` (from its checkpoint when `resumed`)."""
+    from learnscope.train.trainer import train
+
+    splits = prepared.splits
+    return train(prepared.model, splits.train, prepared.recipe, scope=scope,
+                 val_set=splits.val, test_set=splits.test, max_steps=spec.max_steps,
+                 seed=spec.seed, device=spec.device, resume=resumed,
+                 save_weights=spec.since_final, on_step=on_step)
 
 
 def _describe(error: BaseException) -> str:
