@@ -38,10 +38,25 @@ Non-finite values
 
 Interrupted runs
     A run whose stored status is ``'running'`` but whose recorded process (same host, pid no
-    longer alive) is gone is *reported* as ``'interrupted'`` by :meth:`Store.runs` and
-    :meth:`Store.run`; the database itself keeps ``'running'``. The recorded host/pid are
-    those of the process that last created, resumed (``set_status(..., 'running')``) or wrote
-    a measurement to the run.
+    longer alive, or alive with another start time: a reused pid) is gone, or that was
+    released (:meth:`Store.release_run`, Ctrl-C), is *reported* as ``'interrupted'`` by
+    :meth:`Store.runs` and :meth:`Store.run`; the database itself keeps ``'running'``. The
+    recorded host/pid/pid_start are those of the process that last created, claimed, resumed
+    (``set_status(..., 'running')``) or wrote a measurement to the run.
+
+Run identity and ownership
+    A run may carry a ``fingerprint`` (sha256 of its ``identity``, the canonical JSON of the
+    settings that decide what it measures; see :mod:`learnscope.experiments.identity`).
+    :meth:`Store.claim_run` decides in one ``BEGIN IMMEDIATE`` transaction, among the runs
+    named ``name`` or ``name~...``: a run with the fingerprint that a live process owns is
+    ``busy`` (left alone); a finished or diverged one is reused; an unfinished one is resumed
+    and this process becomes its owner; else a new run owned by this process is created
+    (named ``name~<fingerprint prefix>`` when a run called ``name`` has other settings).
+    Concurrent claims are serialised by SQLite, so one name and fingerprint never has two live
+    owners nor two runs created at once. Runs without a fingerprint are never reused. The owner
+    is ``host``, ``pid`` and ``pid_start`` (the process's start time); a run last written from
+    another host counts as owned until :data:`OTHER_HOST_STALE_S` seconds after its last write.
+    :meth:`Store.plan_run` makes the same decision without writing.
 
 Read-only access
     ``Store(path, read_only=True)`` (or ``open(path, read_only=True)``) never creates the file,
