@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numbers
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -255,18 +255,7 @@ class Scope:
 
     def finish(self, status: str = "finished", *, error: str | None = None) -> None:
         """Mark the run finished (or failed / diverged) and close the store if we opened it."""
-        if self.status != "running":
-            return
-        self.status = status
-        try:
-            if self.store is not None:
-                self.store.set_status(self.run_id, status, error=error)
-                if self._owns_store:
-                    self.store.close()
-        finally:
-            if self._handles_termination:
-                self._handles_termination = False
-                dist.remove_termination_handler()
+        self._stop(status, lambda: self.store.set_status(self.run_id, status, error=error))
 
     def interrupt(self) -> None:
         """Stop without ending the run (Ctrl-C): it stays resumable, reported "interrupted".
@@ -274,12 +263,16 @@ class Scope:
         The run is released (no process owns it), so the next claim or
         `Scope(..., resume=run_id)` continues it; the store is closed if we opened it.
         """
+        self._stop("interrupted", lambda: self.store.release_run(self.run_id))
+
+    def _stop(self, status: str, record: Callable[[], None]) -> None:
+        """Once: set `status`, `record()` it in the store, close the store if we opened it."""
         if self.status != "running":
             return
-        self.status = "interrupted"
+        self.status = status
         try:
             if self.store is not None:
-                self.store.release_run(self.run_id)
+                record()
                 if self._owns_store:
                     self.store.close()
         finally:
