@@ -284,7 +284,7 @@ def _print_plan(specs: list, store: Path, *, rerun: bool) -> None:
 
     try:
         planned = plan(specs, store, rerun=rerun)
-    except StoreError as error:
+    except (StoreError, ValueError) as error:
         _fail(str(error))
     for spec, claim in planned:
         console.print(f"{escape(spec.name)}: {escape(describe(claim))}", soft_wrap=True)
@@ -323,9 +323,11 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
     _check_store(store)
     from learnscope.experiments.status import record_plan
 
-    # `learnscope status` counts on the plan; the identities tell its runs from older settings
-    record_plan(store, name, [spec.name for spec in specs],
-                {spec.name: run_identity(spec) for spec in specs})
+    try:  # the identities tell the plan's runs from runs of other settings (`status`)
+        identities = {spec.name: run_identity(spec) for spec in specs}
+    except ValueError as error:  # a recipe or schedule that cannot be resolved
+        _fail(str(error))
+    record_plan(store, name, [spec.name for spec in specs], identities)
     with progress() as report:  # the trainer reports each run's steps into it
         overall = report.task(f"{name}: runs", total=len(specs))
         for spec in specs:

@@ -89,8 +89,8 @@ class SweepResult:
     """The outcome of one run of a sweep.
 
     status: ``finished``, ``diverged`` (a non-finite loss; a result, not an error),
-    ``skipped`` (finished or diverged in the store already, or running in another live process
-    of this host) or ``failed``. error: why it failed or was skipped while unfinished (one
+    ``skipped`` (finished or diverged in the store already with the same settings, or owned by
+    another live process: ``error`` names it) or ``failed``. error: why it failed or was skipped while unfinished (one
     line); traceback: the full Python traceback of a failure inside the run. run_id is None
     when the run failed before it was created in the store. device: where it trained.
     seconds: wall time of the run in its worker (NaN when it did not run).
