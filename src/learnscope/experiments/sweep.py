@@ -90,9 +90,10 @@ class SweepResult:
 
     status: ``finished``, ``diverged`` (a non-finite loss; a result, not an error),
     ``skipped`` (finished or diverged in the store already with the same settings, or owned by
-    another live process: ``error`` names it) or ``failed``. error: why it failed or was skipped while unfinished (one
-    line); traceback: the full Python traceback of a failure inside the run. run_id is None
-    when the run failed before it was created in the store. device: where it trained.
+    another live process: ``error`` names it) or ``failed``. error: why it failed or was
+    skipped while unfinished (one line); traceback: the full Python traceback of a failure
+    inside the run. run_id is None when the run failed before it was created in the store.
+    device: where it trained.
     seconds: wall time of the run in its worker (NaN when it did not run).
     """
 
