@@ -359,7 +359,7 @@ def test_a_two_rank_run_is_written_once_by_rank_0(trained):
     runs, metrics = patterns_of(trained / "s.db")
     assert len(runs) == 1 and runs["status"].iloc[0] == "finished"
     assert (out / "writes-rank1.txt").read_text() == ""
-    assert "create_run" in (out / "writes-rank0.txt").read_text()
+    assert "claim_run" in (out / "writes-rank0.txt").read_text()  # rank 0 claims the run
     info = ls.store.open(trained / "s.db", read_only=True).run(runs["id"].iloc[0])
     assert str(info["pid"]) == (out / "pid-rank0.txt").read_text()
     assert info["config"]["world_size"] == 2

@@ -31,7 +31,7 @@ METRIC_COLUMNS = ["run", "step", "epoch", "probe", "layer", "layer_index", "meas
 RUN_COLUMNS = [
     "id", "name", "experiment", "status", "created_at", "updated_at", "finished_at",
     "total_steps", "last_step", "progress", "eta_seconds", "measurements", "version", "git_rev",
-    "host", "pid", "error", "config",
+    "host", "pid", "error", "config", "fingerprint",
 ]  # fmt: skip
 
 

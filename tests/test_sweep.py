@@ -423,7 +423,7 @@ def test_cli_prints_a_line_per_run_a_summary_and_fails_on_a_failed_run(tmp_path,
     assert result.exit_code == 1, result.output
     text = " ".join(result.output.split())
     assert calls == [(3, {"workers": 2, "backend": "local", "address": None, "device": "cpu",
-                          "threads": 1})]
+                          "threads": 1, "rerun": False})]
     assert "equisep-depth-small-digits-fnn-L1-adam-lr0.001-s0: finished (id-0, 0:00:03, cpu)" \
         in text
     assert "fnn-L3-adam-lr0.001-s0: failed (no run, 0:00:00, cpu): ValueError: bad [red]" in text

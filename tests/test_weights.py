@@ -13,6 +13,7 @@ from torch import nn
 
 import learnscope as ls
 from learnscope.store import snapshots as snapshot_files
+from learnscope.store.schema import SCHEMA_VERSION
 
 
 def _mlp(seed: int = 0, hidden=(12, 12, 12)) -> nn.Module:
@@ -147,7 +148,7 @@ def test_a_version_1_store_gains_the_snapshot_table(tmp_path):
         store.write_measurement(run, 0, None, "w", [], snapshots={"all": np.ones(2, np.float32)})
         assert len(store.snapshots(run)) == 1
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
 
 

@@ -155,11 +155,17 @@ def run(
                                   "paths: interpolate, evaluate (the network at every grid "
                                   "point; pca / autoencoder / som, --track all) or none."),
     resolution: int = typer.Option(40, help="trajectories: landscape grid points per axis."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run, run nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run, and whether "
+                                 "each run is reused, resumed or started fresh; run nothing."),
+    rerun: bool = typer.Option(False, "--rerun", help="Train every run afresh, even when a "
+                               "finished run with the same settings is in the store."),
 ) -> None:
     """Run the quickstart or an experiment preset; measurements go to the store.
 
-    Runs already finished in the store are skipped, unfinished ones resume from their checkpoint.
+    A run finished in the store with the same name and settings (fingerprint) is reused, an
+    unfinished one resumes from its checkpoint, one that another live process trains is left
+    to it; other settings start a new run. Ctrl-C leaves the run interrupted and prints the
+    command that resumes it.
     """
     from learnscope.experiments import validation
 
@@ -186,27 +192,57 @@ def run(
             resolution=resolution, seed=seed, device=device)
         run_trajectories(store, dry_run=dry_run, **options)
         return
-    if name != "quickstart":
-        _run_preset(name, store, scale=scale, epochs=epochs, steps=steps, seeds=seeds,
-                    models=models, dataset=dataset, schedule=schedule, device=device,
-                    dry_run=dry_run, depths=depths, optimizers=optimizers,
-                    per_class=per_class, imbalance=imbalance, blocks=blocks, every=every,
-                    download=download)
-        return
-    epochs, every = _checked(validation.quickstart_options, epochs=epochs, every=every,
-                             seed=seed)
-    from learnscope.experiments.quickstart import NETS, run_quickstart
+    try:
+        if name != "quickstart":
+            _run_preset(name, store, scale=scale, epochs=epochs, steps=steps, seeds=seeds,
+                        models=models, dataset=dataset, schedule=schedule, device=device,
+                        dry_run=dry_run, depths=depths, optimizers=optimizers,
+                        per_class=per_class, imbalance=imbalance, blocks=blocks, every=every,
+                        download=download, rerun=rerun)
+            return
+        epochs, every = _checked(validation.quickstart_options, epochs=epochs, every=every,
+                                 seed=seed)
+        _run_quickstart(store, epochs=epochs, every=every, seed=seed, dry_run=dry_run,
+                        rerun=rerun)
+    except KeyboardInterrupt:
+        _interrupted(name)
+
+
+def _interrupted(name: str) -> None:
+    """Ctrl-C: one line with the command that resumes the interrupted run(s); exit code 130."""
+    import shlex
+
+    arguments = [a for a in sys.argv[1:] if a != "--rerun"]  # resume, do not start afresh
+    if not arguments or arguments[0] != "run":  # called other than as `learnscope run ...`
+        arguments = ["run", name]
+    console.print(f"[yellow]interrupted[/]: the run in progress is left interrupted in the "
+                  f"store; resume it with: {escape(shlex.join(['learnscope', *arguments]))}",
+                  soft_wrap=True)
+    raise typer.Exit(code=130)
+
+
+def _run_quickstart(store: Path, *, epochs: int, every: int, seed: int, dry_run: bool,
+                    rerun: bool) -> None:
+    from learnscope.experiments.quickstart import NETS, plan_quickstart, run_quickstart
 
     console.print(
         f"[bold]quickstart[/]: nets {', '.join(NETS)} on digits, {epochs} epochs, "
         f"measuring every {every} steps, store {escape(str(store))}"
     )
     if dry_run:
+        from learnscope.experiments.identity import describe
+
+        for net, claim in plan_quickstart(store, epochs=epochs, every_k=every, seed=seed,
+                                          rerun=rerun):
+            console.print(f"quickstart-{net}: {escape(describe(claim))}", soft_wrap=True)
         return
     _check_store(store)
+    from learnscope.experiments.quickstart import quickstart_identity
     from learnscope.experiments.status import record_plan
 
-    record_plan(store, "quickstart", [f"quickstart-{net}" for net in NETS])
+    record_plan(store, "quickstart", [f"quickstart-{net}" for net in NETS],
+                {f"quickstart-{net}": quickstart_identity(net, epochs=epochs, every_k=every,
+                                                          seed=seed) for net in NETS})
     with progress() as report:
         tasks: dict[str, Task] = {}
 
@@ -217,11 +253,16 @@ def run(
             if step >= total:
                 tasks[net].finish()
 
-        outcome = run_quickstart(store, epochs=epochs, every_k=every, seed=seed, on_step=on_step)
+        outcome = run_quickstart(store, epochs=epochs, every_k=every, seed=seed, on_step=on_step,
+                                 rerun=rerun, notify=lambda line: console.print(escape(line)))
     with open_store(store, read_only=True) as s:
         for result in outcome:
+            if result.status == "busy":
+                continue  # its message was printed; the other process shows its results
             latest = s.latest(result.run_id)
-            title = (f"{result.net}: run {result.run_id}, test accuracy "
+            how = " (reused: finished earlier with the same settings)" \
+                if result.status == "skipped" else ""
+            title = (f"{result.net}: run {result.run_id}{how}, test accuracy "
                      f"{result.test_accuracy:.3f} (final measures per layer)")
             console.print(_measure_table(title, latest, SHOWN_MEASURES))
     console.print(f"Stored in {escape(str(store))}. Try: learnscope runs --store "
@@ -272,6 +313,19 @@ def _expand_preset(name: str, scale: str, *, device: str | None = None,
     return specs
 
 
+def _print_plan(specs: list, store: Path, *, rerun: bool) -> None:
+    """One line per run: reused, resumed (from which step) or started fresh, and why."""
+    from learnscope.experiments.identity import describe
+    from learnscope.experiments.presets import plan
+
+    try:
+        planned = plan(specs, store, rerun=rerun)
+    except (StoreError, ValueError) as error:
+        _fail(str(error))
+    for spec, claim in planned:
+        console.print(f"{escape(spec.name)}: {escape(describe(claim))}", soft_wrap=True)
+
+
 def _print_runs(name: str, scale: str, specs: list, *, dry_run: bool) -> None:
     """The table of a preset's runs; with dry_run, each run's full config as well."""
     table = Table(title=f"{name} at {scale} scale: {len(specs)} runs", header_style="bold")
@@ -292,10 +346,10 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
                 schedule: str | None, device: str, dry_run: bool, depths: str | None = None,
                 optimizers: str | None = None, per_class: int | None = None,
                 imbalance: float | None = None, blocks: str | None = None,
-                every: int | None = None, download: bool = False) -> None:
+                every: int | None = None, download: bool = False, rerun: bool = False) -> None:
     from learnscope.data import DatasetNotFoundError
     from learnscope.experiments import validation
-    from learnscope.experiments.presets import execute
+    from learnscope.experiments.presets import execute, run_identity
 
     specs = _expand_preset(name, scale, device=device, epochs=epochs, steps=steps,
                            dataset=dataset, schedule=schedule, seeds=seeds, models=models,
@@ -303,23 +357,30 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
                            imbalance=imbalance, blocks=blocks, every=every, download=download)
     _print_runs(name, scale, specs, dry_run=dry_run)
     if dry_run:
+        _print_plan(specs, store, rerun=rerun)
         return
     _checked(validation.ensure_data, specs, download)  # before the store: a missing dataset
     _check_store(store)
     from learnscope.experiments.status import record_plan
 
-    record_plan(store, name, [spec.name for spec in specs])  # `learnscope status` counts on it
+    try:  # the identities tell the plan's runs from runs of other settings (`status`)
+        identities = {spec.name: run_identity(spec) for spec in specs}
+    except ValueError as error:  # a recipe or schedule that cannot be resolved
+        _fail(str(error))
+    record_plan(store, name, [spec.name for spec in specs], identities)
     with progress() as report:  # the trainer reports each run's steps into it
         overall = report.task(f"{name}: runs", total=len(specs))
         for spec in specs:
             try:
-                run_id, status = execute(spec, store)
+                run_id, status = execute(spec, store, rerun=rerun,
+                                         notify=lambda line: console.print(escape(line)))
             except DatasetNotFoundError as error:
                 _fail(error.for_command_line())
             except FileNotFoundError as error:
                 _fail(str(error))
             overall.advance()
-            console.print(f"{spec.name}: {status} ({run_id})")
+            if status != "busy":  # a busy run's line named its owner already
+                console.print(f"{spec.name}: {status} ({run_id})")
         overall.finish()
 
 
@@ -362,13 +423,17 @@ def sweep_command(
                                     "largest to the smallest class."),
     blocks: str = BlocksOption,
     download: bool = DownloadOption,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs and how they would be "
-                                 "spread, run nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs, whether each is "
+                                 "reused, resumed or started fresh, and how they would be "
+                                 "spread; run nothing."),
+    rerun: bool = typer.Option(False, "--rerun", help="Train every run afresh, even when a "
+                               "finished run with the same settings is in the store."),
 ) -> None:
     """Run a preset's runs in parallel: worker processes here, or Ray tasks on a cluster.
 
-    Runs finished in the store are skipped, unfinished ones resume from their checkpoint; one
-    line per run as it ends, then a summary. Exit code 1 when a run failed. With --backend ray
+    Runs finished in the store with the same settings (fingerprint) are skipped, unfinished ones
+    resume from their checkpoint, runs another live process trains are left to it; one line per
+    run as it ends, then a summary. Exit code 1 when a run failed. With --backend ray
     the store must be on storage shared by every node, at the same absolute path (tasks open it
     with LEARNSCOPE_STORE_JOURNAL=delete; see docs/store.md). `learnscope status PRESET` shows
     the progress from any shell.
@@ -417,9 +482,11 @@ def sweep_command(
                  f"{threads or sweeping.RAY_DEFAULT_THREADS} CPU(s) each, device {device}, "
                  f"store journal {sweeping.ray_journal()}")
     if dry_run:
-        skipped = sweeping.already_done(specs, store) if store.exists() else {}
+        _print_plan(specs, store, rerun=rerun)
+        skipped = sweeping.already_done(specs, store, rerun=rerun) if store.exists() else {}
         console.print(f"Would run {len(specs) - len(skipped)} of {len(specs)} runs with "
-                      f"{where}; {len(skipped)} skipped (finished in the store).")
+                      f"{where}; {len(skipped)} skipped (finished in the store with the same "
+                      "settings, or trained by another process).")
         return
     _checked(validation.ensure_data, specs, download)  # once here, not in every worker
     _check_store(store)
@@ -443,7 +510,7 @@ def sweep_command(
         try:
             results = sweeping.sweep(specs, store, workers=count, backend=backend,
                                      address=address, device=device, threads=threads,
-                                     on_result=on_result)
+                                     on_result=on_result, rerun=rerun)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: the runs in progress were stopped; they "
                           "stay interrupted in the store and resume when the same sweep is "
@@ -574,14 +641,17 @@ def status(
     """How many runs of each experiment are done, running, failed or pending, with ETA.
 
     Planned runs are those named when the experiment was launched (`learnscope run PRESET` or
-    `learnscope sweep PRESET`, with either backend: every run writes to the same store).
-    With an EXPERIMENT, its runs are listed one by one as well.
+    `learnscope sweep PRESET`, with either backend: every run writes to the same store), with
+    the settings of the latest launch: a run of that name with other settings does not count.
+    With an EXPERIMENT, its runs are listed one by one as well, each with what launching the
+    plan again would do (reuse, resume from step N, start fresh and why).
     """
     from learnscope.experiments.status import (
         PENDING,
         STATES,
         planned,
         planned_experiments,
+        planned_identities,
         summarise,
     )
     from learnscope.health import CHANCE_MARGIN, assess_runs, short_error
@@ -609,7 +679,8 @@ def status(
     summaries = []
     for name in chosen:
         try:
-            summary = summarise(frame, name, planned(store, name))
+            summary = summarise(frame, name, planned(store, name),
+                                planned_identities(store, name))
         except ValueError as error:
             _fail(str(error))
         summaries.append(summary)
@@ -638,6 +709,21 @@ def status(
                        _status_text(health[row["id"]], short_error(row["error"])), shown,
                        format_duration(row["eta_seconds"]), str(row["updated_at"]))
     console.print(detail)
+    _print_next_launch(store, planned(store, experiment), planned_identities(store, experiment))
+
+
+def _print_next_launch(store: Path, names: list[str], identities: dict) -> None:
+    """Per planned run with recorded settings: what launching the plan again would do."""
+    from learnscope.experiments.identity import describe, fingerprint
+
+    if not identities:
+        return
+    console.print("[bold]launched again[/] (the plan's latest settings):")
+    with _reading(store, "pass --store PATH") as s:
+        for name in names:
+            if name in identities:
+                claim = s.plan_run(name, fingerprint(identities[name]), identities[name])
+                console.print(f"{escape(name)}: {escape(describe(claim))}", soft_wrap=True)
 
 
 # Commands defined next to the feature they drive (each module imports its heavy parts lazily).

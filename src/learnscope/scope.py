@@ -6,10 +6,14 @@
             ...                                   # the user's own training step
             scope.step(step, epoch=epoch)         # measures only when the schedule fires
 
-Leaving the `with` block normally marks the run finished; an exception marks it failed. A run
-interrupted by a kill stays "running" in the database (reported as "interrupted") and can be
-continued with `Scope(..., resume=run_id)`: steps already measured are skipped, so nothing is
-measured twice.
+Leaving the `with` block normally marks the run finished; an exception marks it failed, Ctrl-C
+(KeyboardInterrupt) leaves it interrupted. A run interrupted by Ctrl-C or a kill stays "running"
+in the database (reported as "interrupted") and can be continued with
+`Scope(..., resume=run_id)`: steps already measured are skipped, so nothing is measured twice.
+
+Steps only go forward: `step(s)` refuses a negative s and an s lower than the last step this
+Scope measured (a loop that restarts, or a step counter reset by mistake, would otherwise mix
+two trainings in one run).
 
 Launched with torchrun, `Scope(..., distributed=True)` created on every rank shares each
 measurement among the ranks (learnscope.distributed: each rank measures its share of the batches,
@@ -20,8 +24,9 @@ then collective: every rank must call `step` / `measure` with the same steps.
 
 from __future__ import annotations
 
+import numbers
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -53,7 +58,9 @@ class Scope:
         total_steps: planned number of optimizer updates (the last step), for progress, ETA and
             schedules relative to the end.
         steps_per_epoch: updates per epoch, for epoch-based schedules.
-        resume: id of an unfinished run to continue instead of starting a new one.
+        resume: id of an unfinished run to continue instead of starting a new one (or of a run
+            claimed with `Store.claim_run`). While the run has no measurement yet, its stored
+            config is replaced by this Scope's.
         distributed: share every measurement among the ranks of the default process group
             (launched with torchrun, `learnscope.distributed.init_from_env()` called); the Scope
             must then be created, stepped and finished on every rank alike. Only rank 0 opens
@@ -103,6 +110,7 @@ class Scope:
         self.store = open_store(store) if self._owns_store else store
         self.run_id: str | None = None
         self._done: dict[str, set[int]] = {p.name: set() for p in probes}
+        self._last_step: int | None = None  # greatest step measured (or found measured) here
         self._handles_termination = False
         full_config = {
             "user": config or {},
@@ -129,8 +137,13 @@ class Scope:
                 self.name, full_config, experiment=experiment, total_steps=total_steps
             )
             return
-        self.run_id = self.store.run(resume)["id"]
+        record = self.store.run(resume)
+        self.run_id = record["id"]
         self.store.set_status(self.run_id, "running")
+        if not record["measurements"]:  # e.g. claimed by a preset before its model was built
+            self.store.update_run(self.run_id, config=full_config, total_steps=total_steps)
+        elif total_steps is not None:
+            self.store.update_run(self.run_id, total_steps=total_steps)
         for probe in self.probes:
             done = self.store.measured_steps(self.run_id, probe.name)
             self._done[probe.name] = set(done)
@@ -158,16 +171,34 @@ class Scope:
         """Measure if the schedule fires at `global_step`; returns {probe: ProbeResult} or None.
 
         `global_step` counts optimizer updates done: call `scope.step(0)` before training to
-        measure the initial network and `scope.step(s)` after the s-th update.
+        measure the initial network and `scope.step(s)` after the s-th update. A negative step,
+        or one lower than the last step this Scope measured, raises ValueError.
         """
+        self._check_step(global_step)
         if not self.schedule(global_step):
             return None
         return self.measure(global_step, epoch)
+
+    def _check_step(self, global_step: int) -> None:
+        if isinstance(global_step, bool) or not isinstance(global_step, numbers.Integral):
+            raise TypeError(f"Scope.step needs an integer step (optimizer updates done), got "
+                            f"{global_step!r}")
+        if global_step < 0:
+            raise ValueError(
+                f"Scope.step got step {global_step}: steps count the optimizer updates done, "
+                "from 0 (the initial network); call scope.step(0) before training and "
+                "scope.step(s) after the s-th update")
+        if self._last_step is not None and global_step < self._last_step:
+            raise ValueError(
+                f"Scope.step got step {global_step} after step {self._last_step} was measured: "
+                "steps must not go back; pass the number of updates done so far (it only "
+                "grows), or start a new run (a new Scope) to measure another training")
 
     def measure(self, global_step: int, epoch: int | float | None = None) -> dict:
         """Measure now with every probe (whatever the schedule) and write the results."""
         if self.status != "running":
             raise RuntimeError(f"this Scope's run is already {self.status}; start a new Scope")
+        self._check_step(global_step)
         results: dict[str, ProbeResult] = {}
         try:
             todo = [p for p in self.probes if global_step not in self._done[p.name]]
@@ -186,10 +217,14 @@ class Scope:
                         snapshots=result.snapshots, snapshot_dtype=result.snapshot_dtype,
                     )
                 self._done[probe.name].add(global_step)
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
         except BaseException as error:
             with dist.deferred_termination():
                 self.finish("failed", error=_describe(error))
             raise
+        self._last_step = global_step
         # snapshots are on disk once stored (or, on ranks other than 0, not kept at all):
         # keeping them would grow memory with every step
         drop = self.store is not None or not self._writes
@@ -203,6 +238,8 @@ class Scope:
         """Measure steps after `step` again when they come (used when resuming a checkpoint)."""
         for done in self._done.values():
             done.difference_update({s for s in done if s > step})
+        if self._last_step is not None and self._last_step > step:
+            self._last_step = None if step < 0 else step
 
     def log(
         self, global_step: int, values: dict[str, float], epoch: int | float | None = None,
@@ -218,12 +255,24 @@ class Scope:
 
     def finish(self, status: str = "finished", *, error: str | None = None) -> None:
         """Mark the run finished (or failed / diverged) and close the store if we opened it."""
+        self._stop(status, lambda: self.store.set_status(self.run_id, status, error=error))
+
+    def interrupt(self) -> None:
+        """Stop without ending the run (Ctrl-C): it stays resumable, reported "interrupted".
+
+        The run is released (no process owns it), so the next claim or
+        `Scope(..., resume=run_id)` continues it; the store is closed if we opened it.
+        """
+        self._stop("interrupted", lambda: self.store.release_run(self.run_id))
+
+    def _stop(self, status: str, record: Callable[[], None]) -> None:
+        """Once: set `status`, `record()` it in the store, close the store if we opened it."""
         if self.status != "running":
             return
         self.status = status
         try:
             if self.store is not None:
-                self.store.set_status(self.run_id, status, error=error)
+                record()
                 if self._owns_store:
                     self.store.close()
         finally:
@@ -239,6 +288,8 @@ class Scope:
     ) -> None:
         if exc is None:
             self.finish("finished")
+        elif isinstance(exc, KeyboardInterrupt):
+            self.interrupt()
         else:
             with dist.deferred_termination():
                 self.finish("failed", error=_describe(exc))

@@ -20,7 +20,8 @@ from learnscope import distributed
 from learnscope.experiments.presets import RunSpec, execute
 from learnscope.store.db import Store
 
-WRITERS = ("create_run", "set_status", "write_measurement")
+WRITERS = ("create_run", "claim_run", "update_run", "release_run", "set_status",
+           "write_measurement")
 
 
 def log_writes(out: Path, rank: int) -> None:

@@ -1,8 +1,12 @@
 """Experiment presets of the activation-pattern paper, at paper scale or small scale.
 
 A preset expands into RunSpecs: self-contained, serialisable descriptions of one training run
-(model, data, recipe, seed, schedule, probe settings). `execute(spec, store)` runs one; a run whose
-name is already finished in the store is skipped, an unfinished one is resumed from its checkpoint.
+(model, data, recipe, seed, schedule, probe settings). `execute(spec, store)` runs one. A run is
+identified by its name and the fingerprint of its resolved settings (`run_identity`, see
+learnscope.experiments.identity): a finished run with the same name and fingerprint is reused, an
+unfinished one is resumed from its checkpoint, one that another live process is training is left
+to it, and other settings under the same name start a new run (`NAME~<fingerprint prefix>`).
+`plan(specs, store)` tells which of these will happen, without running anything.
 
 - early (Figure 1): ResNet-20, ConvNet-20, ToyNet-20; measured every step of the first 3,000.
 - entropycurve (Figure 2): the three nets x 1-5 blocks per stage x 25 seeds; measured at
@@ -60,7 +64,8 @@ ENTROPYCURVE_FAMILIES = ("resnet", "convnet", "toynet")  # Figure 2's nets, at 1
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything one run needs; `name` identifies it in the store (resume and skip)."""
+    """Everything one run needs; `name` and the fingerprint of `run_identity(spec)` identify
+    it in the store (reuse, resume)."""
 
     preset: str
     name: str
@@ -292,43 +297,169 @@ def _make_probe(spec: RunSpec, data: Any) -> Any:
     raise ValueError(f"unknown probe {spec.probe!r}; use {' or '.join(PROBES)}")
 
 
+def run_identity(spec: RunSpec) -> dict[str, Any]:
+    """The settings of `spec` that decide what it measures, resolved; its fingerprint hashes them.
+
+    Everything but the run's name, its preset label and the device, with the training recipe
+    resolved to all of its hyperparameters (so a changed recipe default changes the
+    fingerprint) and the schedule normalised, plus the measurement version.
+    """
+    from learnscope.experiments.identity import with_version
+    from learnscope.train import parse, recipes
+
+    recipe = recipes.get(spec.recipe, **spec.recipe_options)
+    return with_version({
+        "model": spec.model, "model_options": spec.model_options,
+        "dataset": spec.dataset, "data_options": spec.data_options,
+        "recipe": asdict(recipe), "steps": spec.max_steps, "seed": spec.seed,
+        "schedule": repr(parse(spec.schedule)), "probe": spec.probe,
+        "probe_options": spec.probe_options, "since_final": spec.since_final,
+    })
+
+
+def plan(specs: list[RunSpec], store: str | Path, *, rerun: bool = False
+         ) -> list[tuple[RunSpec, Any]]:
+    """What `execute` would do with each spec now: (spec, RunClaim) pairs; writes nothing.
+
+    A RunClaim's action is "reuse", "resume", "new" or "busy", with a one-line reason
+    (learnscope.experiments.identity.describe words it). A store that does not exist yet plans
+    every run new.
+    """
+    import learnscope as ls
+    from learnscope.experiments.identity import fingerprint
+    from learnscope.store.db import NO_RUN_REASON, RunClaim
+
+    path = Path(store).expanduser()
+    if not path.exists():
+        return [(spec, RunClaim("new", spec.name, reason=NO_RUN_REASON))
+                for spec in specs]
+    planned = []
+    with ls.store.open(path, read_only=True) as s:
+        for spec in specs:
+            identity = run_identity(spec)
+            planned.append((spec, s.plan_run(spec.name, fingerprint(identity), identity,
+                                             rerun=rerun)))
+    return planned
+
+
 def execute(
     spec: RunSpec,
     store: str | Path,
     *,
+    rerun: bool = False,
     on_step: Callable[[int, int], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> tuple[str, str]:
-    """Run `spec` (skip if finished in the store, resume if unfinished); (run id, status).
+    """Run `spec`: reuse, resume or start its run (see the module docstring); (run id, status).
+
+    status: "finished" or "diverged" (trained now), "skipped" (a finished run with the same
+    name and fingerprint is reused) or "busy" (another live process is training it: left to
+    that process). `rerun=True` starts a fresh run even when a finished one exists. `notify`
+    receives one line about a busy run or a new run's reason (e.g. settings that differ).
 
     Launched with torchrun, every rank calls it: it joins the process group
     (`learnscope.distributed.init_from_env`: gloo for a CPU run, NCCL for `device="cuda"` with a
-    GPU per rank), rank 0 alone reads the store and decides whether to skip or resume the run,
-    and training and measurement are shared among the ranks (see `learnscope.train.trainer`); only
-    rank 0 writes. An exception (on any rank) marks the run failed; running the same command again
-    resumes it from its last checkpoint.
+    GPU per rank), rank 0 alone claims the run in the store (`Store.claim_run`) and tells the
+    others, and training and measurement are shared among the ranks (see
+    `learnscope.train.trainer`); only rank 0 writes. An exception (on any rank) marks the run
+    failed and Ctrl-C leaves it interrupted; running the same command again resumes it from
+    its last checkpoint.
     """
     import learnscope as ls
     from learnscope import distributed
-    from learnscope.train import parse, recipes
-    from learnscope.train.trainer import measure_since_final, train
+    from learnscope.experiments.identity import busy_message, claim, fingerprint
+    from learnscope.store.db import NO_RUN_REASON
+    from learnscope.train.trainer import measure_since_final
 
     context = distributed.init_from_env(
         backend=None if str(spec.device).startswith("cuda") else "gloo")
-    decision = None
-    with distributed.fail_together(context.distributed):
-        if context.is_main:
-            with ls.store.open(store) as s:
-                runs = s.runs()
-            mine = runs[runs["name"] == spec.name] if not runs.empty else runs
-            done = mine[mine["status"].isin(["finished", "diverged"])] if not mine.empty else mine
-            if not done.empty:
-                decision = ("skip", str(done["id"].iloc[-1]))
+    identity = run_identity(spec)
+
+    def decide(prepared: _Prepared | None) -> Any:
+        """Rank 0 plans (prepared None: writes nothing) or claims the run; every rank's copy."""
+        decision = None
+        with distributed.fail_together(context.distributed):
+            if context.is_main:
+                with ls.store.open(store) as s:
+                    if prepared is None:
+                        decision = s.plan_run(spec.name, fingerprint(identity), identity,
+                                              rerun=rerun)
+                    else:
+                        decision = claim(s, spec.name, identity, {"user": spec.config()},
+                                         experiment=spec.preset, total_steps=prepared.total,
+                                         rerun=rerun)
+        return distributed.broadcast_object(decision)
+
+    decision = decide(None)  # a reused or busy run needs no data
+    prepared = None
+    if decision.action in ("new", "resume"):
+        prepared = _prepare(spec)  # before the claim: a bad setting leaves no run behind
+        decision = decide(prepared)
+    if decision.action == "reuse":
+        return decision.run_id, "skipped"
+    if decision.action == "busy":
+        if notify is not None:
+            notify(busy_message(decision))
+        return decision.run_id, "busy"
+    if notify is not None and decision.action == "new" and decision.reason != NO_RUN_REASON:
+        notify(f"{decision.name}: new run ({decision.reason})")
+    scope = None
+    try:
+        scope = ls.Scope(prepared.model, [prepared.probe], prepared.schedule, store,
+                         name=decision.name, experiment=spec.preset, config=spec.config(),
+                         total_steps=prepared.total, steps_per_epoch=prepared.steps_per_epoch,
+                         resume=decision.run_id, distributed=context.distributed)
+        result = _train(spec, prepared, scope, decision.action == "resume", on_step)
+        if result.status == "finished" and spec.since_final:
+            measure_since_final(scope, prepared.build, prepared.model)
+    except KeyboardInterrupt:
+        with distributed.deferred_termination():
+            _abandon(scope, store, decision.run_id, context, None)
+        raise
+    except BaseException as error:
+        with distributed.deferred_termination():
+            _abandon(scope, store, decision.run_id, context, _describe(error))
+        raise
+    scope.finish(result.status)
+    return scope.run_id, result.status
+
+
+def _abandon(scope: Any, store: str | Path, run_id: str, context: Any, error: str | None
+             ) -> None:
+    """Mark the claimed run failed (`error`), or interrupted (None: Ctrl-C), once it stops."""
+    import learnscope as ls
+
+    if scope is not None:
+        if error is None:
+            scope.interrupt()
+        else:
+            scope.finish("failed", error=error)
+    elif context.is_main:  # stopped before its Scope existed
+        with ls.store.open(store) as s:
+            if error is None:
+                s.release_run(run_id)
             else:
-                decision = ("resume", str(mine["id"].iloc[-1]) if not mine.empty else None)
-    action, run_id = distributed.broadcast_object(decision)
-    if action == "skip":
-        return run_id, "skipped"
-    resume = run_id
+                s.set_status(run_id, "failed", error=error)
+
+
+@dataclass
+class _Prepared:
+    """What a run trains and measures, built from its spec before it is claimed."""
+
+    splits: Any
+    recipe: Any
+    build: Callable[[], torch.nn.Module]
+    model: torch.nn.Module
+    probe: Any
+    schedule: Any
+    steps_per_epoch: int
+    total: int
+
+
+def _prepare(spec: RunSpec) -> _Prepared:
+    """Load the data and build the model, recipe, probe and schedule of `spec`."""
+    import learnscope as ls
+    from learnscope.train import parse, recipes
 
     splits = ls.data.load(spec.dataset, seed=spec.seed, **spec.data_options)
     recipe = recipes.get(spec.recipe, **spec.recipe_options)
@@ -346,24 +477,20 @@ def execute(
     model = build()
     steps_per_epoch = -(-len(splits.train) // recipe.batch_size)
     total = spec.max_steps or recipe.epochs * steps_per_epoch
-    probe = _make_probe(spec, splits.measure)
-    scope = ls.Scope(model, [probe], parse(spec.schedule), store, name=spec.name,
-                     experiment=spec.preset, config=spec.config(), total_steps=total,
-                     steps_per_epoch=steps_per_epoch, resume=resume,
-                     distributed=context.distributed)
-    try:
-        result = train(model, splits.train, recipe, scope=scope, val_set=splits.val,
-                       test_set=splits.test, max_steps=spec.max_steps, seed=spec.seed,
-                       device=spec.device, resume=resume is not None,
-                       save_weights=spec.since_final, on_step=on_step)
-        if result.status == "finished" and spec.since_final:
-            measure_since_final(scope, build, model)
-    except BaseException as error:
-        with distributed.deferred_termination():
-            scope.finish("failed", error=_describe(error))
-        raise
-    scope.finish(result.status)
-    return scope.run_id, result.status
+    return _Prepared(splits, recipe, build, model, _make_probe(spec, splits.measure),
+                     parse(spec.schedule), steps_per_epoch, total)
+
+
+def _train(spec: RunSpec, prepared: _Prepared, scope: Any, resumed: bool,
+           on_step: Callable[[int, int], None] | None) -> Any:
+    """Train the claimed run of `spec` under `scope` (from its checkpoint when `resumed`)."""
+    from learnscope.train.trainer import train
+
+    splits = prepared.splits
+    return train(prepared.model, splits.train, prepared.recipe, scope=scope,
+                 val_set=splits.val, test_set=splits.test, max_steps=spec.max_steps,
+                 seed=spec.seed, device=spec.device, resume=resumed,
+                 save_weights=spec.since_final, on_step=on_step)
 
 
 def _describe(error: BaseException) -> str:

@@ -2,7 +2,11 @@
 
 A run exists in the store only once it starts, so an experiment's *plan* (the names of all its
 runs) is recorded when it is launched (`learnscope run PRESET`, sweeps): a JSON file per
-experiment in ``<store>.artifacts/plans/``. Launching again adds the new names to the plan.
+experiment in ``<store>.artifacts/plans/``. Launching again adds the new names to the plan. With
+each name the plan keeps the identity (the settings the run's fingerprint hashes, see
+:mod:`learnscope.experiments.identity`) of the latest launch, so a planned run is matched by name
+*and* fingerprint: a run of that name with other settings (``NAME~<fingerprint prefix>``, or an
+older run stored without a fingerprint) does not count for it.
 :func:`summarise` then counts the planned runs that are done (finished), running, interrupted,
 failed, diverged and pending (not started yet), and estimates the time left. Runs written by
 any process count alike: `learnscope run`, a local sweep's workers, or Ray tasks on other hosts
@@ -22,8 +26,10 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,15 +50,21 @@ def _plan_file(store_path: str | os.PathLike[str], experiment: str) -> Path:
     return _plans_folder(store_path) / f"{safe}.json"
 
 
-def record_plan(store_path: str | os.PathLike[str], experiment: str, names: list[str]) -> None:
-    """Add run `names` to the plan of `experiment` (kept beside the store; atomic write)."""
+def record_plan(store_path: str | os.PathLike[str], experiment: str, names: list[str],
+                identities: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Add run `names` to the plan of `experiment` (kept beside the store; atomic write).
+
+    `identities`: the identity of each named run (replacing the one an earlier launch recorded).
+    """
     file = _plan_file(store_path, experiment)
     file.parent.mkdir(parents=True, exist_ok=True)
     known = planned(store_path, experiment)
     merged = known + [name for name in names if name not in set(known)]
+    recorded = {**planned_identities(store_path, experiment), **dict(identities or {})}
     handle, temporary = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")
     with os.fdopen(handle, "w") as out:
-        json.dump({"experiment": experiment, "runs": merged}, out, indent=1)
+        json.dump({"experiment": experiment, "runs": merged, "identities": recorded}, out,
+                  indent=1, default=str)
     os.replace(temporary, file)
 
 
@@ -68,6 +80,23 @@ def planned(store_path: str | os.PathLike[str], experiment: str) -> list[str]:
             f"the plan file {file} is damaged ({error}); delete it and launch the experiment "
             "again to record its plan"
         ) from error
+
+
+def planned_identities(store_path: str | os.PathLike[str], experiment: str
+                       ) -> dict[str, dict[str, Any]]:
+    """The identity recorded for each planned run name ({} for plans recorded without)."""
+    file = _plan_file(store_path, experiment)
+    if not file.exists():
+        return {}
+    try:
+        return dict(json.loads(file.read_text()).get("identities") or {})
+    except (ValueError, AttributeError, TypeError):
+        return {}  # planned() reports a damaged file
+
+
+def base_name(run_name: str) -> str:
+    """The planned name of a run: its name without a ``~<fingerprint prefix>`` suffix."""
+    return run_name.split("~", 1)[0]
 
 
 def planned_experiments(store_path: str | os.PathLike[str]) -> list[str]:
@@ -114,18 +143,37 @@ def _durations(frame: pd.DataFrame) -> np.ndarray:
 
 
 def summarise(runs: pd.DataFrame, experiment: str, plan: list[str] | None = None,
-              ) -> ExperimentStatus:
+              identities: Mapping[str, Mapping[str, Any]] | None = None) -> ExperimentStatus:
     """The state of `experiment` from ``Store.runs()`` (with ``eta_seconds``) and its plan.
 
     A run name that occurs several times (a failed attempt, then a successful one) counts once,
-    by its most recent run.
+    by its most recent run. A planned name with an identity (`identities`, as recorded by
+    :func:`record_plan`) counts only runs with its fingerprint (its name, or its name with a
+    ``~`` suffix); the name's runs with other settings are left out.
     """
-    mine = runs[runs["experiment"] == experiment]
-    latest = mine.sort_values("created_at").drop_duplicates("name", keep="last")
+    mine = runs[runs["experiment"] == experiment].sort_values("created_at")
+    identities = dict(identities or {})
     names = list(plan or [])
-    names += [name for name in latest["name"] if name not in set(names)]
+    if identities:
+        from learnscope.experiments.identity import fingerprint
+
+        bases = mine["name"].map(base_name)
+        chosen = []
+        for name in names:
+            if name in identities:
+                same = mine[(bases == name)
+                            & (mine["fingerprint"] == fingerprint(identities[name]))]
+                chosen += list(same.index[-1:])
+        others = mine[~bases.isin(identities)]
+        latest = pd.concat([mine.loc[chosen], others]).sort_values("created_at")
+        latest = latest.drop_duplicates("name", keep="last")
+        shown = set(latest["name"].map(base_name))
+    else:
+        latest = mine.drop_duplicates("name", keep="last")
+        shown = set(latest["name"])
+    names += [name for name in latest["name"] if base_name(name) not in set(names)]
     counts = {state: int((latest["status"] == state).sum()) for state in STATES}
-    counts[PENDING] = len(set(names) - set(latest["name"]))
+    counts[PENDING] = len(set(names) - shown)
 
     running = latest[latest["status"] == "running"]
     durations = _durations(latest)

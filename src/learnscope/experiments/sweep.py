@@ -7,9 +7,10 @@
     [(r.name, r.status) for r in results]          # finished / skipped / diverged / failed
 
 Every run is one :func:`~learnscope.experiments.presets.execute` call, so a sweep behaves like
-``learnscope run PRESET`` done in parallel: runs already finished (or diverged) in the store are
-skipped (checked here first, so no process is started for them), unfinished ones resume from
-their checkpoint, and every run writes its measurements to the one store. The names of all runs
+``learnscope run PRESET`` done in parallel: runs already finished (or diverged) in the store with
+the same name and settings fingerprint are skipped (checked here first, so no process is started
+for them; ``rerun=True`` trains them afresh), unfinished ones resume from their checkpoint, and
+every run writes its measurements to the one store. The names of all runs
 are recorded as the experiment's plan first, so ``learnscope status PRESET`` counts the runs not
 started yet as pending while the sweep goes on, whichever backend runs them.
 
@@ -45,9 +46,11 @@ The store of a Ray sweep
     Ray sweep runs, other processes writing to the same store (another sweep, ``learnscope
     run``) must use the same journal mode. See "Journal modes" in :mod:`learnscope.store.db`.
 
-Two sweeps must not work on the same runs at once. A sweep does not start a run that is running
-in a live process on this host (it is reported ``skipped``); a run on another host cannot be
-checked, so it would be resumed a second time.
+Two sweeps (or a sweep and ``learnscope run``) never train the same run: each run is claimed in
+one store transaction (``Store.claim_run``) before it trains, and a run that a live process owns
+is reported ``skipped`` with a message naming that process. A run last written from another host
+counts as owned until it has not been written for an hour
+(:data:`learnscope.store.db.OTHER_HOST_STALE_S`).
 """
 
 from __future__ import annotations
@@ -86,10 +89,11 @@ class SweepResult:
     """The outcome of one run of a sweep.
 
     status: ``finished``, ``diverged`` (a non-finite loss; a result, not an error),
-    ``skipped`` (finished or diverged in the store already, or running in another live process
-    of this host) or ``failed``. error: why it failed or was skipped while unfinished (one
-    line); traceback: the full Python traceback of a failure inside the run. run_id is None
-    when the run failed before it was created in the store. device: where it trained.
+    ``skipped`` (finished or diverged in the store already with the same settings, or owned by
+    another live process: ``error`` names it) or ``failed``. error: why it failed or was
+    skipped while unfinished (one line); traceback: the full Python traceback of a failure
+    inside the run. run_id is None when the run failed before it was created in the store.
+    device: where it trained.
     seconds: wall time of the run in its worker (NaN when it did not run).
     """
 
@@ -203,7 +207,8 @@ def _mark_failed(store: str, name: str, error: str, *, pid: int | None) -> str |
 
 
 def run_spec(spec: Mapping[str, Any] | Any, store: str | os.PathLike[str], *,
-             device: str | None = None, threads: int | None = None) -> SweepResult:
+             device: str | None = None, threads: int | None = None,
+             rerun: bool = False) -> SweepResult:
     """Execute one run in this process (what every sweep worker and Ray task calls).
 
     ``spec``: a RunSpec or its fields as a dict (``dataclasses.asdict``); ``device`` replaces
@@ -222,13 +227,17 @@ def run_spec(spec: Mapping[str, Any] | Any, store: str | os.PathLike[str], *,
     if device is not None:
         spec = replace(spec, device=device)
     start = time.monotonic()
+    notes: list[str] = []
     try:
-        run_id, status = execute(spec, store)
+        run_id, status = execute(spec, store, rerun=rerun, notify=notes.append)
     except Exception as error:  # noqa: BLE001 - reported as the run's outcome
         text = _describe(error)
         run_id = _mark_failed(str(store), spec.name, text, pid=os.getpid())
         return SweepResult(spec.name, run_id, "failed", text, spec.device,
                            time.monotonic() - start, traceback.format_exc())
+    if status == "busy":  # another live process trains it
+        return SweepResult(spec.name, run_id, "skipped", notes[-1] if notes else None,
+                           spec.device, time.monotonic() - start)
     return SweepResult(spec.name, run_id, status, None, spec.device, time.monotonic() - start)
 
 
@@ -256,7 +265,7 @@ def _init_worker(folder: str, slots: int, threads: int, device: str | None,
                    device=assign_device(device, index, cuda_count))
 
 
-def _pool_task(spec: dict[str, Any], store: str) -> SweepResult:
+def _pool_task(spec: dict[str, Any], store: str, rerun: bool = False) -> SweepResult:
     """Run ``spec`` in a pool worker; the worker's state file names it while it runs."""
     marker = os.path.join(_WORKER["folder"], f"running-{_WORKER['index']}")
     temporary = f"{marker}.tmp"
@@ -264,7 +273,7 @@ def _pool_task(spec: dict[str, Any], store: str) -> SweepResult:
         out.write(spec["name"])
     os.replace(temporary, marker)
     try:
-        return run_spec(spec, store, device=_WORKER["device"])
+        return run_spec(spec, store, device=_WORKER["device"], rerun=rerun)
     finally:
         os.remove(marker)
 
@@ -298,7 +307,8 @@ def _terminate_workers(executor: ProcessPoolExecutor) -> None:
 
 
 def _sweep_local(specs: list[Any], store: Path, workers: int, device: str | None,
-                 threads: int | None, report: Callable[[SweepResult], None]) -> None:
+                 threads: int | None, report: Callable[[SweepResult], None],
+                 rerun: bool = False) -> None:
     import multiprocessing
 
     cuda_count = cuda_device_count() if device in ("auto", "cuda") else 0
@@ -308,6 +318,7 @@ def _sweep_local(specs: list[Any], store: Path, workers: int, device: str | None
     pending = deque(specs)
     deaths: Counter[str] = Counter()
     idle_breaks = 0  # pools that broke with no run in flight (workers that cannot start?)
+    fresh = {spec.name for spec in specs} if rerun else set()  # rerun: until a run started
     while pending:
         folder = tempfile.mkdtemp(prefix="learnscope-sweep-")
         executor = ProcessPoolExecutor(
@@ -316,7 +327,8 @@ def _sweep_local(specs: list[Any], store: Path, workers: int, device: str | None
             initargs=(folder, count, per_worker, device, cuda_count),
         )
         try:
-            futures = {executor.submit(_pool_task, asdict(spec), str(store)): spec
+            futures = {executor.submit(_pool_task, asdict(spec), str(store),
+                                       spec.name in fresh): spec
                        for spec in pending}
             pending.clear()
             lost = []
@@ -337,6 +349,7 @@ def _sweep_local(specs: list[Any], store: Path, workers: int, device: str | None
                 for spec in lost:
                     if spec.name in running:
                         deaths[spec.name] += 1
+                        fresh.discard(spec.name)  # its fresh run started: resume it
                     if idle_breaks >= MAX_WORKER_DEATHS:
                         report(SweepResult(
                             spec.name, None, "failed",
@@ -391,7 +404,8 @@ def _ray_device(device: str, gpus: float) -> str:
 
 
 def _sweep_ray(specs: list[Any], store: Path, address: str | None, device: str | None,
-               threads: int | None, report: Callable[[SweepResult], None]) -> None:
+               threads: int | None, report: Callable[[SweepResult], None],
+               rerun: bool = False) -> None:
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -409,7 +423,7 @@ def _sweep_ray(specs: list[Any], store: Path, address: str | None, device: str |
                 runtime_env={"env_vars": {JOURNAL_ENV: ray_journal()}},
             )
             ref = remote.remote(asdict(spec), str(store), device=task_device,
-                                threads=task_threads)
+                                threads=task_threads, rerun=rerun)
             refs[ref] = (spec, task_device)
         waiting = list(refs)
         try:
@@ -437,40 +451,29 @@ def _sweep_ray(specs: list[Any], store: Path, address: str | None, device: str |
 # --------------------------------------------------------------------------- the sweep
 
 
-def already_done(specs: Iterable[Any], store: str | os.PathLike[str]) -> dict[str, SweepResult]:
+def already_done(specs: Iterable[Any], store: str | os.PathLike[str], *,
+                 rerun: bool = False) -> dict[str, SweepResult]:
     """The runs of ``specs`` a sweep would not start, as ``skipped`` results by name.
 
-    Those finished or diverged in the store (any run of that name), and those running in a
-    live process of this host (another sweep or ``learnscope run``). Reads the store
-    read-only; nothing when it does not exist yet.
+    Those finished or diverged in the store with the same name and settings fingerprint
+    (unless ``rerun``), and those a live process owns (another sweep or ``learnscope run``),
+    as :func:`learnscope.experiments.presets.plan` decides. Reads the store read-only; nothing
+    when it does not exist yet.
     """
-    store = Path(store).expanduser()
-    if not store.exists():
+    from learnscope.experiments.identity import busy_message
+    from learnscope.experiments.presets import plan
+
+    specs = list(specs)
+    if not Path(store).expanduser().exists():
         return {}
-    import pandas as pd
-
-    from learnscope.store import open as open_store
-
-    with open_store(store, read_only=True) as s:
-        runs = s.runs()
-    done: dict[str, str] = {}
-    busy: dict[str, str] = {}
-    here = socket.gethostname()
-    for row in runs.itertuples(index=False):
-        if row.status in ("finished", "diverged"):
-            done[row.name] = str(row.id)
-        elif (row.status == "running" and row.host == here and not pd.isna(row.pid)
-              and int(row.pid) != os.getpid()):
-            busy[row.name] = (f"run {row.id} is running in process {row.pid} of this host "
-                              "(another sweep?); not started twice")
     skipped = {}
-    for spec in specs:
-        if spec.name in done:
-            skipped[spec.name] = SweepResult(spec.name, done[spec.name], "skipped",
+    for spec, claim in plan(specs, store, rerun=rerun):
+        if claim.action == "reuse":
+            skipped[spec.name] = SweepResult(spec.name, claim.run_id, "skipped",
                                              device=spec.device)
-        elif spec.name in busy:
-            skipped[spec.name] = SweepResult(spec.name, None, "skipped", busy[spec.name],
-                                             spec.device)
+        elif claim.action == "busy":
+            skipped[spec.name] = SweepResult(spec.name, claim.run_id, "skipped",
+                                             busy_message(claim), spec.device)
     return skipped
 
 
@@ -484,6 +487,7 @@ def sweep(
     device: str | None = "auto",
     threads: int | None = None,
     on_result: Callable[[SweepResult], None] | None = None,
+    rerun: bool = False,
 ) -> list[SweepResult]:
     """Run ``specs`` (RunSpecs) in parallel, writing to ``store``; one result per spec, in order.
 
@@ -493,12 +497,13 @@ def sweep(
     a device used by every run (``"cpu"``, ``"cuda:1"``), or None (each spec's own device).
     threads: torch threads per run (local default: the cores split among the workers; Ray:
     1). on_result: called in this process with each :class:`SweepResult` as soon as its run
-    ends (skipped runs first).
+    ends (skipped runs first). rerun: train every run afresh, even those finished in the store.
     See the module docstring for skipping, resuming, failures, Ctrl-C and the store of a Ray
     sweep. Raises ValueError for bad arguments, ImportError when Ray is asked for but missing,
     :class:`~learnscope.store.StoreError` for an unusable store, and KeyboardInterrupt after
     stopping the workers on Ctrl-C.
     """
+    from learnscope.experiments.presets import run_identity
     from learnscope.experiments.status import record_plan
     from learnscope.store import open as open_store
 
@@ -526,7 +531,9 @@ def sweep(
     # create the store (and its schema) once here, in the journal mode the workers will use
     open_store(store, journal=ray_journal() if backend == "ray" else None).close()
     for preset in dict.fromkeys(spec.preset for spec in specs):
-        record_plan(store, preset, [spec.name for spec in specs if spec.preset == preset])
+        mine = [spec for spec in specs if spec.preset == preset]
+        record_plan(store, preset, [spec.name for spec in mine],
+                    {spec.name: run_identity(spec) for spec in mine})
 
     results: dict[str, SweepResult] = {}
 
@@ -535,7 +542,7 @@ def sweep(
         if on_result is not None:
             on_result(result)
 
-    skipped = already_done(specs, store)
+    skipped = already_done(specs, store, rerun=rerun)
     todo = []
     for spec in specs:
         if spec.name in skipped:
@@ -543,7 +550,7 @@ def sweep(
         else:
             todo.append(spec)
     if todo and backend == "local":
-        _sweep_local(todo, store, workers, device, threads, report)
+        _sweep_local(todo, store, workers, device, threads, report, rerun)
     elif todo:
-        _sweep_ray(todo, store, address, device, threads, report)
+        _sweep_ray(todo, store, address, device, threads, report, rerun)
     return [results[name] for name in names]

@@ -125,11 +125,15 @@ class TrajectorySettings:
     def groups(self) -> list[str]:
         return ["scratch", "pretrained"] if self.setting == "compare" else [self.setting]
 
-    def training_key(self) -> str:
-        """Short hash of the settings that shape training (network run names use it)."""
+    def training_settings(self) -> dict[str, Any]:
+        """The settings that shape training (the learning rate resolved)."""
         chosen = {name: getattr(self, name) for name in _TRAINING}
         chosen["lr"] = self.learning_rate
-        text = json.dumps(chosen, sort_keys=True)
+        return chosen
+
+    def training_key(self) -> str:
+        """Short hash of the settings that shape training (network run names use it)."""
+        text = json.dumps(self.training_settings(), sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
     def map_key(self) -> str:
@@ -205,21 +209,46 @@ def train_network(settings: TrajectorySettings, network: Network, store: str | P
                   *, splits: Any = None, pretrain_splits: Any = None) -> tuple[str, str]:
     """Train one network (pre-training first for the pretrained group); (run id, status).
 
-    A network already finished in the store is skipped; an unfinished one resumes from its
-    checkpoint (pre-training is deterministic and only sets the starting weights, which the
-    checkpoint then replaces).
+    The network's run is claimed by name and settings fingerprint
+    (learnscope.experiments.identity): one finished with the same settings is reused
+    ("skipped"), an unfinished one resumes from its checkpoint (pre-training is deterministic
+    and only sets the starting weights, which the checkpoint then replaces), one that another
+    live process trains is left to it ("busy").
     """
+    import learnscope as ls
+    from learnscope.experiments.identity import claim, with_version
+
+    identity = with_version({"experiment": EXPERIMENT, "group": network.group,
+                             "index": network.index, "network_seed": network.seed,
+                             "training": settings.training_settings()})
+    with ls.store.open(store) as s:
+        decision = claim(s, network.name, identity, {"experiment": EXPERIMENT},
+                         experiment=EXPERIMENT)
+    if decision.action == "reuse":
+        return decision.run_id, "skipped"
+    if decision.action == "busy":
+        return decision.run_id, "busy"
+    try:
+        return _train_claimed(settings, network, store, decision, splits, pretrain_splits)
+    except KeyboardInterrupt:
+        with ls.store.open(store) as s:
+            s.release_run(decision.run_id)
+        raise
+    except BaseException as error:
+        with ls.store.open(store) as s:
+            if s.run(decision.run_id)["status"] in ("running", "interrupted"):
+                s.set_status(decision.run_id, "failed", error=f"{type(error).__name__}: {error}")
+        raise
+
+
+def _train_claimed(settings: TrajectorySettings, network: Network, store: str | Path,
+                   decision: Any, splits: Any, pretrain_splits: Any) -> tuple[str, str]:
     import learnscope as ls
     from learnscope.train import parse
     from learnscope.train.trainer import train
     from learnscope.train.transfer import transfer_weights
 
-    with ls.store.open(store) as s:
-        runs = s.runs()
-    mine = runs[runs["name"] == network.name] if not runs.empty else runs
-    if not mine.empty and mine["status"].iloc[-1] in ("finished", "diverged"):
-        return str(mine["id"].iloc[-1]), "skipped"
-    resume = str(mine["id"].iloc[-1]) if not mine.empty else None
+    resume = decision.run_id
     splits = splits if splits is not None else _load_task(settings.train_on)
     model = _model(settings, splits, network.seed)
     transfer = None
@@ -242,10 +271,11 @@ def train_network(settings: TrajectorySettings, network: Network, store: str | P
               "transfer": None if transfer is None else {"copied": transfer.copied,
                                                          "kept": transfer.kept}}
     scope = ls.Scope(model, [probe], parse(f"every {settings.snapshot_every}; end"), store,
-                     name=network.name, experiment=EXPERIMENT, config=config,
+                     name=decision.name, experiment=EXPERIMENT, config=config,
                      total_steps=total, steps_per_epoch=steps_per_epoch, resume=resume)
     result = train(model, splits.train, recipe, scope=scope, test_set=splits.test,
-                   seed=network.seed, device=settings.device, resume=resume is not None)
+                   seed=network.seed, device=settings.device,
+                   resume=decision.action == "resume")
     scope.finish(result.status)
     return scope.run_id, result.status
 
@@ -444,6 +474,10 @@ def run_experiment(settings: TrajectorySettings, store: str | Path,
         run_ids.append(run_id)
         if on_network is not None:
             on_network(network, run_id, status)
+        if status == "busy":
+            raise RuntimeError(
+                f"network run {run_id} is being trained by another process; the map needs "
+                "every network: run the same command again once that process has finished")
     map_ids = []
     with ls.store.open(store) as s:
         finished = [rid for rid in run_ids if s.run(rid)["status"] == "finished"]

@@ -38,10 +38,25 @@ Non-finite values
 
 Interrupted runs
     A run whose stored status is ``'running'`` but whose recorded process (same host, pid no
-    longer alive) is gone is *reported* as ``'interrupted'`` by :meth:`Store.runs` and
-    :meth:`Store.run`; the database itself keeps ``'running'``. The recorded host/pid are
-    those of the process that last created, resumed (``set_status(..., 'running')``) or wrote
-    a measurement to the run.
+    longer alive, or alive with another start time: a reused pid) is gone, or that was
+    released (:meth:`Store.release_run`, Ctrl-C), is *reported* as ``'interrupted'`` by
+    :meth:`Store.runs` and :meth:`Store.run`; the database itself keeps ``'running'``. The
+    recorded host/pid/pid_start are those of the process that last created, claimed, resumed
+    (``set_status(..., 'running')``) or wrote a measurement to the run.
+
+Run identity and ownership
+    A run may carry a ``fingerprint`` (sha256 of its ``identity``, the canonical JSON of the
+    settings that decide what it measures; see :mod:`learnscope.experiments.identity`).
+    :meth:`Store.claim_run` decides in one ``BEGIN IMMEDIATE`` transaction, among the runs
+    named ``name`` or ``name~...``: a run with the fingerprint that a live process owns is
+    ``busy`` (left alone); a finished or diverged one is reused; an unfinished one is resumed
+    and this process becomes its owner; else a new run owned by this process is created
+    (named ``name~<fingerprint prefix>`` when a run called ``name`` has other settings).
+    Concurrent claims are serialised by SQLite, so one name and fingerprint never has two live
+    owners nor two runs created at once. Runs without a fingerprint are never reused. The owner
+    is ``host``, ``pid`` and ``pid_start`` (the process's start time); a run last written from
+    another host counts as owned until :data:`OTHER_HOST_STALE_S` seconds after its last write.
+    :meth:`Store.plan_run` makes the same decision without writing.
 
 Read-only access
     ``Store(path, read_only=True)`` (or ``open(path, read_only=True)``) never creates the file,
@@ -88,6 +103,7 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -105,7 +121,9 @@ __all__ = [
     "ETA_WINDOW",
     "JOURNAL_ENV",
     "JOURNAL_MODES",
+    "OTHER_HOST_STALE_S",
     "RUN_STATUSES",
+    "RunClaim",
     "Store",
     "StoreError",
     "open",
@@ -126,6 +144,10 @@ JOURNAL_SWITCH_TIMEOUT_S = 5.0
 #: Statuses a run can be stored with; all but ``'running'`` are terminal.
 RUN_STATUSES = ("running", "finished", "failed", "diverged")
 
+#: A running run last written from another host (whose process cannot be checked from here)
+#: counts as owned by a live process until it has not been written for this many seconds.
+OTHER_HOST_STALE_S = 3600.0
+
 #: Number of recent measurements (per probe) that ``eta_seconds`` is estimated from.
 ETA_WINDOW = 20
 
@@ -140,7 +162,7 @@ _METRIC_COLUMNS = ["run", "step", "epoch", "probe", "layer", "layer_index", "mea
 _RUN_COLUMNS = [
     "id", "name", "experiment", "status", "created_at", "updated_at", "finished_at",
     "total_steps", "last_step", "progress", "eta_seconds", "measurements", "version", "git_rev",
-    "host", "pid", "error", "config",
+    "host", "pid", "error", "config", "fingerprint",
 ]  # fmt: skip
 
 # Connections of Stores that were inherited by a forked child. They are never closed or
@@ -223,6 +245,74 @@ def _pid_alive(pid: int) -> bool:
         return True
     fields = stat.rsplit(")", 1)[-1].split()
     return not (fields and fields[0] in ("Z", "X"))
+
+
+def _process_start(pid: int) -> str | None:
+    """Start time of process ``pid`` (clock ticks since boot, from /proc), or None if unknown.
+
+    Together with the pid it names one process: a pid reused by a later process has another
+    start time.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None  # field 22 of stat; fields[0] is field 3
+
+
+@lru_cache(maxsize=4)
+def _own_start(pid: int) -> str | None:
+    """:func:`_process_start` of this process (cached per pid: a forked child has its own)."""
+    return _process_start(pid)
+
+
+def _owner_alive(host: Any, pid: Any, pid_start: Any, updated_at: Any) -> bool:
+    """Whether the process recorded as a run's owner still runs (see "Run ownership").
+
+    On this host: the pid exists and, when its start time was recorded, is the same process.
+    On another host (cannot be checked): alive until the run has not been written for
+    :data:`OTHER_HOST_STALE_S` seconds. No recorded pid: no owner.
+    """
+    import pandas as pd
+
+    if pid is None or pd.isna(pid):
+        return False
+    if host != socket.gethostname():
+        written = parse_time(updated_at)
+        return written is not None and time.time() - written < OTHER_HOST_STALE_S
+    pid = int(pid)
+    if not _pid_alive(pid):
+        return False
+    if pid_start is None or (not isinstance(pid_start, str) and pd.isna(pid_start)):
+        return True
+    now = _process_start(pid)
+    return now is None or now == str(pid_start)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict with dotted keys (lists and scalars are leaves)."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def describe_difference(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 4) -> str:
+    """``"max_steps 20 -> 100, recipe_options.epochs 6 -> 3"``: the settings that differ."""
+    before, after = _flatten(dict(old)), _flatten(dict(new))
+    missing = object()
+    changes = [
+        f"{key} {before.get(key, '(unset)')} -> {after.get(key, '(unset)')}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key, missing) != after.get(key, missing)
+    ]
+    if not changes:
+        return "the same settings under another fingerprint (the fingerprint's version changed)"
+    shown = ", ".join(changes[:limit])
+    return shown + (f" (and {len(changes) - limit} more)" if len(changes) > limit else "")
 
 
 def _as_int(value: Any, what: str) -> int:
@@ -576,7 +666,7 @@ def _eta_seconds(
 _RUNS_SQL = """
 SELECT r.id, r.name, r.experiment, r.status, r.created_at, r.updated_at, r.finished_at,
        r.total_steps, r.last_step, COALESCE(m.n, 0) AS measurements, r.version, r.git_rev,
-       r.host, r.pid, r.error, r.config
+       r.host, r.pid, r.error, r.config, {identity_columns}
 FROM runs AS r
 LEFT JOIN (SELECT run, count(*) AS n FROM measurements GROUP BY run) AS m ON m.run = r.id
 {where}
@@ -609,6 +699,96 @@ JOIN last ON last.run = m.run AND last.step = m.step AND last.probe = m.probe
           AND last.layer = m.layer AND last.measure = m.measure
 {_METRICS_ORDER}
 """
+
+
+_CLAIM_SQL = """
+SELECT id, name, status, created_at, updated_at, last_step, host, pid, fingerprint, identity,
+       pid_start
+FROM runs WHERE name = ? OR substr(name, 1, ?) = ?
+ORDER BY created_at, rowid
+"""
+
+#: The reason of a new run when the store has no run of its name (nothing worth telling).
+NO_RUN_REASON = "no run of this name in the store"
+
+#: Actions of a :class:`RunClaim`.
+CLAIM_ACTIONS = ("reuse", "resume", "new", "busy")
+
+
+@dataclass(frozen=True)
+class RunClaim:
+    """What happens to a run of a given name and fingerprint (see "Run identity").
+
+    action: ``"reuse"`` (a finished or diverged run with this fingerprint: nothing to do),
+    ``"resume"`` (an unfinished one: continue it), ``"new"`` (none, or ``rerun``: start a
+    fresh run called ``name``) or ``"busy"`` (a live process owns it: leave it alone).
+    run_id: the run reused, resumed, owned by another process, or (claimed) created.
+    name: the run's name: the name asked for, or with ``~`` and a short fingerprint when
+    another run of that name has other settings. last_step: greatest measured step of the
+    run (None: none yet). owner: ``"pid 1234 on host h"`` of a busy run. reason: one line
+    saying why, e.g. ``"settings differ from finished run X: max_steps 20 -> 100"``.
+    """
+
+    action: str
+    name: str
+    run_id: str | None = None
+    last_step: int | None = None
+    owner: str | None = None
+    reason: str = ""
+
+
+def _decide_claim(rows: list[tuple], name: str, fingerprint: str, identity: Mapping[str, Any],
+                  rerun: bool) -> RunClaim:
+    """The :class:`RunClaim` for ``name`` + ``fingerprint`` given the rows of ``_CLAIM_SQL``."""
+    keys = ("id", "name", "status", "created_at", "updated_at", "last_step", "host", "pid",
+            "fingerprint", "identity", "pid_start")
+    family = [dict(zip(keys, row, strict=True)) for row in rows]
+    same = [r for r in family if r["fingerprint"] == fingerprint]
+    me = (socket.gethostname(), os.getpid())
+
+    def live(r: dict[str, Any]) -> bool:
+        if r["status"] != "running" or (r["host"], r["pid"]) == me:
+            return False
+        return _owner_alive(r["host"], r["pid"], r["pid_start"], r["updated_at"])
+
+    busy = [r for r in same if live(r)]
+    if busy:
+        r = busy[-1]
+        owner = f"pid {r['pid']} on host {r['host']}"
+        return RunClaim("busy", r["name"], r["id"], r["last_step"], owner,
+                        f"run {r['id']} is being trained by {owner}")
+    if same and not rerun:
+        r = same[-1]
+        if r["status"] in ("finished", "diverged"):
+            return RunClaim("reuse", r["name"], r["id"], r["last_step"],
+                            reason=f"{r['status']} run {r['id']} has the same settings")
+        state = "failed" if r["status"] == "failed" else "interrupted"
+        start = "its start" if r["last_step"] is None else f"step {r['last_step']}"
+        return RunClaim("resume", r["name"], r["id"], r["last_step"],
+                        reason=f"{state} run {r['id']} has the same settings; resumes from "
+                               f"{start} (its last checkpoint at most)")
+    if same:  # rerun
+        return RunClaim("new", same[-1]["name"],
+                        reason=f"--rerun: a fresh run instead of {same[-1]['id']}")
+    taken = {r["name"] for r in family}
+    chosen = name
+    for size in (6, 10, 16, 64):
+        if chosen not in taken:
+            break
+        chosen = f"{name}~{fingerprint[:size]}"
+    if not family:
+        return RunClaim("new", chosen, reason=NO_RUN_REASON)
+    done = [r for r in family if r["status"] in ("finished", "diverged")]
+    other = (done or family)[-1]
+    status = other["status"] if other["status"] != "running" else "unfinished"
+    if other["fingerprint"] is None:
+        why = (f"{status} run {other['id']} was stored without a fingerprint (an older "
+               "learnscope) and is never reused")
+    else:
+        previous = json.loads(other["identity"]) if other["identity"] else {}
+        why = (f"settings differ from {status} run {other['id']}: "
+               f"{describe_difference(previous, identity)}")
+    return RunClaim("new", chosen, reason=why)
 
 
 # --------------------------------------------------------------------------- the store
@@ -818,7 +998,11 @@ class Store:
         import pandas as pd
 
         with self._lock:
-            frame = pd.read_sql_query(_RUNS_SQL.format(where=where), self._db(), params=params)
+            conn = self._db()
+            identity_columns = ("r.fingerprint, r.pid_start" if self._has_identity(conn)
+                                else "NULL AS fingerprint, NULL AS pid_start")
+            sql = _RUNS_SQL.format(where=where, identity_columns=identity_columns)
+            frame = pd.read_sql_query(sql, conn, params=params)
         for column in ("total_steps", "last_step", "pid"):
             frame[column] = pd.to_numeric(frame[column]).astype("Int64")
         frame["measurements"] = frame["measurements"].astype("int64")
@@ -828,10 +1012,11 @@ class Store:
             progress = np.clip(last / total, 0.0, 1.0)
         frame["progress"] = np.where(total > 0, progress, np.nan)
         host = socket.gethostname()
-        interrupted = [
-            status == "running" and run_host == host and not pd.isna(pid) and not _pid_alive(pid)
-            for status, run_host, pid in zip(
-                frame["status"], frame["host"], frame["pid"], strict=True
+        interrupted = [  # this host's process is gone, or the run was released (Ctrl-C)
+            status == "running" and (pd.isna(pid) or (
+                run_host == host and not _owner_alive(run_host, pid, start, None)))
+            for status, run_host, pid, start in zip(
+                frame["status"], frame["host"], frame["pid"], frame["pid_start"], strict=True
             )
         ]
         frame.loc[np.asarray(interrupted, dtype=bool), "status"] = "interrupted"
@@ -847,6 +1032,10 @@ class Store:
             eta = _eta_seconds(self._db(), rows)
         frame["eta_seconds"] = np.array([eta[row[0]] for row in rows], dtype="float64")
         return frame[_RUN_COLUMNS].reset_index(drop=True)
+
+    def _has_identity(self, conn: sqlite3.Connection) -> bool:
+        # a store older than schema version 3 opened read-only has no identity columns
+        return any(row[1] == "fingerprint" for row in conn.execute("PRAGMA table_info(runs)"))
 
     def _metrics_frame(self, sql: str, params: list[Any]) -> pd.DataFrame:
         import pandas as pd
@@ -873,7 +1062,17 @@ class Store:
         sanitised to ``[A-Za-z0-9_.-]``. ``config`` is stored as JSON (``sort_keys=True``,
         non-JSON values via ``str``); the learnscope version, the git revision of the
         learnscope source tree (when available), the host name and the pid are recorded.
+        The run has no fingerprint (so :meth:`claim_run` never reuses it); presets and the
+        quickstart create their runs with :meth:`claim_run` instead.
         """
+        _git_revision()  # cached: not computed inside the write transaction
+        with self._write() as conn:
+            return self._insert_run(conn, name, config, experiment, total_steps)
+
+    def _insert_run(self, conn: sqlite3.Connection, name: str, config: Mapping[str, Any] | None,
+                    experiment: str | None, total_steps: int | None,
+                    fingerprint: str | None = None, identity: str | None = None) -> str:
+        """Insert a new ``'running'`` run owned by this process (inside ``conn``'s write)."""
         if not isinstance(name, str):
             raise TypeError(f"run name must be a string, got {name!r}")
         if experiment is not None and not isinstance(experiment, str):
@@ -886,23 +1085,116 @@ class Store:
         prefix = _safe_name(name) or "run"
         version, git_rev = _learnscope_version(), _git_revision()
         host, pid = socket.gethostname(), os.getpid()
-        with self._write() as conn:
-            now = datetime.now(timezone.utc)
-            stamp = now.isoformat(timespec="microseconds")
-            for _ in range(100):
-                run_id = f"{prefix}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-                if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-                    break
-            else:  # pragma: no cover - 100 collisions in 65536 ids
-                raise StoreError(f"Could not find a free run id for {name!r}; try again.")
-            conn.execute(
-                "INSERT INTO runs (id, name, experiment, status, created_at, updated_at, "
-                "total_steps, version, git_rev, host, pid, config) "
-                "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, name, experiment, stamp, stamp, total_steps, version, git_rev, host,
-                 pid, config_json),
-            )  # fmt: skip
+        now = datetime.now(timezone.utc)
+        stamp = now.isoformat(timespec="microseconds")
+        for _ in range(100):
+            run_id = f"{prefix}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                break
+        else:  # pragma: no cover - 100 collisions in 65536 ids
+            raise StoreError(f"Could not find a free run id for {name!r}; try again.")
+        conn.execute(
+            "INSERT INTO runs (id, name, experiment, status, created_at, updated_at, "
+            "total_steps, version, git_rev, host, pid, pid_start, config, fingerprint, "
+            "identity) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, name, experiment, stamp, stamp, total_steps, version, git_rev, host,
+             pid, _own_start(pid), config_json, fingerprint, identity),
+        )  # fmt: skip
         return run_id
+
+    # ---------------------------------------------------------------- run identity
+
+    def plan_run(self, name: str, fingerprint: str, identity: Mapping[str, Any], *,
+                 rerun: bool = False) -> RunClaim:
+        """What :meth:`claim_run` would do now, without writing (works read-only too).
+
+        A ``"new"`` claim here has no ``run_id`` yet.
+        """
+        with self._lock:
+            conn = self._db()
+            if not self._has_identity(conn):  # an old store: nothing in it is reusable
+                rows = [(*row, None, None, None) for row in conn.execute(
+                    "SELECT id, name, status, created_at, updated_at, last_step, host, pid "
+                    "FROM runs WHERE name = ? OR substr(name, 1, ?) = ? "
+                    "ORDER BY created_at, rowid", (name, len(name) + 1, f"{name}~"))]
+            else:
+                rows = conn.execute(_CLAIM_SQL, (name, len(name) + 1, f"{name}~")).fetchall()
+        return _decide_claim(rows, name, fingerprint, identity, rerun)
+
+    def claim_run(
+        self,
+        name: str,
+        fingerprint: str,
+        identity: Mapping[str, Any],
+        config: Mapping[str, Any] | None = None,
+        *,
+        experiment: str | None = None,
+        total_steps: int | None = None,
+        rerun: bool = False,
+    ) -> RunClaim:
+        """Decide and take a run of ``name`` with ``fingerprint`` in one write transaction.
+
+        ``identity``: the settings that ``fingerprint`` hashes (stored with a new run, and
+        compared with another run's to say what differs). ``"resume"`` makes this process the
+        run's owner (status ``'running'``); ``"new"`` creates the run (owned by this process,
+        with ``config``) and returns its id; ``"reuse"`` and ``"busy"`` change nothing. Two
+        processes claiming at once are serialised by SQLite, so a run is never owned by two
+        live processes and never created twice. See "Run identity" in the module docstring.
+        """
+        if not isinstance(fingerprint, str) or not fingerprint:
+            raise ValueError(f"a run's fingerprint must be a non-empty string, got "
+                             f"{fingerprint!r}")
+        identity_json = json.dumps(dict(identity), sort_keys=True, default=str)
+        _git_revision()  # cached: not computed inside the write transaction
+        with self._write() as conn:
+            rows = conn.execute(_CLAIM_SQL, (name, len(name) + 1, f"{name}~")).fetchall()
+            claim = _decide_claim(rows, name, fingerprint, identity, rerun)
+            if claim.action == "resume":
+                conn.execute(
+                    "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, "
+                    "updated_at = ?, host = ?, pid = ?, pid_start = ? WHERE id = ?",
+                    (_now(), socket.gethostname(), os.getpid(), _own_start(os.getpid()),
+                     claim.run_id),
+                )
+            elif claim.action == "new":
+                run_id = self._insert_run(conn, claim.name, config, experiment, total_steps,
+                                          fingerprint, identity_json)
+                claim = RunClaim("new", claim.name, run_id, None, None, claim.reason)
+        return claim
+
+    def release_run(self, run_id: str) -> None:
+        """Give up a ``'running'`` run without ending it (Ctrl-C): no process owns it now.
+
+        It is then reported ``'interrupted'`` and the next claim resumes it.
+        """
+        with self._write() as conn:
+            self._require_run(conn, run_id)
+            conn.execute(
+                "UPDATE runs SET pid = NULL, pid_start = NULL, updated_at = ? "
+                "WHERE id = ? AND status = 'running'", (_now(), run_id))
+
+    def update_run(self, run_id: str, *, config: Mapping[str, Any] | None = None,
+                   total_steps: int | None = None) -> None:
+        """Replace a run's stored config (JSON, as in :meth:`create_run`) and/or total_steps.
+
+        None leaves that field as it is.
+        """
+        sets: list[str] = []
+        params: list[Any] = []
+        if config is not None:
+            sets.append("config = ?")
+            params.append(json.dumps(dict(config), sort_keys=True, default=str))
+        if total_steps is not None:
+            total_steps = _as_int(total_steps, "total_steps")
+            if total_steps <= 0:
+                raise ValueError(f"total_steps must be positive or None, got {total_steps}")
+            sets.append("total_steps = ?")
+            params.append(total_steps)
+        with self._write() as conn:
+            self._require_run(conn, run_id)
+            if sets:
+                conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?",
+                             (*params, run_id))
 
     def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
         """Set a run's status (one of :data:`RUN_STATUSES`) and its error text.
@@ -928,8 +1220,9 @@ class Store:
             else:
                 conn.execute(
                     "UPDATE runs SET status = ?, error = ?, finished_at = NULL, updated_at = ?, "
-                    "host = ?, pid = ? WHERE id = ?",
-                    (status, error, now, socket.gethostname(), os.getpid(), run_id),
+                    "host = ?, pid = ?, pid_start = ? WHERE id = ?",
+                    (status, error, now, socket.gethostname(), os.getpid(),
+                     _own_start(os.getpid()), run_id),
                 )
 
     def write_measurement(
@@ -1010,8 +1303,10 @@ class Store:
             )
             conn.execute(
                 "UPDATE runs SET last_step = CASE WHEN last_step IS NULL OR last_step < ? "
-                "THEN ? ELSE last_step END, updated_at = ?, host = ?, pid = ? WHERE id = ?",
-                (step, step, now, socket.gethostname(), os.getpid(), run_id),
+                "THEN ? ELSE last_step END, updated_at = ?, host = ?, pid = ?, pid_start = ? "
+                "WHERE id = ?",
+                (step, step, now, socket.gethostname(), os.getpid(), _own_start(os.getpid()),
+                 run_id),
             )
         return len(prepared)
 

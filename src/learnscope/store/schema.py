@@ -28,9 +28,15 @@ import sqlite3
 #: Value of ``PRAGMA application_id`` for learnscope stores (ASCII "LSCO").
 APPLICATION_ID = 0x4C53434F
 
+#: Columns of ``runs`` added after version 1, in order: ``(name, SQL type)``. A store of an
+#: older version gains them (``ALTER TABLE ... ADD COLUMN``) when opened for writing.
+ADDED_RUN_COLUMNS = (("fingerprint", "TEXT"), ("identity", "TEXT"), ("pid_start", "TEXT"))
+
 #: Value of ``PRAGMA user_version``; bump it and add a migration when the schema changes.
-SCHEMA_VERSION = 2
-# Version history: 1 runs / measurements / metrics; 2 adds ``snapshots`` (created on open).
+SCHEMA_VERSION = 3
+# Version history: 1 runs / measurements / metrics; 2 adds ``snapshots`` (created on open);
+# 3 adds the run identity and owner columns of ``runs`` (``fingerprint``, ``identity``,
+# ``pid_start``; added on open, NULL for the runs stored before: such runs are never reused).
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,11 +55,15 @@ CREATE TABLE IF NOT EXISTS runs (
     host        TEXT,            -- host name of the process responsible for the run
     pid         INTEGER,         -- process id of the process responsible for the run
     error       TEXT,
-    config      TEXT NOT NULL    -- json.dumps(config, sort_keys=True, default=str)
+    config      TEXT NOT NULL,   -- json.dumps(config, sort_keys=True, default=str)
+    fingerprint TEXT,            -- sha256 of `identity`; NULL: no identity, never reused
+    identity    TEXT,            -- canonical JSON of the settings the fingerprint hashes
+    pid_start   TEXT             -- start time of process `pid` (tells a reused pid apart)
 );
 
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
 CREATE INDEX IF NOT EXISTS runs_by_name ON runs (name, created_at);
+CREATE INDEX IF NOT EXISTS runs_by_fingerprint ON runs (fingerprint, created_at);
 
 CREATE TABLE IF NOT EXISTS measurements (
     run          TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -138,8 +148,13 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                 f"learnscope reads up to {SCHEMA_VERSION}); upgrade learnscope"
             )
         elif version < SCHEMA_VERSION:
-            # older store: every statement is CREATE ... IF NOT EXISTS, so this only adds
-            # the tables and indexes that later versions introduced
+            # older store: the run columns of later versions are added first (existing runs
+            # get NULL: no fingerprint), then every statement is CREATE ... IF NOT EXISTS, so
+            # this only adds the tables and indexes that later versions introduced
+            present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+            for column, kind in ADDED_RUN_COLUMNS:
+                if column not in present:
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
             for statement in schema_statements():
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
