@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from learnscope import distributed as dist
@@ -103,6 +104,7 @@ class Scope:
         self.store = open_store(store) if self._owns_store else store
         self.run_id: str | None = None
         self._done: dict[str, set[int]] = {p.name: set() for p in probes}
+        self._deferred: list[tuple[int, int | float | None, str, list[tuple]]] = []
         self._handles_termination = False
         full_config = {
             "user": config or {},
@@ -110,6 +112,7 @@ class Scope:
             "parameters": sum(p.numel() for p in model.parameters()),
             "schedule": repr(self.schedule),
             "probes": [p.config() for p in probes],
+            "threads": torch.get_num_threads(),  # torch's intra-op threads (learnscope.threads)
         }
         if self.distributed:
             full_config["world_size"] = context.world_size
@@ -206,15 +209,30 @@ class Scope:
 
     def log(
         self, global_step: int, values: dict[str, float], epoch: int | float | None = None,
-        *, source: str = "train",
+        *, source: str = "train", defer: bool = False,
     ) -> None:
         """Record model-level scalars (loss, accuracy, learning rate...) at a step.
 
-        They are stored like probe measures, under probe `source` and layer "model".
+        They are stored like probe measures, under probe `source` and layer "model". With
+        `defer=True` they are kept in memory and written, with every other deferred row, in one
+        transaction by the next `flush()` (or `finish()`); a training loop calls `flush()`
+        before each checkpoint, so rows up to the checkpoint are stored and the ones after it
+        are logged again when the run resumes from it.
         """
-        if self.store is not None:
-            rows = [("model", -1, name, float(value)) for name, value in values.items()]
-            self.store.write_measurement(self.run_id, global_step, epoch, source, rows)
+        if self.store is None:
+            return
+        rows = [("model", -1, name, float(value)) for name, value in values.items()]
+        if defer:
+            self._deferred.append((global_step, epoch, source, rows))
+            return
+        self.flush()  # rows stay in the order they were logged
+        self.store.write_measurement(self.run_id, global_step, epoch, source, rows)
+
+    def flush(self) -> None:
+        """Write the rows kept by `log(..., defer=True)`, in one transaction."""
+        if self._deferred and self.store is not None:
+            deferred, self._deferred = self._deferred, []
+            self.store.write_measurements(self.run_id, deferred)
 
     def finish(self, status: str = "finished", *, error: str | None = None) -> None:
         """Mark the run finished (or failed / diverged) and close the store if we opened it."""
@@ -223,6 +241,12 @@ class Scope:
         self.status = status
         try:
             if self.store is not None:
+                try:
+                    self.flush()
+                except Exception:
+                    if status == "finished":
+                        raise
+                    # failing anyway: rows after the last checkpoint are logged again on resume
                 self.store.set_status(self.run_id, status, error=error)
                 if self._owns_store:
                     self.store.close()

@@ -485,6 +485,36 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _prepare_rows(run_id: str, step: Any, epoch: Any, probe: Any, rows: Iterable[tuple]
+                  ) -> tuple[int, float | None, list[tuple]]:
+    """Checked (step, epoch, metric rows) of one measurement, as ``write_measurement`` stores."""
+    step = _as_int(step, "step")
+    if epoch is not None:
+        if isinstance(epoch, bool):
+            raise TypeError(f"epoch must be a number or None, got {epoch!r}")
+        epoch = float(epoch)
+    if not isinstance(probe, str) or not probe:
+        raise ValueError(f"probe must be a non-empty string, got {probe!r}")
+    prepared: list[tuple[str, int, str, str, int, str, float | None]] = []
+    for i, row in enumerate(rows):
+        try:
+            layer, layer_index, measure, value = row
+            if not isinstance(layer, str) or not isinstance(measure, str):
+                raise TypeError("layer and measure must be strings")
+            index = _as_int(layer_index, "layer_index")
+            number = None if value is None else float(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"Row {i} of measurement (step {step}, probe {probe!r}) is {row!r}: "
+                f"expected (layer: str, layer_index: int, measure: str, value: float) "
+                f"({exc})"
+            ) from exc
+        if number is not None and math.isnan(number):
+            number = None  # SQLite stores NaN as NULL anyway; be explicit about it
+        prepared.append((run_id, step, probe, layer, index, measure, number))
+    return step, epoch, prepared
+
+
 def parse_time(text: Any) -> float | None:
     """Seconds since the epoch of an ISO-8601 time (naive means UTC), or None."""
     if not isinstance(text, str):
@@ -950,45 +980,50 @@ class Store:
         since-final pass adding rows to a measurement). NaN values are stored as NULL and read
         back as NaN; infinities are kept. An unknown ``run_id`` raises :class:`StoreError`.
         """
-        step = _as_int(step, "step")
-        if epoch is not None:
-            if isinstance(epoch, bool):
-                raise TypeError(f"epoch must be a number or None, got {epoch!r}")
-            epoch = float(epoch)
-        if not isinstance(probe, str) or not probe:
-            raise ValueError(f"probe must be a non-empty string, got {probe!r}")
-        prepared: list[tuple[str, int, str, str, int, str, float | None]] = []
-        for i, row in enumerate(rows):
-            try:
-                layer, layer_index, measure, value = row
-                if not isinstance(layer, str) or not isinstance(measure, str):
-                    raise TypeError("layer and measure must be strings")
-                index = _as_int(layer_index, "layer_index")
-                number = None if value is None else float(value)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(
-                    f"Row {i} of measurement (step {step}, probe {probe!r}) is {row!r}: "
-                    f"expected (layer: str, layer_index: int, measure: str, value: float) "
-                    f"({exc})"
-                ) from exc
-            if number is not None and math.isnan(number):
-                number = None  # SQLite stores NaN as NULL anyway; be explicit about it
-            prepared.append((run_id, step, probe, layer, index, measure, number))
+        step, epoch, prepared = _prepare_rows(run_id, step, epoch, probe, rows)
         values = {
             str(name): snapshot_files.as_snapshot(array, snapshot_dtype, str(name))
             for name, array in (snapshots or {}).items()
         }
-        now = _now()
         with self._write() as conn:
             self._require_run(conn, run_id)
             if values:
                 self._append_snapshots(conn, run_id, step, probe, values, snapshot_dtype)
-            conn.executemany(
-                "INSERT OR REPLACE INTO metrics "
-                "(run, step, probe, layer, layer_index, measure, value) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                prepared,
-            )
+            self._insert_rows(conn, run_id, [(step, epoch, probe, prepared)])
+        return len(prepared)
+
+    def write_measurements(
+        self,
+        run_id: str,
+        measurements: Iterable[tuple[int, int | float | None, str, Iterable[tuple]]],
+    ) -> int:
+        """Store several measurements ``(step, epoch, probe, rows)`` in one transaction.
+
+        Each is stored as :meth:`write_measurement` would store it (without snapshots), all of
+        them or none; one transaction instead of one per measurement (e.g. a training loop's
+        per-update loss rows, written once per epoch). Returns the number of rows written.
+        """
+        prepared = [(*_prepare_rows(run_id, step, epoch, probe, rows), probe)
+                    for step, epoch, probe, rows in measurements]
+        if not prepared:
+            return 0
+        with self._write() as conn:
+            self._require_run(conn, run_id)
+            self._insert_rows(conn, run_id, [(step, epoch, probe, rows)
+                                             for step, epoch, rows, probe in prepared])
+        return sum(len(rows) for _, _, rows, _ in prepared)
+
+    def _insert_rows(self, conn: sqlite3.Connection, run_id: str,
+                     measurements: list[tuple[int, float | None, str, list[tuple]]]) -> None:
+        """Metric rows, ``measurements`` rows and the run's ``last_step``, inside a write."""
+        now = _now()
+        conn.executemany(
+            "INSERT OR REPLACE INTO metrics "
+            "(run, step, probe, layer, layer_index, measure, value) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [row for _, _, _, rows in measurements for row in rows],
+        )
+        for step, epoch, probe, _ in measurements:
             n_rows = conn.execute(
                 "SELECT count(*) FROM metrics WHERE run = ? AND step = ? AND probe = ?",
                 (run_id, step, probe),
@@ -1000,12 +1035,12 @@ class Store:
                 "completed_at = excluded.completed_at",
                 (run_id, step, probe, epoch, n_rows, now),
             )
-            conn.execute(
-                "UPDATE runs SET last_step = CASE WHEN last_step IS NULL OR last_step < ? "
-                "THEN ? ELSE last_step END, updated_at = ?, host = ?, pid = ? WHERE id = ?",
-                (step, step, now, socket.gethostname(), os.getpid(), run_id),
-            )
-        return len(prepared)
+        last = max(step for step, _, _, _ in measurements)
+        conn.execute(
+            "UPDATE runs SET last_step = CASE WHEN last_step IS NULL OR last_step < ? "
+            "THEN ? ELSE last_step END, updated_at = ?, host = ?, pid = ? WHERE id = ?",
+            (last, last, now, socket.gethostname(), os.getpid(), run_id),
+        )
 
     def _snapshot_folder(self, run_id: str, probe: str, trajectory: str) -> Path:
         return (self.artifacts_root / _safe_component(run_id) / _safe_component(probe)
