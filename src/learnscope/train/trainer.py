@@ -280,11 +280,13 @@ def epoch_batches(train_set: Dataset, batch_size: int, seed: int, epoch: int,
     order = torch.Generator().manual_seed(seed * 100_003 + epoch)
     tensors = _in_memory(train_set)
     if tensors is not None:
-        indices = DataLoader(range(len(train_set)), batch_size=batch_size, shuffle=True,
-                             generator=order)
-        for index, batch in enumerate(indices):
-            if index >= skip:
-                yield tensors[0][batch], tensors[1][batch]
+        # one batch of every index: the loader's draws from `order` and its permutation
+        samples = len(train_set)
+        permutation = next(iter(DataLoader(range(samples), batch_size=max(1, samples),
+                                           shuffle=True, generator=order)))
+        for start in range(skip * batch_size, samples, batch_size):
+            batch = permutation[start:start + batch_size]
+            yield tensors[0][batch], tensors[1][batch]
         return
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=order)
     rng_at_checkpoint = _rng_state() if skip else None
