@@ -28,7 +28,8 @@ from learnscope import cli
 from learnscope.experiments import sweep as sweep_mod
 from learnscope.experiments.presets import RunSpec, execute
 from learnscope.experiments.status import planned, summarise
-from learnscope.experiments.sweep import SweepResult, assign_device, sweep, worker_threads
+from learnscope.experiments.sweep import SweepResult, assign_device, sweep
+from learnscope.threads import choose_threads
 
 PRESET = "tiny"
 
@@ -85,9 +86,9 @@ def test_device_and_thread_assignment():
         "cuda:0", "cuda:1", "cuda:2", "cuda:0"]
     assert assign_device("cpu", 1, 2) == "cpu" and assign_device("cuda:1", 0, 2) == "cuda:1"
     assert assign_device(None, 0, 2) is None  # each run keeps its own device
-    assert worker_threads(None, 2, cpu_count=8) == 4
-    assert worker_threads(None, 3, cpu_count=2) == 1  # never 0
-    assert worker_threads(3, 2, cpu_count=2) == 3
+    assert choose_threads(cores=8, processes=2).threads == 4
+    assert choose_threads(cores=2, processes=3).threads == 1  # never 0
+    assert choose_threads(requested=3, cores=2, processes=2).threads == 3
     assert sweep_mod.default_workers("auto", cuda_count=3) == 3
     assert sweep_mod.default_workers("auto", cuda_count=0) == 2
     assert sweep_mod.default_workers("cpu", cuda_count=3) == 2

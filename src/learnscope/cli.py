@@ -18,6 +18,7 @@ from learnscope.progress import Task, format_duration, progress
 from learnscope.scope import DEFAULT_STORE
 from learnscope.store import Store, StoreError
 from learnscope.store import open as open_store
+from learnscope.threads import decide_threads, use_threads
 
 app = typer.Typer(
     help="learnscope: watch what happens inside a network while it trains.",
@@ -135,6 +136,9 @@ def run(
                                   "paths: interpolate, evaluate (the network at every grid "
                                   "point; pca / autoencoder / som, --track all) or none."),
     resolution: int = typer.Option(40, help="trajectories: landscape grid points per axis."),
+    threads: int = typer.Option(None, min=1, help="Torch (and BLAS) threads (default: "
+                                "$OMP_NUM_THREADS, else the CPU cores this process may use, "
+                                "divided among local torchrun ranks)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run, run nothing."),
 ) -> None:
     """Run the quickstart or an experiment preset; measurements go to the store.
@@ -143,6 +147,8 @@ def run(
     """
     if name not in PRESETS:
         _fail(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+    chosen = (decide_threads if dry_run else use_threads)(threads)
+    console.print(f"threads: {chosen.threads} ({escape(chosen.reason)}; set with --threads)")
     if name == "trajectories":
         if epochs is not None and iterations is not None and epochs != iterations:
             _fail(f"--epochs {epochs} and --iterations {iterations} mean the same; give one")
@@ -362,7 +368,7 @@ def sweep_command(
     if backend == "local":
         count = workers or sweeping.default_workers(device, cuda_count)
         used = max(1, min(count, len(specs)))  # no more workers than runs
-        per_worker = sweeping.worker_threads(threads, used)
+        per_worker = decide_threads(threads, workers=used).threads
         devices = sorted({sweeping.assign_device(device, i, cuda_count) for i in range(used)})
         where = f"{used} worker process(es) x {per_worker} thread(s), on {', '.join(devices)}"
     else:
