@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 import learnscope as ls
 from learnscope import cli
+from learnscope import threads as threads_mod
 from learnscope.experiments import sweep as sweep_mod
 from learnscope.experiments.presets import RunSpec, execute
 from learnscope.experiments.status import planned, summarise
@@ -123,7 +124,8 @@ def test_bad_arguments_are_rejected_before_anything_starts(tmp_path):
 
 def test_cli_dry_run_spreads_workers_over_the_gpus(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_mod, "cuda_device_count", lambda: 2)
-    monkeypatch.setattr(sweep_mod.os, "cpu_count", lambda: 12)
+    monkeypatch.setattr(threads_mod, "available_cores", lambda: 12)  # cores this process may use
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     store = tmp_path / "s.db"
     result = CliRunner().invoke(cli.app, ["sweep", "equisep-depth", "--depths", "1,2,3",
                                           "--workers", "3", "--dry-run", "--store", str(store)])
