@@ -6,6 +6,10 @@ accuracy and loss per epoch, stops a diverging run (non-finite loss) and marks i
 writes a checkpoint (model, optimizer, scheduler, RNG states, probe references, position in the
 epoch) every `checkpoint_every` updates and at every measurement, so a killed run continues from
 its last checkpoint with the same batches, the same augmentation draws and the same measurements.
+The logged rows are written to the store in one transaction per epoch and before every
+checkpoint, so a killed run has every row up to its last checkpoint and logs the later ones
+again as it replays them. A plain TensorDataset is indexed a batch at a time (the batches a
+shuffling DataLoader would draw, without fetching samples one by one).
 
 With `save_weights=True` the model's weights are kept at every measured step; `measure_since_final`
 then measures the final network once more and compares every kept state with it, writing
