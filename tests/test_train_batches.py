@@ -120,6 +120,20 @@ def test_deferred_rows_are_written_at_flush_in_order(tmp_path):
     assert epochs[1] == pytest.approx(0.1) and epochs[2] == pytest.approx(0.2)
 
 
+def test_deferred_rows_keep_the_time_they_were_logged_for_the_eta(tmp_path):
+    store = tmp_path / "s.db"
+    scope = ls.Scope(make_model(), [ls.ActivationPatterns(tensors(40).tensors[0])],
+                     ls.at([1000]), store, name="eta", total_steps=100)
+    for step in range(1, 6):
+        time.sleep(0.05)
+        scope.log(step, {"loss": 1.0}, defer=True)
+    scope.flush()  # one write: the ETA still sees ~0.05 s per step, not 0
+    with ls.store.open(store, read_only=True) as opened:
+        eta = opened.run(scope.run_id)["eta_seconds"]
+    assert 95 * 0.05 * 0.9 <= eta <= 95 * 0.05 * 10
+    scope.finish()
+
+
 def test_write_measurements_stores_what_one_write_per_step_stores(tmp_path):
     measurements = [(step, step / 4, "train", [("model", -1, "loss", 1.0 / step),
                                                 ("model", -1, "acc", float("nan"))])

@@ -20,6 +20,7 @@ then collective: every rank must call `step` / `measure` with the same steps.
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -104,7 +105,7 @@ class Scope:
         self.store = open_store(store) if self._owns_store else store
         self.run_id: str | None = None
         self._done: dict[str, set[int]] = {p.name: set() for p in probes}
-        self._deferred: list[tuple[int, int | float | None, str, list[tuple]]] = []
+        self._deferred: list[tuple] = []  # (step, epoch, source, rows, time) until flushed
         self._handles_termination = False
         full_config = {
             "user": config or {},
@@ -223,7 +224,7 @@ class Scope:
             return
         rows = [("model", -1, name, float(value)) for name, value in values.items()]
         if defer:
-            self._deferred.append((global_step, epoch, source, rows))
+            self._deferred.append((global_step, epoch, source, rows, time.time()))
             return
         self.flush()  # rows stay in the order they were logged
         self.store.write_measurement(self.run_id, global_step, epoch, source, rows)

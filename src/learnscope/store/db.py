@@ -160,6 +160,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def _time_text(seconds: float) -> str:
+    """``seconds`` since the epoch as :func:`_now` writes times."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="microseconds")
+
+
 def _safe_name(text: str) -> str:
     """Replace every character outside ``[A-Za-z0-9_.-]`` with ``_``."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
@@ -989,41 +994,46 @@ class Store:
             self._require_run(conn, run_id)
             if values:
                 self._append_snapshots(conn, run_id, step, probe, values, snapshot_dtype)
-            self._insert_rows(conn, run_id, [(step, epoch, probe, prepared)])
+            self._insert_rows(conn, run_id, [(step, epoch, probe, prepared, None)])
         return len(prepared)
 
     def write_measurements(
         self,
         run_id: str,
-        measurements: Iterable[tuple[int, int | float | None, str, Iterable[tuple]]],
+        measurements: Iterable[tuple],
     ) -> int:
-        """Store several measurements ``(step, epoch, probe, rows)`` in one transaction.
+        """Store several measurements ``(step, epoch, probe, rows[, completed_at])`` at once.
 
         Each is stored as :meth:`write_measurement` would store it (without snapshots), all of
-        them or none; one transaction instead of one per measurement (e.g. a training loop's
-        per-update loss rows, written once per epoch). Returns the number of rows written.
+        them or none, in one transaction instead of one per measurement (e.g. a training loop's
+        per-update loss rows, written once per epoch). ``completed_at`` (seconds since the
+        epoch, default now) is when the values were taken, what ``eta_seconds`` reads. Returns
+        the number of rows written.
         """
-        prepared = [(*_prepare_rows(run_id, step, epoch, probe, rows), probe)
-                    for step, epoch, probe, rows in measurements]
+        prepared = []
+        for step, epoch, probe, rows, *when in measurements:
+            step, epoch, checked = _prepare_rows(run_id, step, epoch, probe, rows)
+            moment = None if not when or when[0] is None else _time_text(when[0])
+            prepared.append((step, epoch, probe, checked, moment))
         if not prepared:
             return 0
         with self._write() as conn:
             self._require_run(conn, run_id)
-            self._insert_rows(conn, run_id, [(step, epoch, probe, rows)
-                                             for step, epoch, rows, probe in prepared])
-        return sum(len(rows) for _, _, rows, _ in prepared)
+            self._insert_rows(conn, run_id, prepared)
+        return sum(len(entry[3]) for entry in prepared)
 
     def _insert_rows(self, conn: sqlite3.Connection, run_id: str,
-                     measurements: list[tuple[int, float | None, str, list[tuple]]]) -> None:
+                     measurements: list[tuple[int, float | None, str, list[tuple], str | None]],
+                     ) -> None:
         """Metric rows, ``measurements`` rows and the run's ``last_step``, inside a write."""
         now = _now()
         conn.executemany(
             "INSERT OR REPLACE INTO metrics "
             "(run, step, probe, layer, layer_index, measure, value) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [row for _, _, _, rows in measurements for row in rows],
+            [row for _, _, _, rows, _ in measurements for row in rows],
         )
-        for step, epoch, probe, _ in measurements:
+        for step, epoch, probe, _, completed_at in measurements:
             n_rows = conn.execute(
                 "SELECT count(*) FROM metrics WHERE run = ? AND step = ? AND probe = ?",
                 (run_id, step, probe),
@@ -1033,9 +1043,9 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run, step, probe) DO UPDATE SET "
                 "epoch = COALESCE(excluded.epoch, measurements.epoch), n_rows = excluded.n_rows, "
                 "completed_at = excluded.completed_at",
-                (run_id, step, probe, epoch, n_rows, now),
+                (run_id, step, probe, epoch, n_rows, completed_at or now),
             )
-        last = max(step for step, _, _, _ in measurements)
+        last = max(entry[0] for entry in measurements)
         conn.execute(
             "UPDATE runs SET last_step = CASE WHEN last_step IS NULL OR last_step < ? "
             "THEN ? ELSE last_step END, updated_at = ?, host = ?, pid = ? WHERE id = ?",
