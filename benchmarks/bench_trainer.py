@@ -16,13 +16,14 @@ data, batch size and number of updates:
                  run end to end (data loading, model, store, training, measuring, finishing)
 
 Each repeat runs in a fresh child process (imports and one untimed warm-up pass of every
-variant first), then times every variant once, in an order rotated between repeats. With
+variant first), then times --rounds rounds of every variant, in an order rotated between
+rounds and repeats. With
 several --src folders (learnscope source trees, e.g. the main branch's src and this one's) the
 children alternate between them, so drift of a shared machine hits both alike. Reported: the
-median milliseconds per update of each variant and its ratio to the plain loop (ratio of
-medians, and the median of the per-repeat ratios).
+median milliseconds per update of each variant over all rounds, and its ratio to the plain
+loop (ratio of medians, and the median of the per-round ratios).
 
-    python benchmarks/bench_trainer.py [--repeats 5] [--threads 1] [--src PATH ...] [--json P]
+    python benchmarks/bench_trainer.py [--repeats 5] [--rounds 3] [--threads 1] [--src PATH ...]
 """
 
 from __future__ import annotations
@@ -134,25 +135,28 @@ def child(args: argparse.Namespace) -> None:
         pass
     os.environ["LEARNSCOPE_PROGRESS"] = "off"
     spec = workload()
-    order = list(VARIANTS)
-    shift = args.rotate % len(order)
-    order = order[shift:] + order[:shift]
-    timings = {}
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as folder:
-        for variant in order:
+        for variant in VARIANTS:
             run_variant(variant, spec, Path(folder), f"warm-{variant}")
-        for variant in order:
-            seconds, updates = run_variant(variant, spec, Path(folder), f"timed-{variant}")
-            timings[variant] = {"seconds": seconds, "updates": updates}
+        for index in range(args.rounds):
+            shift = (args.rotate + index) % len(VARIANTS)
+            timings = {}
+            for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+                seconds, updates = run_variant(variant, spec, Path(folder),
+                                               f"timed-{index}-{variant}")
+                timings[variant] = {"seconds": seconds, "updates": updates}
+            rounds.append(timings)
     import learnscope
 
-    json.dump({"timings": timings, "learnscope": learnscope.__file__,
+    json.dump({"rounds": rounds, "learnscope": learnscope.__file__,
                "threads": torch.get_num_threads(), "torch": torch.__version__}, sys.stdout)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per repeat")
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
     parser.add_argument("--src", action="append", type=Path,
                         help="a learnscope source folder (put first on PYTHONPATH); repeat to "
@@ -175,25 +179,27 @@ def main() -> None:
                     [source, *filter(None, [os.environ.get("PYTHONPATH")])])
             out = subprocess.run(
                 [sys.executable, __file__, "--child", "--threads", str(args.threads),
-                 "--rotate", str(repeat)], env=env, check=True, capture_output=True,
-                text=True).stdout
+                 "--rounds", str(args.rounds), "--rotate", str(repeat)], env=env, check=True,
+                capture_output=True, text=True).stdout
             record = json.loads(out)
             results[str(source)].append(record)
-            line = ", ".join(f"{v} {t['seconds'] * 1e3 / t['updates']:.2f}"
-                             for v, t in record["timings"].items())
-            print(f"repeat {repeat + 1}, {record['learnscope']}: ms per update: {line}",
-                  flush=True)
+            for timings in record["rounds"]:
+                line = ", ".join(f"{v} {t['seconds'] * 1e3 / t['updates']:.2f}"
+                                 for v, t in timings.items())
+                print(f"repeat {repeat + 1}, {record['learnscope']}: ms per update: {line}",
+                      flush=True)
 
     first = next(iter(results.values()))[0]
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
           f"{first['torch']}, {first['threads']} thread(s), medians of {args.repeats} "
-          "repeats (fresh process each, interleaved)\n")
+          f"repeats x {args.rounds} rounds (a fresh process per repeat, interleaved)\n")
     print("| learnscope | variant | ms per update | ratio to plain (of medians) | "
           "ratio to plain (median of paired) |")
     print("|---|---|---|---|---|")
     for source, records in results.items():
-        per_update = {v: [r["timings"][v]["seconds"] * 1e3 / r["timings"][v]["updates"]
-                          for r in records] for v in VARIANTS}
+        rounds = [timings for record in records for timings in record["rounds"]]
+        per_update = {v: [t[v]["seconds"] * 1e3 / t[v]["updates"] for t in rounds]
+                      for v in VARIANTS}
         base = statistics.median(per_update["plain"])
         for variant in VARIANTS:
             value = statistics.median(per_update[variant])
