@@ -196,7 +196,8 @@ def main() -> None:
     print("| learnscope | variant | ms per update | ratio to plain (of medians) | "
           "ratio to plain (median of paired) |")
     print("|---|---|---|---|---|")
-    for source, records in results.items():
+    for records in results.values():
+        source = str(Path(records[0]["learnscope"]).parent.parent)  # the src folder imported
         rounds = [timings for record in records for timings in record["rounds"]]
         per_update = {v: [t[v]["seconds"] * 1e3 / t[v]["updates"] for t in rounds]
                       for v in VARIANTS}
