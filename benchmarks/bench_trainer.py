@@ -21,7 +21,8 @@ rounds and repeats. With
 several --src folders (learnscope source trees, e.g. the main branch's src and this one's) the
 children alternate between them, so drift of a shared machine hits both alike. Reported: the
 median milliseconds per update of each variant over all rounds, and its ratio to the plain
-loop (ratio of medians, and the median of the per-round ratios).
+loop (ratio of medians, and the median of the per-round ratios), in wall time and in CPU time
+of the process (which waiting for a core shared with other jobs does not inflate).
 
     python benchmarks/bench_trainer.py [--repeats 5] [--rounds 3] [--threads 1] [--src PATH ...]
 """
@@ -68,8 +69,8 @@ def _setup(spec):
     return splits, recipe, build
 
 
-def run_variant(variant: str, spec, folder: Path, tag: str) -> tuple[float, int]:
-    """Seconds the variant took, and the updates it made."""
+def run_variant(variant: str, spec, folder: Path, tag: str) -> tuple[float, float, int]:
+    """Wall seconds and CPU seconds (this process) the variant took, and the updates made."""
     import torch
     from torch import nn
 
@@ -79,13 +80,13 @@ def run_variant(variant: str, spec, folder: Path, tag: str) -> tuple[float, int]
     from learnscope.train.trainer import train
 
     if variant == "execute":
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         _, status = execute(spec, folder / f"{tag}.db")
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         if status != "finished":
             raise RuntimeError(f"the preset run ended {status}")
         with ls.store.open(folder / f"{tag}.db", read_only=True) as store:
-            return seconds, int(store.runs()["last_step"].iloc[-1])
+            return seconds, cpu, int(store.runs()["last_step"].iloc[-1])
     splits, recipe, build = _setup(spec)
     model = build()
     steps_per_epoch = -(-len(splits.train) // recipe.batch_size)
@@ -93,7 +94,7 @@ def run_variant(variant: str, spec, folder: Path, tag: str) -> tuple[float, int]
     if variant == "plain":
         inputs, labels = splits.train.tensors
         optimizer, scheduler = recipe.build(model, steps_per_epoch)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         model.train()
         for epoch in range(recipe.epochs):
             order = torch.randperm(len(labels),
@@ -105,9 +106,9 @@ def run_variant(variant: str, spec, folder: Path, tag: str) -> tuple[float, int]
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-        return time.perf_counter() - start, total
+        return time.perf_counter() - start, time.process_time() - cpu, total
     scope = None
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if variant == "train+scope":
         probe = _make_probe(spec, splits.measure)
         scope = ls.Scope(model, [probe], parse(spec.schedule), folder / f"{tag}.db",
@@ -116,10 +117,10 @@ def run_variant(variant: str, spec, folder: Path, tag: str) -> tuple[float, int]
                    test_set=splits.test, seed=spec.seed)
     if scope is not None:
         scope.finish(result.status)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     if result.status != "finished":
         raise RuntimeError(f"train() ended {result.status}")
-    return seconds, result.steps
+    return seconds, cpu, result.steps
 
 
 def child(args: argparse.Namespace) -> None:
@@ -143,9 +144,9 @@ def child(args: argparse.Namespace) -> None:
             shift = (args.rotate + index) % len(VARIANTS)
             timings = {}
             for variant in VARIANTS[shift:] + VARIANTS[:shift]:
-                seconds, updates = run_variant(variant, spec, Path(folder),
-                                               f"timed-{index}-{variant}")
-                timings[variant] = {"seconds": seconds, "updates": updates}
+                seconds, cpu, updates = run_variant(variant, spec, Path(folder),
+                                                    f"timed-{index}-{variant}")
+                timings[variant] = {"seconds": seconds, "cpu": cpu, "updates": updates}
             rounds.append(timings)
     import learnscope
 
@@ -193,22 +194,24 @@ def main() -> None:
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
           f"{first['torch']}, {first['threads']} thread(s), medians of {args.repeats} "
           f"repeats x {args.rounds} rounds (a fresh process per repeat, interleaved)\n")
-    print("| learnscope | variant | ms per update | ratio to plain (of medians) | "
-          "ratio to plain (median of paired) |")
-    print("|---|---|---|---|---|")
-    for records in results.values():
-        source = str(Path(records[0]["learnscope"]).parent.parent)  # the src folder imported
-        rounds = [timings for record in records for timings in record["rounds"]]
-        per_update = {v: [t[v]["seconds"] * 1e3 / t[v]["updates"] for t in rounds]
-                      for v in VARIANTS}
-        base = statistics.median(per_update["plain"])
-        for variant in VARIANTS:
-            value = statistics.median(per_update[variant])
-            paired = statistics.median(
-                mine / plain for mine, plain in zip(per_update[variant], per_update["plain"],
-                                                    strict=True))
-            print(f"| {source} | {variant} | {value:.2f} | {value / base:.2f}x | "
-                  f"{paired:.2f}x |")
+    for clock in ("seconds", "cpu"):
+        print(f"\n{'wall' if clock == 'seconds' else 'CPU (this process)'} time\n")
+        print("| learnscope | variant | ms per update | ratio to plain (of medians) | "
+              "ratio to plain (median of paired) |")
+        print("|---|---|---|---|---|")
+        for records in results.values():
+            source = str(Path(records[0]["learnscope"]).parent.parent)  # the src imported
+            rounds = [timings for record in records for timings in record["rounds"]]
+            per_update = {v: [t[v][clock] * 1e3 / t[v]["updates"] for t in rounds]
+                          for v in VARIANTS}
+            base = statistics.median(per_update["plain"])
+            for variant in VARIANTS:
+                value = statistics.median(per_update[variant])
+                paired = statistics.median(
+                    mine / plain for mine, plain in zip(per_update[variant],
+                                                        per_update["plain"], strict=True))
+                print(f"| {source} | {variant} | {value:.2f} | {value / base:.2f}x | "
+                      f"{paired:.2f}x |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
