@@ -158,6 +158,7 @@ WORKER = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, {tests!r})
+    import torch
     import learnscope as ls
     from learnscope.train import recipes
     from learnscope.train.trainer import train
@@ -181,12 +182,14 @@ WORKER = textwrap.dedent(
         return model, scope.run_id
 
     if __name__ == "__main__":
+        torch.set_num_threads(1)  # as the test process (thread counts change float rounding)
         run({store!r}, "killed", sleep=0.15)
     """
 )
 
 
-def test_a_killed_run_has_every_row_up_to_its_checkpoint_and_resumes_them_all(tmp_path):
+def test_a_killed_run_has_every_row_up_to_its_checkpoint_and_resumes_them_all(tmp_path,
+                                                                            one_thread):
     store_path = tmp_path / "s.db"
     script = tmp_path / "resumable_worker.py"
     script.write_text(WORKER.format(tests=os.path.dirname(__file__), store=str(store_path)))

@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -50,7 +49,6 @@ from learnscope.measurement import evaluate
 from learnscope.train.recipes import Recipe
 
 CHECKPOINT = "checkpoint.pt"
-SHOW_EVERY = 0.2  # seconds between two updates of the progress display
 
 
 @dataclass
@@ -178,7 +176,6 @@ def train(
     task = None if reporter is None else reporter.task(f"train {run_name}", total)
     if task is not None:
         task.update(completed=step)
-    shown = time.monotonic()  # when the progress display was last updated
     net.train()
     while step < total:
         epoch, skip = divmod(step, steps_per_epoch)
@@ -207,9 +204,8 @@ def train(
                 _save_checkpoint(folder / CHECKPOINT, model, optimizer, scheduler, scope, step)
             if on_step is not None:
                 on_step(step, total)
-            if task is not None and (step >= total or time.monotonic() - shown >= SHOW_EVERY):
+            if task is not None:
                 task.update(completed=step)
-                shown = time.monotonic()
             if step >= total or step % steps_per_epoch == 0:
                 break
         if status == "diverged":
@@ -217,7 +213,6 @@ def train(
         if step % steps_per_epoch == 0 or step >= total:
             metrics.update(evaluate_epoch())
     if task is not None:
-        task.update(completed=step)
         task.finish()
     if scope is not None:
         scope.flush()
