@@ -305,8 +305,9 @@ def sweep_command(
                                 "start`; ray://HOST:10001)."),
     device: str = typer.Option("auto", help="auto (GPUs spread over the workers when there "
                                "are, else cpu), cpu, cuda, or cuda:N for every run."),
-    threads: int = typer.Option(None, min=1, help="Torch threads per run (local default: the "
-                                "CPU cores divided by the workers; ray: 1 CPU per task)."),
+    threads: int = typer.Option(None, min=1, help="Torch threads per run (local default: "
+                                "$OMP_NUM_THREADS, else the CPU cores divided by the workers; "
+                                "ray: 1 CPU per task)."),
     store: Path = StoreOption,
     scale: str = typer.Option("small", help="Preset scale: 'small' (digits, CPU minutes) or "
                               "'paper' (the paper's settings)."),
