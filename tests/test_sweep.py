@@ -25,10 +25,12 @@ from typer.testing import CliRunner
 
 import learnscope as ls
 from learnscope import cli
+from learnscope import threads as threads_mod
 from learnscope.experiments import sweep as sweep_mod
 from learnscope.experiments.presets import RunSpec, execute
 from learnscope.experiments.status import planned, summarise
-from learnscope.experiments.sweep import SweepResult, assign_device, sweep, worker_threads
+from learnscope.experiments.sweep import SweepResult, assign_device, sweep
+from learnscope.threads import choose_threads
 
 PRESET = "tiny"
 
@@ -85,9 +87,9 @@ def test_device_and_thread_assignment():
         "cuda:0", "cuda:1", "cuda:2", "cuda:0"]
     assert assign_device("cpu", 1, 2) == "cpu" and assign_device("cuda:1", 0, 2) == "cuda:1"
     assert assign_device(None, 0, 2) is None  # each run keeps its own device
-    assert worker_threads(None, 2, cpu_count=8) == 4
-    assert worker_threads(None, 3, cpu_count=2) == 1  # never 0
-    assert worker_threads(3, 2, cpu_count=2) == 3
+    assert choose_threads(cores=8, processes=2).threads == 4
+    assert choose_threads(cores=2, processes=3).threads == 1  # never 0
+    assert choose_threads(requested=3, cores=2, processes=2).threads == 3
     assert sweep_mod.default_workers("auto", cuda_count=3) == 3
     assert sweep_mod.default_workers("auto", cuda_count=0) == 2
     assert sweep_mod.default_workers("cpu", cuda_count=3) == 2
@@ -122,7 +124,8 @@ def test_bad_arguments_are_rejected_before_anything_starts(tmp_path):
 
 def test_cli_dry_run_spreads_workers_over_the_gpus(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_mod, "cuda_device_count", lambda: 2)
-    monkeypatch.setattr(sweep_mod.os, "cpu_count", lambda: 12)
+    monkeypatch.setattr(threads_mod, "available_cores", lambda: 12)  # cores this process may use
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     store = tmp_path / "s.db"
     result = CliRunner().invoke(cli.app, ["sweep", "equisep-depth", "--depths", "1,2,3",
                                           "--workers", "3", "--dry-run", "--store", str(store)])

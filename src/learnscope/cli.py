@@ -18,6 +18,7 @@ from learnscope.progress import Task, format_duration, progress
 from learnscope.scope import DEFAULT_STORE
 from learnscope.store import Store, StoreError
 from learnscope.store import open as open_store
+from learnscope.threads import decide_threads, use_threads
 
 app = typer.Typer(
     help="learnscope: watch what happens inside a network while it trains.",
@@ -155,6 +156,9 @@ def run(
                                   "paths: interpolate, evaluate (the network at every grid "
                                   "point; pca / autoencoder / som, --track all) or none."),
     resolution: int = typer.Option(40, help="trajectories: landscape grid points per axis."),
+    threads: int = typer.Option(None, min=1, help="Torch (and BLAS) threads (default: "
+                                "$OMP_NUM_THREADS, else the CPU cores this process may use, "
+                                "divided among local torchrun ranks)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run, and whether "
                                  "each run is reused, resumed or started fresh; run nothing."),
     rerun: bool = typer.Option(False, "--rerun", help="Train every run afresh, even when a "
@@ -180,6 +184,8 @@ def run(
             "--per-class": per_class, "--imbalance": imbalance, "--blocks": blocks,
             "--download": download, "--scale": None if scale == "small" else scale,
             **({"--every": every} if name == "trajectories" else {})})
+    chosen = (decide_threads if dry_run else use_threads)(threads)
+    console.print(f"threads: {chosen.threads} ({escape(chosen.reason)}; set with --threads)")
     if name == "trajectories":
         from learnscope.trajectory.cli import run_trajectories
 
@@ -402,8 +408,9 @@ def sweep_command(
                                 "start`; ray://HOST:10001)."),
     device: str = typer.Option("auto", help="auto (GPUs spread over the workers when there "
                                "are, else cpu), cpu, cuda, or cuda:N for every run."),
-    threads: int = typer.Option(None, min=1, help="Torch threads per run (local default: the "
-                                "CPU cores divided by the workers; ray: 1 CPU per task)."),
+    threads: int = typer.Option(None, min=1, help="Torch threads per run (local default: "
+                                "$OMP_NUM_THREADS, else the CPU cores divided by the workers; "
+                                "ray: 1 CPU per task)."),
     store: Path = StoreOption,
     scale: str = typer.Option("small", help="Preset scale: 'small' (digits, CPU minutes) or "
                               "'paper' (the paper's settings)."),
@@ -473,7 +480,7 @@ def sweep_command(
     if backend == "local":
         count = workers or sweeping.default_workers(device, cuda_count)
         used = max(1, min(count, len(specs)))  # no more workers than runs
-        per_worker = sweeping.worker_threads(threads, used)
+        per_worker = decide_threads(threads, workers=used).threads
         devices = sorted({sweeping.assign_device(device, i, cuda_count) for i in range(used)})
         where = f"{used} worker process(es) x {per_worker} thread(s), on {', '.join(devices)}"
     else:

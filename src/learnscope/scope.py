@@ -25,6 +25,7 @@ then collective: every rank must call `step` / `measure` with the same steps.
 from __future__ import annotations
 
 import numbers
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -32,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from learnscope import distributed as dist
@@ -111,6 +113,7 @@ class Scope:
         self.run_id: str | None = None
         self._done: dict[str, set[int]] = {p.name: set() for p in probes}
         self._last_step: int | None = None  # greatest step measured (or found measured) here
+        self._deferred: list[tuple] = []  # (step, epoch, source, rows, time) until flushed
         self._handles_termination = False
         full_config = {
             "user": config or {},
@@ -118,6 +121,7 @@ class Scope:
             "parameters": sum(p.numel() for p in model.parameters()),
             "schedule": repr(self.schedule),
             "probes": [p.config() for p in probes],
+            "threads": torch.get_num_threads(),  # torch's intra-op threads (learnscope.threads)
         }
         if self.distributed:
             full_config["world_size"] = context.world_size
@@ -243,15 +247,30 @@ class Scope:
 
     def log(
         self, global_step: int, values: dict[str, float], epoch: int | float | None = None,
-        *, source: str = "train",
+        *, source: str = "train", defer: bool = False,
     ) -> None:
         """Record model-level scalars (loss, accuracy, learning rate...) at a step.
 
-        They are stored like probe measures, under probe `source` and layer "model".
+        They are stored like probe measures, under probe `source` and layer "model". With
+        `defer=True` they are kept in memory and written, with every other deferred row, in one
+        transaction by the next `flush()` (or `finish()`); a training loop calls `flush()`
+        before each checkpoint, so rows up to the checkpoint are stored and the ones after it
+        are logged again when the run resumes from it.
         """
-        if self.store is not None:
-            rows = [("model", -1, name, float(value)) for name, value in values.items()]
-            self.store.write_measurement(self.run_id, global_step, epoch, source, rows)
+        if self.store is None:
+            return
+        rows = [("model", -1, name, float(value)) for name, value in values.items()]
+        if defer:
+            self._deferred.append((global_step, epoch, source, rows, time.time()))
+            return
+        self.flush()  # rows stay in the order they were logged
+        self.store.write_measurement(self.run_id, global_step, epoch, source, rows)
+
+    def flush(self) -> None:
+        """Write the rows kept by `log(..., defer=True)`, in one transaction."""
+        if self._deferred and self.store is not None:
+            deferred, self._deferred = self._deferred, []
+            self.store.write_measurements(self.run_id, deferred)
 
     def finish(self, status: str = "finished", *, error: str | None = None) -> None:
         """Mark the run finished (or failed / diverged) and close the store if we opened it."""
@@ -272,6 +291,12 @@ class Scope:
         self.status = status
         try:
             if self.store is not None:
+                try:
+                    self.flush()
+                except Exception:
+                    if status == "finished":
+                        raise
+                    # failing anyway: rows after the last checkpoint are logged again on resume
                 record()
                 if self._owns_store:
                     self.store.close()

@@ -19,8 +19,10 @@ Local backend (``backend="local"``)
     parent may hold a store connection and torch threads). Worker ``i`` (0-based) trains on
     ``cuda:{i % k}`` with ``device="auto"`` (or ``"cuda"``) and k CUDA GPUs, on the CPU
     without GPUs; an explicit device (``"cpu"``, ``"cuda:1"``) is used by every worker. Each
-    worker uses ``threads`` torch threads, default ``os.cpu_count() // workers`` (at least 1),
-    so the workers share the cores instead of oversubscribing them. A run that raises is
+    worker uses ``threads`` torch (and BLAS) threads, by default ``$OMP_NUM_THREADS``, else
+    the cores this process may use divided by the workers, at least 1
+    (:func:`learnscope.threads.choose_threads`), so the workers share the cores instead of
+    oversubscribing them. A run that raises is
     reported as ``failed`` (and marked failed in the store) while the others go on. When a
     worker process dies (killed, out of memory) the pool is restarted and the runs it held
     resume from their checkpoints; a run in flight at two such deaths is reported failed (it
@@ -72,6 +74,7 @@ from pathlib import Path
 from typing import Any
 
 from learnscope.store import JOURNAL_ENV
+from learnscope.threads import decide_threads, use_threads
 
 BACKENDS = ("local", "ray")
 #: Statuses of a :class:`SweepResult`.
@@ -155,14 +158,6 @@ def assign_device(device: str | None, worker: int, cuda_count: int) -> str | Non
     return device
 
 
-def worker_threads(threads: int | None, workers: int, cpu_count: int | None = None) -> int:
-    """Torch threads per worker: ``threads``, else the cores split among the workers (>= 1)."""
-    if threads is not None:
-        return int(threads)
-    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
-    return max(1, cores // max(1, workers))
-
-
 def default_workers(device: str = "auto", cuda_count: int | None = None) -> int:
     """Workers when none are asked for: one per CUDA GPU when training on GPUs, else 2."""
     if device in ("auto", "cuda"):
@@ -216,12 +211,10 @@ def run_spec(spec: Mapping[str, Any] | Any, store: str | os.PathLike[str], *,
     is returned as ``failed`` (and marked failed in the store when it had started) instead of
     raising, so one bad run never stops a sweep.
     """
-    import torch
-
     from learnscope.experiments.presets import RunSpec, execute
 
     if threads is not None:
-        torch.set_num_threads(int(threads))
+        use_threads(int(threads))
     if isinstance(spec, Mapping):
         spec = RunSpec(**spec)
     if device is not None:
@@ -258,9 +251,7 @@ def _init_worker(folder: str, slots: int, threads: int, device: str | None,
             break
         except FileExistsError:
             continue
-    import torch
-
-    torch.set_num_threads(threads)
+    use_threads(threads)
     _WORKER.update(index=index, folder=folder,
                    device=assign_device(device, index, cuda_count))
 
@@ -313,7 +304,7 @@ def _sweep_local(specs: list[Any], store: Path, workers: int, device: str | None
 
     cuda_count = cuda_device_count() if device in ("auto", "cuda") else 0
     count = min(workers, len(specs))
-    per_worker = worker_threads(threads, count)
+    per_worker = decide_threads(threads, workers=count).threads
     context = multiprocessing.get_context("spawn")
     pending = deque(specs)
     deaths: Counter[str] = Counter()
@@ -495,9 +486,10 @@ def sweep(
     on the cluster at ``address``; ``workers`` is not used: Ray schedules by resources).
     device: ``"auto"`` (GPUs when there are, spread over the workers; else cpu), ``"cuda"``,
     a device used by every run (``"cpu"``, ``"cuda:1"``), or None (each spec's own device).
-    threads: torch threads per run (local default: the cores split among the workers; Ray:
-    1). on_result: called in this process with each :class:`SweepResult` as soon as its run
-    ends (skipped runs first). rerun: train every run afresh, even those finished in the store.
+    threads: torch threads per run (local default: ``$OMP_NUM_THREADS``, else the cores
+    split among the workers; Ray: 1). on_result: called in this process with each
+    :class:`SweepResult` as soon as its run ends (skipped runs first). rerun: train every run
+    afresh, even those finished in the store.
     See the module docstring for skipping, resuming, failures, Ctrl-C and the store of a Ray
     sweep. Raises ValueError for bad arguments, ImportError when Ray is asked for but missing,
     :class:`~learnscope.store.StoreError` for an unusable store, and KeyboardInterrupt after

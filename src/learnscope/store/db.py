@@ -182,6 +182,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def _time_text(seconds: float) -> str:
+    """``seconds`` since the epoch as :func:`_now` writes times."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="microseconds")
+
+
 def _safe_name(text: str) -> str:
     """Replace every character outside ``[A-Za-z0-9_.-]`` with ``_``."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
@@ -573,6 +578,36 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         )
         raise _open_error(path, what, "Upgrade learnscope.")
     return conn
+
+
+def _prepare_rows(run_id: str, step: Any, epoch: Any, probe: Any, rows: Iterable[tuple]
+                  ) -> tuple[int, float | None, list[tuple]]:
+    """Checked (step, epoch, metric rows) of one measurement, as ``write_measurement`` stores."""
+    step = _as_int(step, "step")
+    if epoch is not None:
+        if isinstance(epoch, bool):
+            raise TypeError(f"epoch must be a number or None, got {epoch!r}")
+        epoch = float(epoch)
+    if not isinstance(probe, str) or not probe:
+        raise ValueError(f"probe must be a non-empty string, got {probe!r}")
+    prepared: list[tuple[str, int, str, str, int, str, float | None]] = []
+    for i, row in enumerate(rows):
+        try:
+            layer, layer_index, measure, value = row
+            if not isinstance(layer, str) or not isinstance(measure, str):
+                raise TypeError("layer and measure must be strings")
+            index = _as_int(layer_index, "layer_index")
+            number = None if value is None else float(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"Row {i} of measurement (step {step}, probe {probe!r}) is {row!r}: "
+                f"expected (layer: str, layer_index: int, measure: str, value: float) "
+                f"({exc})"
+            ) from exc
+        if number is not None and math.isnan(number):
+            number = None  # SQLite stores NaN as NULL anyway; be explicit about it
+        prepared.append((run_id, step, probe, layer, index, measure, number))
+    return step, epoch, prepared
 
 
 def parse_time(text: Any) -> float | None:
@@ -1251,45 +1286,55 @@ class Store:
         since-final pass adding rows to a measurement). NaN values are stored as NULL and read
         back as NaN; infinities are kept. An unknown ``run_id`` raises :class:`StoreError`.
         """
-        step = _as_int(step, "step")
-        if epoch is not None:
-            if isinstance(epoch, bool):
-                raise TypeError(f"epoch must be a number or None, got {epoch!r}")
-            epoch = float(epoch)
-        if not isinstance(probe, str) or not probe:
-            raise ValueError(f"probe must be a non-empty string, got {probe!r}")
-        prepared: list[tuple[str, int, str, str, int, str, float | None]] = []
-        for i, row in enumerate(rows):
-            try:
-                layer, layer_index, measure, value = row
-                if not isinstance(layer, str) or not isinstance(measure, str):
-                    raise TypeError("layer and measure must be strings")
-                index = _as_int(layer_index, "layer_index")
-                number = None if value is None else float(value)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(
-                    f"Row {i} of measurement (step {step}, probe {probe!r}) is {row!r}: "
-                    f"expected (layer: str, layer_index: int, measure: str, value: float) "
-                    f"({exc})"
-                ) from exc
-            if number is not None and math.isnan(number):
-                number = None  # SQLite stores NaN as NULL anyway; be explicit about it
-            prepared.append((run_id, step, probe, layer, index, measure, number))
+        step, epoch, prepared = _prepare_rows(run_id, step, epoch, probe, rows)
         values = {
             str(name): snapshot_files.as_snapshot(array, snapshot_dtype, str(name))
             for name, array in (snapshots or {}).items()
         }
-        now = _now()
         with self._write() as conn:
             self._require_run(conn, run_id)
             if values:
                 self._append_snapshots(conn, run_id, step, probe, values, snapshot_dtype)
-            conn.executemany(
-                "INSERT OR REPLACE INTO metrics "
-                "(run, step, probe, layer, layer_index, measure, value) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                prepared,
-            )
+            self._insert_rows(conn, run_id, [(step, epoch, probe, prepared, None)])
+        return len(prepared)
+
+    def write_measurements(
+        self,
+        run_id: str,
+        measurements: Iterable[tuple],
+    ) -> int:
+        """Store several measurements ``(step, epoch, probe, rows[, completed_at])`` at once.
+
+        Each is stored as :meth:`write_measurement` would store it (without snapshots), all of
+        them or none, in one transaction instead of one per measurement (e.g. a training loop's
+        per-update loss rows, written once per epoch). ``completed_at`` (seconds since the
+        epoch, default now) is when the values were taken, what ``eta_seconds`` reads. Returns
+        the number of rows written.
+        """
+        prepared = []
+        for step, epoch, probe, rows, *when in measurements:
+            step, epoch, checked = _prepare_rows(run_id, step, epoch, probe, rows)
+            moment = None if not when or when[0] is None else _time_text(when[0])
+            prepared.append((step, epoch, probe, checked, moment))
+        if not prepared:
+            return 0
+        with self._write() as conn:
+            self._require_run(conn, run_id)
+            self._insert_rows(conn, run_id, prepared)
+        return sum(len(entry[3]) for entry in prepared)
+
+    def _insert_rows(self, conn: sqlite3.Connection, run_id: str,
+                     measurements: list[tuple[int, float | None, str, list[tuple], str | None]],
+                     ) -> None:
+        """Metric rows, ``measurements`` rows and the run's ``last_step``, inside a write."""
+        now = _now()
+        conn.executemany(
+            "INSERT OR REPLACE INTO metrics "
+            "(run, step, probe, layer, layer_index, measure, value) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [row for _, _, _, rows, _ in measurements for row in rows],
+        )
+        for step, epoch, probe, _, completed_at in measurements:
             n_rows = conn.execute(
                 "SELECT count(*) FROM metrics WHERE run = ? AND step = ? AND probe = ?",
                 (run_id, step, probe),
@@ -1299,16 +1344,16 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run, step, probe) DO UPDATE SET "
                 "epoch = COALESCE(excluded.epoch, measurements.epoch), n_rows = excluded.n_rows, "
                 "completed_at = excluded.completed_at",
-                (run_id, step, probe, epoch, n_rows, now),
+                (run_id, step, probe, epoch, n_rows, completed_at or now),
             )
-            conn.execute(
-                "UPDATE runs SET last_step = CASE WHEN last_step IS NULL OR last_step < ? "
-                "THEN ? ELSE last_step END, updated_at = ?, host = ?, pid = ?, pid_start = ? "
-                "WHERE id = ?",
-                (step, step, now, socket.gethostname(), os.getpid(), _own_start(os.getpid()),
-                 run_id),
-            )
-        return len(prepared)
+        last = max(entry[0] for entry in measurements)
+        conn.execute(
+            "UPDATE runs SET last_step = CASE WHEN last_step IS NULL OR last_step < ? "
+            "THEN ? ELSE last_step END, updated_at = ?, host = ?, pid = ?, pid_start = ? "
+            "WHERE id = ?",
+            (last, last, now, socket.gethostname(), os.getpid(), _own_start(os.getpid()),
+             run_id),
+        )
 
     def _snapshot_folder(self, run_id: str, probe: str, trajectory: str) -> Path:
         return (self.artifacts_root / _safe_component(run_id) / _safe_component(probe)

@@ -6,6 +6,10 @@ accuracy and loss per epoch, stops a diverging run (non-finite loss) and marks i
 writes a checkpoint (model, optimizer, scheduler, RNG states, probe references, position in the
 epoch) every `checkpoint_every` updates and at every measurement, so a killed run continues from
 its last checkpoint with the same batches, the same augmentation draws and the same measurements.
+The logged rows are written to the store in one transaction per epoch and before every
+checkpoint, so a killed run has every row up to its last checkpoint and logs the later ones
+again as it replays them. A plain TensorDataset is indexed a batch at a time (the batches a
+shuffling DataLoader would draw, without fetching samples one by one).
 
 With `save_weights=True` the model's weights are kept at every measured step; `measure_since_final`
 then measures the final network once more and compares every kept state with it, writing
@@ -29,7 +33,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from learnscope import distributed
 from learnscope.measurement import evaluate
@@ -140,14 +144,18 @@ def train(
         random.seed(seed)
         _measure(scope, model, 0, 0.0, folder, save_weights)
 
+    val_data, test_data = _in_memory(val_set) or val_set, _in_memory(test_set) or test_set
+
     def evaluate_epoch() -> dict[str, float]:
         """Validation / test loss and accuracy at the end of an epoch, logged at `step`."""
         distributed.broadcast_module_state(model, parameters=False)  # rank 0's BN statistics
         with distributed.sharded():
-            evaluation = {f"val_{k}": v for k, v in evaluate(model, val_set).items()}
-            evaluation.update({f"test_{k}": v for k, v in evaluate(model, test_set).items()})
-        if scope is not None and evaluation:
-            scope.log(step, evaluation, epoch=step / steps_per_epoch)
+            evaluation = {f"val_{k}": v for k, v in evaluate(model, val_data).items()}
+            evaluation.update({f"test_{k}": v for k, v in evaluate(model, test_data).items()})
+        if scope is not None:
+            if evaluation:
+                scope.log(step, evaluation, epoch=step / steps_per_epoch, defer=True)
+            scope.flush()  # the epoch's rows, in one transaction
         return evaluation
 
     if checkpoint is not None and 0 < step and (step % steps_per_epoch == 0 or step >= total):
@@ -171,18 +179,7 @@ def train(
     net.train()
     while step < total:
         epoch, skip = divmod(step, steps_per_epoch)
-        order = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True,
-                            generator=order)
-        rng_at_checkpoint = _rng_state() if skip else None
-        for index, (inputs, labels) in enumerate(loader):
-            if index < skip:
-                # batches done before the checkpoint: same order, not trained again; fetching
-                # them drew augmentation randomness, so the checkpoint's RNG state is put back
-                # before the next batch is fetched
-                if index == skip - 1:
-                    _set_rng_state(rng_at_checkpoint)
-                continue
+        for inputs, labels in epoch_batches(train_set, recipe.batch_size, seed, epoch, skip):
             inputs, labels = inputs.to(device), labels.to(device)
             loss, batch_loss, accuracy = batch_objective(net, inputs, labels, context,
                                                          batchnorm=batchnorm)
@@ -199,9 +196,11 @@ def train(
             epoch_progress = step / steps_per_epoch
             metrics = {"loss": batch_loss, "accuracy": accuracy, "lr": lr}
             if scope is not None:
-                scope.log(step, metrics, epoch=epoch_progress)
+                scope.log(step, metrics, epoch=epoch_progress, defer=True)
             measured = _measure(scope, model, step, epoch_progress, folder, save_weights)
             if folder is not None and (measured or step % checkpoint_every == 0):
+                if scope is not None:
+                    scope.flush()  # every row up to the checkpoint is stored before it
                 _save_checkpoint(folder / CHECKPOINT, model, optimizer, scheduler, scope, step)
             if on_step is not None:
                 on_step(step, total)
@@ -215,6 +214,8 @@ def train(
             metrics.update(evaluate_epoch())
     if task is not None:
         task.finish()
+    if scope is not None:
+        scope.flush()
     if status == "diverged" and scope is not None:
         scope.finish("diverged", error=f"non-finite training loss at step {step + 1}")
     return TrainResult(status, step, step / steps_per_epoch, metrics)
@@ -253,6 +254,47 @@ def batch_objective(net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
     sums = distributed.all_reduce_sum(torch.stack([loss_sum.detach().double(),
                                                    correct.double()]))
     return loss_sum * (context.world_size / n), float(sums[0]) / n, float(sums[1]) / n
+
+
+def _in_memory(data: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The (inputs, labels) tensors of a plain TensorDataset of two tensors, else None."""
+    if (isinstance(data, TensorDataset) and len(data.tensors) == 2
+            and type(data).__getitem__ is TensorDataset.__getitem__):
+        return data.tensors
+    return None
+
+
+def epoch_batches(train_set: Dataset, batch_size: int, seed: int, epoch: int,
+                  skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The training batches of `epoch` from batch `skip` on, in the run's shuffled order.
+
+    The order is that of `DataLoader(train_set, batch_size, shuffle=True, generator=g)` with
+    `g` seeded by `seed` and `epoch`. A plain TensorDataset is indexed with each batch's
+    indices at once (the same generator draws, so the same batches) instead of being fetched
+    and stacked one sample at a time. Any other dataset goes through that DataLoader; the
+    batches before `skip` (done before a checkpoint) are fetched, drawing augmentation
+    randomness, and not returned, and the RNG state at the call is put back before batch `skip`
+    is fetched, so a resumed run draws what an uninterrupted one did.
+    """
+    order = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    tensors = _in_memory(train_set)
+    if tensors is not None:
+        # one batch of every index: the loader's draws from `order` and its permutation
+        samples = len(train_set)
+        permutation = next(iter(DataLoader(range(samples), batch_size=max(1, samples),
+                                           shuffle=True, generator=order)))
+        for start in range(skip * batch_size, samples, batch_size):
+            batch = permutation[start:start + batch_size]
+            yield tensors[0][batch], tensors[1][batch]
+        return
+    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=order)
+    rng_at_checkpoint = _rng_state() if skip else None
+    for index, (inputs, labels) in enumerate(loader):
+        if index < skip:
+            if index == skip - 1:
+                _set_rng_state(rng_at_checkpoint)
+            continue
+        yield inputs, labels
 
 
 def _checkpoint_folder(scope: Any, checkpoint_dir: str | Path | None) -> Path | None:
