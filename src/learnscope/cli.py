@@ -91,7 +91,8 @@ def run(
     models: str = typer.Option(None, help="Comma-separated model names (presets; equisep: fnn, "
                                "fnn_nobn, fnn_linear, mlp, small_cnn, resnet8, ...)."),
     dataset: str = typer.Option(None, help="Dataset name (presets; default by scale; equisep "
-                                "also cm, cfm, cc: MNIST, Fashion-MNIST, CIFAR-10 at 10x10)."),
+                                "also cm, cfm, cc: MNIST, Fashion-MNIST, CIFAR-10 at 10x10; ccg: "
+                                "CIFAR-10's green channel at 10x10)."),
     schedule: str = typer.Option(None, help="Measurement schedule, e.g. 'every 1 until 40; "
                                  "epochs 100; end' (presets)."),
     device: str = typer.Option("cpu", help="Device to train on (presets), e.g. cuda."),
@@ -104,6 +105,9 @@ def run(
     imbalance: float = typer.Option(None, help="equisep: long-tailed training set, ratio of the "
                                     "largest to the smallest class (uses the imbalanced "
                                     "fuzziness)."),
+    fit_from_input: bool = typer.Option(False, "--fit-from-input", help="equisep: fit the law "
+                                        "over the input and every layer, as the reference's "
+                                        "code does (default: the layers after the input)."),
     every: int = typer.Option(10, help="Quickstart: measure every k training steps."),
     seed: int = typer.Option(0, help="Quickstart: random seed; trajectories: seed of the first "
                              "network (the others take the next ones) and of the projection."),
@@ -160,7 +164,8 @@ def run(
         _run_preset(name, store, scale=scale, epochs=epochs, steps=steps, seeds=seeds,
                     models=models, dataset=dataset, schedule=schedule, device=device,
                     dry_run=dry_run, depths=depths, optimizers=optimizers,
-                    per_class=per_class, imbalance=imbalance)
+                    per_class=per_class, imbalance=imbalance,
+                    fit_from_input=fit_from_input or None)
         return
     epochs = 8 if epochs is None else epochs
     from learnscope.experiments.quickstart import NETS, run_quickstart
@@ -256,13 +261,13 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
                 seeds: str | None, models: str | None, dataset: str | None,
                 schedule: str | None, device: str, dry_run: bool, depths: str | None = None,
                 optimizers: str | None = None, per_class: int | None = None,
-                imbalance: float | None = None) -> None:
+                imbalance: float | None = None, fit_from_input: bool | None = None) -> None:
     from learnscope.experiments.presets import execute
 
     specs = _expand_preset(name, scale, device=device, epochs=epochs, steps=steps,
                            dataset=dataset, schedule=schedule, seeds=seeds, models=models,
                            depths=depths, optimizers=optimizers, per_class=per_class,
-                           imbalance=imbalance)
+                           imbalance=imbalance, fit_from_input=fit_from_input)
     _print_runs(name, scale, specs, dry_run=dry_run)
     if dry_run:
         return
@@ -318,6 +323,9 @@ def sweep_command(
     per_class: int = typer.Option(None, help="equisep: training samples per class."),
     imbalance: float = typer.Option(None, help="equisep: long-tailed training set, ratio of the "
                                     "largest to the smallest class."),
+    fit_from_input: bool = typer.Option(False, "--fit-from-input", help="equisep: fit the law "
+                                        "over the input and every layer, as the reference's "
+                                        "code does."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs and how they would be "
                                  "spread, run nothing."),
 ) -> None:
@@ -357,7 +365,8 @@ def sweep_command(
         _fail(str(error))
     specs = _expand_preset(name, scale, epochs=epochs, steps=steps, dataset=dataset,
                            schedule=schedule, seeds=seeds, models=models, depths=depths,
-                           optimizers=optimizers, per_class=per_class, imbalance=imbalance)
+                           optimizers=optimizers, per_class=per_class, imbalance=imbalance,
+                           fit_from_input=fit_from_input or None)
     _print_runs(name, scale, specs, dry_run=dry_run)
     if backend == "local":
         count = workers or sweeping.default_workers(device, cuda_count)
