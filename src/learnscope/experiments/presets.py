@@ -72,9 +72,9 @@ SMALL_WIDTH_MULTIPLIER = 0.25
 SMALL_BATCH = 16
 SMALL_EARLY_EPOCHS = (0.02, 0.1)  # the paper's 8 and 40 updates of a 390-update epoch
 SMALL_RECIPES: dict[str, dict[str, Any]] = {
-    "multistep": {"batch_size": SMALL_BATCH, "lr": 0.05},
+    "multistep": {"batch_size": SMALL_BATCH},
     "fixup": {"batch_size": SMALL_BATCH, "lr": 0.05},
-    "pyramid": {"batch_size": SMALL_BATCH, "lr": 0.05},
+    "pyramid": {"batch_size": SMALL_BATCH},
     "cyclic": {"batch_size": SMALL_BATCH, "lr": 0.1, "cycle_epochs_up": 1},
     "onecycle": {"batch_size": 2 * SMALL_BATCH, "lr": 0.4, "warmup_fraction": 0.2},
 }
