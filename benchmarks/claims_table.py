@@ -54,10 +54,10 @@ def _load(paths: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
             found = found[found["status"] == "finished"]
             for _, run in found.iterrows():
                 record = store.run(run["id"])
+                spec = record["config"].get("user", {})  # the preset's RunSpec
                 runs.append({"id": run["id"], "name": run["name"],
-                             "experiment": run["experiment"],
-                             "model": record["config"].get("model", ""),
-                             "recipe": record["config"].get("recipe", ""), "store": path})
+                             "experiment": run["experiment"], "model": spec.get("model", ""),
+                             "recipe": spec.get("recipe", ""), "store": path})
                 rows.append(store.metrics(run["id"]))
     if not runs:
         raise SystemExit(f"no finished runs in {list(paths)}; run the presets first")
