@@ -220,6 +220,10 @@ def report(paths: Sequence[str]) -> str:
         lines.append(f"- {experiment}: {len(values)} runs, test accuracy min {values.min():.3f}, "
                      f"median {values.median():.3f}, max {values.max():.3f}; "
                      f"chance-level: {low or 'none'}")
+        if experiment in ("early", "methods"):
+            lines.append("  " + ", ".join(
+                f"{name.split('-small-')[-1]} {value:.3f}"
+                for name, value in zip(group["name"], group["test_accuracy"], strict=True)))
     lines += ["", "## Activation-pattern paper", ""]
     entropy = entropy_claims(runs, rows)
     for family, entry in sorted(entropy.items()):
