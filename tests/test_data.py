@@ -627,3 +627,22 @@ def test_archive_member_outside_the_folder_is_refused(tmp_path):
     with pytest.raises(data.DatasetFormatError, match="escaped"):
         extract_tar(archive, tmp_path / "into")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_cifar10_channels_keeps_the_green_plane(cifar):
+    root, (train_x, train_y, test_x, test_y) = cifar
+    splits = data.load("cifar10", root=root, normalize=False, val_fraction=0, channels=[1])
+    x, y = splits.train.tensors
+    assert x.shape == (100, 1, 32, 32) and splits.input_shape == (1, 32, 32)
+    np.testing.assert_array_equal(as_uint8(x)[:, 0], train_x[:, 1])  # the written green plane
+    np.testing.assert_array_equal(y.numpy(), train_y)
+    np.testing.assert_array_equal(as_uint8(splits.test.tensors[0])[:, 0], test_x[:, 1])
+    two = data.load("cifar10", root=root, normalize=False, val_fraction=0, channels=[2, 0])
+    np.testing.assert_array_equal(as_uint8(two.train.tensors[0]), train_x[:, [2, 0]])
+
+
+@pytest.mark.parametrize("bad", [[], [3], [1, 1], "green", [True]])
+def test_cifar10_bad_channels_say_what_is_allowed(cifar, bad):
+    root, _ = cifar
+    with pytest.raises(ValueError, match=r"channels=\[1\] for the green channel"):
+        data.load("cifar10", root=root, channels=bad)

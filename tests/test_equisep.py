@@ -17,7 +17,7 @@ import learnscope as ls
 from learnscope import models
 from learnscope.cli import app
 from learnscope.data import DatasetNotFoundError
-from learnscope.experiments.presets import _equisep_data, execute, expand
+from learnscope.experiments.presets import EQUISEP_EPOCHS, _equisep_data, execute, expand
 from learnscope.train import recipes
 
 # the reference's grid, written out: (optimizer, lr) for every depth
@@ -57,7 +57,7 @@ def test_equisep_grid_is_three_depths_by_nine_optimizer_settings(scale):
             assert spec.recipe_options["momentum"] == MOMENTUM[optimizer]
         recipe = recipes.get(spec.recipe, **spec.recipe_options)
         assert recipe.weight_decay == 5e-4 and recipe.batch_size == 128
-        assert recipe.epochs == (600 if scale == "paper" else 30)
+        assert recipe.epochs == EQUISEP_EPOCHS[scale]
     if scale == "paper":
         assert {s.dataset for s in specs} == {"mnist"}
         assert all(s.data_options["resize"] == 10 for s in specs)
@@ -241,3 +241,115 @@ def test_cli_imbalance_gives_a_long_tailed_set_and_the_imbalanced_fuzziness():
     other = CliRunner().invoke(app, ["run", "early", "--dry-run", "--imbalance", "10"])
     assert other.exit_code == 2 and "only equisep and equisep-depth take --imbalance, early " \
         "does not" in other.output
+
+
+# --------------------------------------------------------------------------- the reference's fit
+
+def _last_fuzziness(store, run_id) -> tuple[np.ndarray, dict]:
+    with ls.store.open(store, read_only=True) as s:
+        metrics = s.metrics(run=run_id, probe="separation")
+    last = metrics[metrics["step"] == metrics["step"].max()]
+    d = last[last["measure"] == "fuzziness"].sort_values("layer_index")["value"].to_numpy()
+    law = dict(zip(last[last["layer"] == "law"]["measure"],
+                   last[last["layer"] == "law"]["value"], strict=True))
+    return d, law
+
+
+def test_fit_from_input_fits_the_input_and_every_layer(tmp_path):
+    store = tmp_path / "s.db"
+    options = dict(depths=[2], optimizers=["adam"], steps=4, schedule="end", seeds=[0])
+    plain = expand("equisep", "small", **options)
+    reference = expand("equisep", "small", fit_from_input=True, **options)
+    assert all(s.name == p.name + "-fitinput" for s, p in zip(reference, plain, strict=True))
+    assert all(s.probe_options["fit_first"] == 0 for s in reference)
+    assert all("fit_first" not in s.probe_options for s in plain)
+    with pytest.raises(ValueError, match="fit_from_input must be True or False"):
+        expand("equisep", "small", fit_from_input="yes")
+
+    run_id, status = execute(reference[0], store)
+    assert status == "finished"
+    d, law = _last_fuzziness(store, run_id)
+    layers = np.arange(d.size)  # input = 0, then the three hidden blocks
+    assert d.size == 4 and law["law_first"] == 0 and law["law_last"] == 3
+    # independent reference: least squares through (l, ln D_l) over l = 0..L
+    slope, _ = np.polyfit(layers, np.log(d), 1)
+    r = np.corrcoef(layers, np.log(d))[0, 1]
+    assert law["law_slope"] == pytest.approx(slope, rel=1e-9)
+    assert law["law_pearson_r"] == pytest.approx(r, rel=1e-9)
+    direct = ls.separation.fit_law(d, first=0)
+    assert law["law_rho"] == pytest.approx(direct.rho, rel=1e-12)
+
+
+def test_equisep_figure_refits_from_the_input(tmp_path):
+    from learnscope.viz.separation import equisep
+
+    store = tmp_path / "s.db"
+    spec = expand("equisep", "small", depths=[2], optimizers=["adam"], steps=4,
+                  schedule="end", seeds=[0])[0]
+    run_id, _ = execute(spec, store)
+    d, law = _last_fuzziness(store, run_id)
+    assert law["law_first"] == 1  # stored: the layers after the input
+
+    def fit_of(figure):
+        lines = [line for line in figure.axes[0].get_lines() if line.get_gid() == f"{run_id}:fit"]
+        return lines[0].get_xdata(), lines[0].get_ydata(), lines[0].get_label()
+
+    x, y, label = fit_of(equisep(store, run_id, fit_first=0))
+    layers = np.arange(d.size)
+    slope, intercept = np.polyfit(layers, np.log(d), 1)
+    np.testing.assert_allclose(x, layers)
+    np.testing.assert_allclose(y, np.exp(intercept + slope * layers), rtol=1e-9)
+    assert "l ≥ 0" in label
+    x_stored, _, label_stored = fit_of(equisep(store, run_id))
+    np.testing.assert_allclose(x_stored, layers[1:])
+    assert "l ≥" not in label_stored
+
+    out = tmp_path / "law.png"
+    result = CliRunner().invoke(app, ["plot", "equisep", run_id, "--store", str(store),
+                                      "--fit-from-input", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0
+
+
+def test_cli_fit_from_input_names_the_runs(tmp_path):
+    result = CliRunner().invoke(app, ["run", "equisep", "--dry-run", "--depths", "2",
+                                      "--optimizers", "adam", "--fit-from-input", "--store",
+                                      str(tmp_path / "s.db")])
+    assert result.exit_code == 0, result.output
+    assert "fitinput" in result.output and '"fit_first": 0' in result.output
+
+
+def _write_cifar_batches(folder, rng, n=20):
+    """Tiny CIFAR-10 python batches: rows of 1024 red, 1024 green, 1024 blue values."""
+    import pickle
+
+    folder.mkdir(parents=True)
+    written = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        planes = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+        labels = (np.arange(n) % 10).tolist()
+        batch = {b"data": planes.reshape(n, 3072), b"labels": labels}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+        written[name] = planes
+    return written
+
+
+def test_ccg_is_the_green_channel_of_cifar10_at_ten_by_ten(tmp_path):
+    written = _write_cifar_batches(tmp_path / "cifar-10-batches-py", np.random.default_rng(5))
+    dataset, options, size = _equisep_data("ccg", 2, None)
+    assert (dataset, size) == ("cifar10", 10)
+    splits = ls.data.load(dataset, root=tmp_path, seed=0, **{**options, "normalize": False})
+    x, _ = splits.measure.tensors
+    assert x.shape == (20, 1, 10, 10)
+    # the green plane of the same samples of the colour set (resizing is per channel)
+    rgb = ls.data.load("cifar10", root=tmp_path, seed=0, **{**options, "normalize": False,
+                                                            "channels": [0, 1, 2]})
+    np.testing.assert_allclose(x[:, 0].numpy(), rgb.measure.tensors[0][:, 1].numpy(), atol=1e-6)
+    # unresized, the planes are the written green planes
+    full = ls.data.load("cifar10", root=tmp_path, normalize=False, val_fraction=0.0,
+                        channels=[1])
+    green = np.concatenate([written[f"data_batch_{i}"][:, 1] for i in range(1, 6)])
+    np.testing.assert_array_equal(np.rint(full.train.tensors[0][:, 0].numpy() * 255), green)
+    spec = expand("equisep", "small", dataset="ccg", depths=[2], optimizers=["adam"])[0]
+    assert spec.dataset == "cifar10" and spec.data_options["channels"] == [1]
+    assert "-ccg-" in spec.name

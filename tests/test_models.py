@@ -259,3 +259,34 @@ def test_model_options_are_checked_with_the_model_s_options_named() -> None:
         models.create("mlp", hiden=(3,))
     with pytest.raises(TypeError, match="no option 'image_sise'.*image_size"):
         models.create("resnet8", image_sise=8)
+
+
+@pytest.mark.parametrize("name, full, quarter", [
+    ("resnet20", (16, 32, 64), (4, 8, 16)),
+    ("convnet20", (16, 32, 64), (4, 8, 16)),
+    ("toynet20", (32, 32, 32), (8, 8, 8)),
+    ("fixup_resnet20", (16, 32, 64), (4, 8, 16)),
+])
+def test_width_multiplier_scales_every_conv(name: str, full: tuple, quarter: tuple) -> None:
+    def conv_widths(model: nn.Module) -> list[int]:
+        return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+    wide = conv_widths(models.create(name))
+    narrow = conv_widths(models.create(name, width_multiplier=0.25))
+    # every conv keeps its place and gets a quarter of the filters (stem included)
+    assert narrow == [{f: q for f, q in zip(full, quarter, strict=True)}[w] for w in wide]
+    out = models.create(name, width_multiplier=0.25, in_channels=1, image_size=8)(
+        torch.randn(3, 1, 8, 8))
+    assert out.shape == (3, 10)
+
+
+def test_width_multiplier_of_pyramidnet_scales_start_and_final_width() -> None:
+    model = models.create("pyramidnet20", width_multiplier=0.5)
+    convs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs[0] == 8 and convs[-1] == 32  # 16 -> 64 becomes 8 -> 32
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), "half", True])
+def test_width_multiplier_must_be_positive(bad) -> None:
+    with pytest.raises(ValueError, match="width_multiplier must be a number > 0"):
+        models.create("resnet8", width_multiplier=bad)

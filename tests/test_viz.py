@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from learnscope import store as ls_store
 from learnscope import viz
 from learnscope.cli import app
 from learnscope.viz.data import FigureError
@@ -264,6 +265,12 @@ def test_figure3_without_since_final_says_what_to_run(store):
     assert "since-final pass" in message and "measure_since_final" in message
 
 
+def batch_size(store, run: str) -> int:
+    """The training batch size a preset run was stored with."""
+    with ls_store.open(store, read_only=True) as s:
+        return s.run(run)["config"]["user"]["recipe_options"]["batch_size"]
+
+
 def test_figure4_every_layer_over_training(store, tmp_path):
     runs = [run_id(store, f"methods-small-{net}-relu-s0") for net in ("convnet8", "resnet14")]
     figure = viz.figure4(store, runs)
@@ -278,7 +285,8 @@ def test_figure4_every_layer_over_training(store, tmp_path):
         if ax.panel_info["panel"] in ("C", "D", "E"):
             for line, values in zip(lines, table, strict=True):
                 np.testing.assert_allclose(line.get_ydata(), values, rtol=1e-12)
-                np.testing.assert_allclose(line.get_xdata(), [s / 2 for s in steps])  # epochs
+                per_epoch = -(-160 // batch_size(store, run))  # SMALL_DATA's 160 digits
+                np.testing.assert_allclose(line.get_xdata(), [s / per_epoch for s in steps])
             assert ax.get_ylim() == (0.0, 1.0)
         if ax.panel_info["panel"] == "B":
             added = pivot(store, run, "added_since_last")[2]

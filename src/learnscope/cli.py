@@ -109,7 +109,8 @@ def run(
     models: str = typer.Option(None, help="Comma-separated model names (presets; equisep: fnn, "
                                "fnn_nobn, fnn_linear, mlp, small_cnn, resnet8, ...)."),
     dataset: str = typer.Option(None, help="Dataset name (presets; default by scale; equisep "
-                                "also cm, cfm, cc: MNIST, Fashion-MNIST, CIFAR-10 at 10x10)."),
+                                "also cm, cfm, cc: MNIST, Fashion-MNIST, CIFAR-10 at 10x10; ccg: "
+                                "CIFAR-10's green channel at 10x10)."),
     schedule: str = typer.Option(None, help="Measurement schedule, e.g. 'every 1 until 40; "
                                  "epochs 100; end' (presets)."),
     device: str = typer.Option("cpu", help="Device to train on (presets), e.g. cuda."),
@@ -124,6 +125,9 @@ def run(
                                     "fuzziness)."),
     blocks: str = BlocksOption,
     download: bool = DownloadOption,
+    fit_from_input: bool = typer.Option(False, "--fit-from-input", help="equisep: fit the law "
+                                        "over the input and every layer, as the reference's "
+                                        "code does (default: the layers after the input)."),
     every: int = typer.Option(None, help="Quickstart: measure every k training steps (default "
                               "10)."),
     seed: int = typer.Option(0, help="Quickstart: random seed; trajectories: seed of the first "
@@ -204,7 +208,8 @@ def run(
                         models=models, dataset=dataset, schedule=schedule, device=device,
                         dry_run=dry_run, depths=depths, optimizers=optimizers,
                         per_class=per_class, imbalance=imbalance, blocks=blocks, every=every,
-                        download=download, rerun=rerun)
+                        download=download, rerun=rerun,
+                        fit_from_input=fit_from_input or None)
             return
         epochs, every = _checked(validation.quickstart_options, epochs=epochs, every=every,
                                  seed=seed)
@@ -352,7 +357,8 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
                 schedule: str | None, device: str, dry_run: bool, depths: str | None = None,
                 optimizers: str | None = None, per_class: int | None = None,
                 imbalance: float | None = None, blocks: str | None = None,
-                every: int | None = None, download: bool = False, rerun: bool = False) -> None:
+                every: int | None = None, download: bool = False, rerun: bool = False,
+                fit_from_input: bool | None = None) -> None:
     from learnscope.data import DatasetNotFoundError
     from learnscope.experiments import validation
     from learnscope.experiments.presets import execute, run_identity
@@ -360,7 +366,8 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
     specs = _expand_preset(name, scale, device=device, epochs=epochs, steps=steps,
                            dataset=dataset, schedule=schedule, seeds=seeds, models=models,
                            depths=depths, optimizers=optimizers, per_class=per_class,
-                           imbalance=imbalance, blocks=blocks, every=every, download=download)
+                           imbalance=imbalance, blocks=blocks, every=every, download=download,
+                           fit_from_input=fit_from_input)
     _print_runs(name, scale, specs, dry_run=dry_run)
     if dry_run:
         _print_plan(specs, store, rerun=rerun)
@@ -430,6 +437,9 @@ def sweep_command(
                                     "largest to the smallest class."),
     blocks: str = BlocksOption,
     download: bool = DownloadOption,
+    fit_from_input: bool = typer.Option(False, "--fit-from-input", help="equisep: fit the law "
+                                        "over the input and every layer, as the reference's "
+                                        "code does."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs, whether each is "
                                  "reused, resumed or started fresh, and how they would be "
                                  "spread; run nothing."),
@@ -475,7 +485,8 @@ def sweep_command(
     specs = _expand_preset(name, scale, epochs=epochs, steps=steps, dataset=dataset,
                            schedule=schedule, seeds=seeds, models=models, depths=depths,
                            optimizers=optimizers, per_class=per_class, imbalance=imbalance,
-                           blocks=blocks, download=download)
+                           blocks=blocks, download=download,
+                           fit_from_input=fit_from_input or None)
     _print_runs(name, scale, specs, dry_run=dry_run)
     if backend == "local":
         count = workers or sweeping.default_workers(device, cuda_count)

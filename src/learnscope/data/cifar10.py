@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -138,18 +139,42 @@ def fetch(root: str | os.PathLike | None = None) -> Path:
     return root / FOLDER
 
 
-def read_cifar10(*, root: str | os.PathLike | None = None, download: bool = False) -> Source:
-    """CIFAR-10 train (50,000) and test (10,000) images as uint8 (N, 3, 32, 32), RGB.
+CHANNEL_NAMES = ("red", "green", "blue")
+
+
+def check_channels(channels: Sequence[int] | None) -> tuple[int, ...] | None:
+    """The channel indices to keep as a tuple (None: all); a bad value fails with the fix."""
+    if channels is None:
+        return None
+    values = [channels] if isinstance(channels, int) else channels
+    if isinstance(values, (str, bytes)) or not all(
+            isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in values):
+        raise ValueError(f"channels must be a sequence of channel indices 0 (red), 1 (green), "
+                         f"2 (blue), got {channels!r}; e.g. channels=[1] for the green channel")
+    values = tuple(int(c) for c in values)
+    if not values or any(not 0 <= c < 3 for c in values) or len(set(values)) != len(values):
+        raise ValueError(f"channels must list distinct indices from 0 (red), 1 (green), 2 (blue),"
+                         f" got {list(values)}; e.g. channels=[1] for the green channel")
+    return values
+
+
+def read_cifar10(*, root: str | os.PathLike | None = None, download: bool = False,
+                 channels: Sequence[int] | None = None) -> Source:
+    """CIFAR-10 train (50,000) and test (10,000) images as uint8 (N, C, 32, 32), RGB.
 
     Args:
         root: data folder (default $LEARNSCOPE_DATA, else ./data); the batches are looked for
             in `<root>/cifar-10-batches-py/`, then in `<root>` itself.
         download: fetch the official archive (163 MB, MD5-checked) when the files are missing.
+        channels: keep only these channels, in this order (0 red, 1 green, 2 blue; default all
+            three). `channels=[1]` is the green channel alone, the input of the equi-separation
+            reference's feed-forward nets on CIFAR-10.
 
     Raises:
         DatasetNotFoundError: no folder holds the batches (every path looked in is listed).
         DatasetFormatError: a batch is not in the CIFAR-10 format.
     """
+    keep = check_channels(channels)
     root = resolve_root(root)
     folder = _find(root)
     if folder is None and download:
@@ -177,8 +202,11 @@ def read_cifar10(*, root: str | os.PathLike | None = None, download: bool = Fals
         found = meta.get(b"label_names")
         if isinstance(found, list) and len(found) == len(CLASS_NAMES):
             names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in found)
+    train_images = np.concatenate([images for images, _ in train])
+    if keep is not None:
+        train_images, test_images = train_images[:, keep], test_images[:, keep]
     return Source(
-        train_inputs=torch.from_numpy(np.concatenate([images for images, _ in train])),
+        train_inputs=torch.from_numpy(np.ascontiguousarray(train_images)),
         train_labels=torch.from_numpy(np.concatenate([labels for _, labels in train])),
         test_inputs=torch.from_numpy(np.ascontiguousarray(test_images)),
         test_labels=torch.from_numpy(test_labels),

@@ -23,8 +23,10 @@ Separation probe (fuzziness D_l per layer and the log-linear law fit):
   3e-4) per seed; 600 epochs, batch 128, wd 5e-4, lr / 10 at 1/3 and 2/3 of training.
 - equisep-depth: the same nets with depth 1..8, Adam at 1e-3.
 
-Small scale uses the embedded digits dataset (8x8, 1 channel), few seeds and short training, so a
-whole preset runs in minutes on a laptop CPU. Any setting can be overridden.
+Small scale uses the embedded digits dataset (8x8, 1 channel, 1,437 training images), nets with a
+quarter of the paper's filters, batch 16, 5 seeds and 6 epochs, so a whole preset runs in minutes
+on a laptop CPU and the measures are not saturated; the reasons for each setting are next to
+SMALL_RECIPES below and in docs/reproducing.md. Any setting can be overridden.
 """
 
 from __future__ import annotations
@@ -57,9 +59,38 @@ EQUISEP_WIDTH = 100
 EQUISEP_PER_CLASS = 100
 # dataset keys of the reference: 10x10 MNIST, Fashion-MNIST, CIFAR-10 (resized when loaded)
 EQUISEP_DATASETS = {"cm": "mnist", "cfm": "fashion-mnist", "cc": "cifar10"}
-EQUISEP_EPOCHS = {"small": 30, "paper": 600}
+# CIFAR-10's green channel alone at 10x10, the input the reference's GFNN takes from `cc`
+EQUISEP_GREEN = "ccg"
+EQUISEP_EPOCHS = {"small": 200, "paper": 600}
 EQUISEP_SCHEDULE = "every-epoch 10; end"
 ENTROPYCURVE_FAMILIES = ("resnet", "convnet", "toynet")  # Figure 2's nets, at 1-5 blocks/stage
+
+
+# Small scale (digits, 8x8, 1,437 training samples). The settings are chosen so that the measures
+# say something (see docs/reproducing.md for what they show and the time they take):
+# - a quarter of the paper's filters (ResNet-20: 4/8/16, ToyNet: 8): at full width nearly every
+#   evaluation of the 2x2 and 4x4 stages has its own pattern (distinct/E 0.97-1.0), so entropy
+#   sits at its cap and every pattern changes at every update;
+# - batch 16 (90 updates per epoch), so early points are early in relative terms: the paper's
+#   "after 8 and 40 updates" are 0.02 and 0.1 of a CIFAR-10 epoch, here `epochs 0.02 0.1`
+#   (updates 2 and 9);
+# - one-cycle keeps the paper's doubled batch (32) and warms up for 1.2 epochs (10% of 6 epochs
+#   at batch 256 peaked after 3 updates and ended at chance);
+# - cyclic 0.1, FixUp 0.05 and the one-cycle peak 0.4 are half the paper's values: tried first
+#   and they train; the paper's values were not tried at this scale.
+SMALL_WIDTH_MULTIPLIER = 0.25
+SMALL_BATCH = 16
+SMALL_EARLY_EPOCHS = (0.02, 0.1)  # the paper's 8 and 40 updates of a 390-update epoch
+SMALL_RECIPES: dict[str, dict[str, Any]] = {
+    "multistep": {"batch_size": SMALL_BATCH},
+    "fixup": {"batch_size": SMALL_BATCH, "lr": 0.05},
+    "pyramid": {"batch_size": SMALL_BATCH},
+    "cyclic": {"batch_size": SMALL_BATCH, "lr": 0.1, "cycle_epochs_up": 1},
+    "onecycle": {"batch_size": 2 * SMALL_BATCH, "lr": 0.4, "warmup_fraction": 0.2},
+}
+SMALL_EPOCHS = 6
+SMALL_EARLY_STEPS = 150  # Figure 1: every update of the first 1.7 epochs (paper: 3,000, 7.7)
+SMALL_SEEDS = 5  # entropycurve: mean and band over 5 seeds (paper: 25)
 
 
 @dataclass(frozen=True)
@@ -91,15 +122,22 @@ class RunSpec:
 def _scale_settings(scale: str) -> dict[str, Any]:
     if scale == "paper":
         return {"dataset": "cifar10", "data_options": {"augment": True, "normalize": True},
-                "model_options": {}, "seeds": None, "probe_batch": 128}
+                "model_options": {}, "seeds": None, "probe_batch": 128, "recipes": {}}
     return {"dataset": "digits", "data_options": {"normalize": True, "val_fraction": 0.0},
-            "model_options": {"in_channels": 1, "image_size": 8}, "seeds": None,
-            "probe_batch": 512}
+            "model_options": {"in_channels": 1, "image_size": 8,
+                              "width_multiplier": SMALL_WIDTH_MULTIPLIER},
+            "seeds": None, "probe_batch": 512, "recipes": SMALL_RECIPES}
 
 
-def _epoch_schedule_before_first_drop(recipe_options: dict[str, Any], default: int) -> str:
+def _recipe_options(settings: dict[str, Any], recipe: str, **options: Any) -> dict[str, Any]:
+    """The scale's settings of `recipe`, then `options`."""
+    return {**settings["recipes"].get(recipe, {}), **options}
+
+
+def _epoch_schedule_before_first_drop(recipe_options: dict[str, Any], default: int,
+                                      early: str = "at 0 8 40") -> str:
     milestones = recipe_options.get("milestones", (default,))
-    return f"at 0 8 40; epochs {milestones[0]}; end"
+    return f"{early}; epochs {milestones[0]}; end"
 
 
 def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]:
@@ -110,8 +148,11 @@ def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]
     and any RunSpec field. equisep and equisep-depth also take: depths (list of the reference's
     layer_num), optimizers (subset of sgd, momentum, adam; equisep), lrs (list; equisep-depth),
     width, per_class, imbalance (long-tailed training set, largest / smallest class; the probe
-    then uses the imbalanced Σ definitions), probe_batch. Their datasets: digits, mnist1d, any
-    registry name, or cm / cfm / cc (MNIST, Fashion-MNIST, CIFAR-10 resized to 10x10).
+    then uses the imbalanced Σ definitions), probe_batch, fit_from_input (True: fit the law over
+    the input and every layer, `fit_law(first=0)` as the reference's code does; the run names
+    end in "-fitinput"). Their datasets: digits, mnist1d, any registry name, or cm / cfm / cc
+    (MNIST, Fashion-MNIST, CIFAR-10 resized to 10x10), ccg (CIFAR-10's green channel at 10x10,
+    the reference's GFNN input).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
@@ -129,8 +170,12 @@ def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]
 
     def options_of(net: str) -> dict[str, Any]:
         # in_channels / image_size are options of the conv families only (mlp and small_cnn
-        # take none of them; execute gives every model its input size)
-        return image_options if _is_conv_family(net) else {}
+        # take none of them; execute gives every model its input size); at small scale the
+        # conv families are narrower, whatever the data
+        if not _is_conv_family(net):
+            return {}
+        return {**image_options, **({"width_multiplier": SMALL_WIDTH_MULTIPLIER} if small
+                                    else {})}
 
     probe = {"batch_size": settings["probe_batch"], "batchnorm": "train"}
     specs: list[RunSpec] = []
@@ -138,19 +183,24 @@ def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]
     if preset == "early":
         seeds = overrides.pop("seeds", [0])
         nets = overrides.pop("models", ["resnet20", "convnet20", "toynet20"])
-        steps = overrides.pop("steps", 100 if small else 3000)
+        steps = overrides.pop("steps", SMALL_EARLY_STEPS if small else 3000)
+        recipe_options = _recipe_options(settings, "multistep")
         for net in nets:
             for seed in seeds:
                 specs.append(RunSpec(
                     "early", f"early-{scale}-{net}-s{seed}", net, options_of(net), dataset,
-                    data_options, "multistep", {}, seed, steps, "every 1", probe))
+                    data_options, "multistep", recipe_options, seed, steps, "every 1", probe))
     elif preset == "entropycurve":
-        seeds = overrides.pop("seeds", [0, 1] if small else list(range(25)))
+        seeds = overrides.pop("seeds", list(range(SMALL_SEEDS if small else 25)))
         nets = overrides.pop("models", ["resnet", "convnet", "toynet"])
         blocks = overrides.pop("blocks", [1, 2, 3, 4, 5])
         _check_entropycurve(nets, blocks)
-        recipe_options = {"epochs": 6, "milestones": (4, 5)} if small else {}
-        schedule = _epoch_schedule_before_first_drop(recipe_options, 100)
+        recipe_options = _recipe_options(
+            settings, "multistep",
+            **({"epochs": SMALL_EPOCHS, "milestones": (3, 5)} if small else {}))
+        early = ("at 0; epochs " + " ".join(f"{e:g}" for e in SMALL_EARLY_EPOCHS) if small
+                 else "at 0 8 40")
+        schedule = _epoch_schedule_before_first_drop(recipe_options, 100, early)
         for net in nets:
             for n in blocks:
                 for seed in seeds:
@@ -161,20 +211,27 @@ def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]
                         seed, None, schedule, probe))
     else:  # methods
         seeds = overrides.pop("seeds", [0])
-        epochs = {"epochs": 6, "milestones": (3, 5)} if small else {}
-        short = {"epochs": 6} if small else {}
+        epochs = {"epochs": SMALL_EPOCHS, "milestones": (3, 5)} if small else {}
+        short = {"epochs": SMALL_EPOCHS} if small else {}
+
+        def options(recipe: str, length: dict[str, Any]) -> dict[str, Any]:
+            return _recipe_options(settings, recipe, **length)
+
         variants: list[tuple[str, str, dict, str, dict]] = []
         for net in overrides.pop("models", ["convnet20", "resnet20"]):
             variants += [
-                (f"{net}-relu", net, {"activation": "relu"}, "multistep", epochs),
-                (f"{net}-prelu", net, {"activation": "prelu"}, "multistep", epochs),
-                (f"{net}-lrelu", net, {"activation": "lrelu"}, "multistep", epochs),
-                (f"{net}-cyclic", net, {}, "cyclic",
-                 {**short, "cycle_epochs_up": 1} if small else {}),
-                (f"{net}-onecycle", net, {}, "onecycle", short),
+                (f"{net}-relu", net, {"activation": "relu"}, "multistep",
+                 options("multistep", epochs)),
+                (f"{net}-prelu", net, {"activation": "prelu"}, "multistep",
+                 options("multistep", epochs)),
+                (f"{net}-lrelu", net, {"activation": "lrelu"}, "multistep",
+                 options("multistep", epochs)),
+                (f"{net}-cyclic", net, {}, "cyclic", options("cyclic", short)),
+                (f"{net}-onecycle", net, {}, "onecycle", options("onecycle", short)),
             ]
-        variants += [("fixup_resnet20", "fixup_resnet20", {}, "fixup", epochs),
-                     ("pyramidnet20", "pyramidnet20", {}, "pyramid", epochs)]
+        variants += [("fixup_resnet20", "fixup_resnet20", {}, "fixup", options("fixup", epochs)),
+                     ("pyramidnet20", "pyramidnet20", {}, "pyramid",
+                      options("pyramid", epochs))]
         for label, net, options, recipe, recipe_options in variants:
             for seed in seeds:
                 specs.append(RunSpec(
@@ -216,6 +273,8 @@ def _equisep_data(key: str, per_class: int | None, imbalance: float | None
         options["imbalance"] = imbalance
     if key in EQUISEP_DATASETS:
         return EQUISEP_DATASETS[key], {**options, "resize": 10}, 10
+    if key == EQUISEP_GREEN:  # the reference's GFNN input on CIFAR-10: x[:, 1], 100 values
+        return "cifar10", {**options, "resize": 10, "channels": [1]}, 10
     return key, options, 8 if key == "digits" else None
 
 
@@ -234,6 +293,14 @@ def _expand_equisep(preset: str, scale: str, overrides: dict[str, Any]) -> list[
     epochs = EQUISEP_EPOCHS[scale]
     probe = {"batchnorm": "train", "balanced": imbalance is None,
              "batch_size": overrides.pop("probe_batch", 4096)}
+    # the reference fits the law over the input and every layer (its code's layer 0 is the
+    # input); the default fits the layers after the input only
+    fit_from_input = overrides.pop("fit_from_input", False)
+    if not isinstance(fit_from_input, bool):
+        raise ValueError(f"fit_from_input must be True or False, got {fit_from_input!r}")
+    if fit_from_input:
+        probe["fit_first"] = 0
+    fit_label = "-fitinput" if fit_from_input else ""
     if preset == "equisep":
         depths = overrides.pop("depths", list(EQUISEP_DEPTHS))
         wanted = overrides.pop("optimizers", None)
@@ -261,7 +328,8 @@ def _expand_equisep(preset: str, scale: str, overrides: dict[str, Any]) -> list[
                 recipe = {**OPTIMIZER_OPTIONS[optimizer], "lr": lr, "epochs": epochs}
                 for seed in seeds:
                     specs.append(RunSpec(
-                        preset, f"{preset}-{scale}-{key}-{label}-{optimizer}-lr{lr:g}-s{seed}",
+                        preset,
+                        f"{preset}-{scale}-{key}-{label}-{optimizer}-lr{lr:g}-s{seed}{fit_label}",
                         net, options, dataset, dict(data_options), "equisep", recipe, seed,
                         None, EQUISEP_SCHEDULE, dict(probe), probe="separation"))
     return specs

@@ -27,6 +27,7 @@ PRESET_SPECIFIC = {
     "--optimizers": ("equisep",),
     "--per-class": EQUISEP_PRESETS,
     "--imbalance": EQUISEP_PRESETS,
+    "--fit-from-input": EQUISEP_PRESETS,
 }
 _FLAG_VALUES = ("true", "false", "yes", "no", "on", "off", "1", "0", "y", "n", "t", "f")
 
@@ -245,11 +246,13 @@ def preset_options(preset: str, scale: str, *, epochs: int | None = None,
     if scale not in presets.SCALES:
         raise UsageError(f"--scale {scale!r}: unknown scale; use {' or '.join(presets.SCALES)}")
     given = {"--blocks": blocks, "--depths": depths, "--optimizers": optimizers,
-             "--per-class": per_class, "--imbalance": imbalance}
+             "--per-class": per_class, "--imbalance": imbalance,
+             "--fit-from-input": typed.get("fit_from_input")}
     for flag, value in given.items():
         if value is not None and preset not in PRESET_SPECIFIC[flag]:
             takers = PRESET_SPECIFIC[flag]
-            raise UsageError(f"{flag} {value}: only {' and '.join(takers)} "
+            shown = "" if isinstance(value, bool) else f" {value}"
+            raise UsageError(f"{flag}{shown}: only {' and '.join(takers)} "
                              f"{'takes' if len(takers) == 1 else 'take'} {flag}, {preset} does "
                              f"not; leave it out")
     if every is not None:

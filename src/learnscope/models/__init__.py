@@ -9,7 +9,8 @@ size). Conv families are matched by
 pattern `<family><depth>` with depth = 6n + 2 (n blocks in each of the three stages): "resnet20",
 "resnet56", "convnet14", "toynet32", "pyramidnet20", "fixup_resnet110", ... Their options are
 keyword arguments of `create`: activation, blocks_per_stage (overrides the depth in the name),
-widths, in_channels, image_size, num_classes, and, except for fixup_resnet, batchnorm and
+widths, width_multiplier (scales every width, rounded, at least 1: 0.25 gives ResNet-20 4/8/16
+filters), in_channels, image_size, num_classes, and, except for fixup_resnet, batchnorm and
 bn_momentum.
 """
 

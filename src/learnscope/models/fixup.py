@@ -44,6 +44,7 @@ class FixupBlock(nn.Module):
         in_channels, out_channels: channels in and out (out >= in).
         stride: stride of the first conv and the shortcut's subsampling.
         activation: activation name (see models.activations).
+        width_multiplier: scales every width (rounded, at least 1).
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *,
@@ -92,10 +93,11 @@ class FixupResNet(nn.Module):
         image_size: int = 32,
         num_classes: int = 10,
         activation: str = "relu",
+        width_multiplier: float = 1.0,
     ) -> None:
         super().__init__()
         widths = check_common_options(blocks_per_stage, widths, in_channels, image_size,
-                                      num_classes)
+                                      num_classes, width_multiplier)
         self.input_shape = (in_channels, image_size, image_size)
         width = widths[0]
         self.stem = conv3x3(in_channels, width)

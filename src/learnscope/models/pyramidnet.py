@@ -43,6 +43,7 @@ class PyramidBlock(nn.Module):
         in_channels, out_channels: channels in and out (out >= in).
         stride: stride of the first conv and the shortcut's subsampling.
         activation: activation name (see models.activations).
+        width_multiplier: scales every width (rounded, at least 1).
         batchnorm: use BatchNorm2d (else Identity).
         bn_momentum: BatchNorm momentum.
     """
@@ -101,10 +102,11 @@ class PyramidNet(nn.Module):
         activation: str = "relu",
         batchnorm: bool = True,
         bn_momentum: float = 0.1,
+        width_multiplier: float = 1.0,
     ) -> None:
         super().__init__()
         widths = check_common_options(blocks_per_stage, widths, in_channels, image_size,
-                                      num_classes)
+                                      num_classes, width_multiplier)
         if widths[-1] < widths[0]:
             raise ValueError(f"PyramidNet's final width must be >= its start width, got {widths}")
         self.input_shape = (in_channels, image_size, image_size)

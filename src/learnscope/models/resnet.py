@@ -61,17 +61,31 @@ def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
 
 def check_common_options(
     blocks_per_stage: int, widths: Sequence[int], in_channels: int, image_size: int,
-    num_classes: int,
+    num_classes: int, width_multiplier: float = 1.0,
 ) -> tuple[int, ...]:
-    """Validate the options shared by all conv families; returns widths as a tuple."""
+    """Validate the options shared by all conv families; returns the widths to build.
+
+    `width_multiplier` scales every width (rounded, at least 1): 0.25 turns ResNet-20's
+    16/32/64 filters into 4/8/16.
+    """
     widths = tuple(int(w) for w in widths)
     if not widths or min(widths) < 1:
         raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths}")
+    widths = tuple(scale_width(w, width_multiplier) for w in widths)
     for name, value in (("blocks_per_stage", blocks_per_stage), ("in_channels", in_channels),
                         ("image_size", image_size), ("num_classes", num_classes)):
         if int(value) < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     return widths
+
+
+def scale_width(width: int, multiplier: float) -> int:
+    """`width` times `multiplier`, rounded half up, at least 1."""
+    if (isinstance(multiplier, bool) or not isinstance(multiplier, (int, float))
+            or not multiplier > 0 or multiplier != multiplier or multiplier == float("inf")):
+        raise ValueError(f"width_multiplier must be a number > 0, got {multiplier!r}; e.g. 0.25 "
+                         "for a quarter of the filters")
+    return max(1, int(width * multiplier + 0.5))
 
 
 def he_normal_(conv: nn.Conv2d, gain: float = 1.0) -> None:
@@ -134,6 +148,8 @@ class CifarResNet(nn.Module):
         blocks_per_stage: blocks per stage n (depth 6n+2 with three stages).
         widths: filters per stage; stage 0 has stride 1, later stages stride 2.
         stem_width: filters of the first conv (default widths[0]).
+        width_multiplier: scales `widths` and `stem_width` (rounded, at least 1; 0.25 turns
+            16/32/64 into 4/8/16).
         shortcut: option-A shortcuts (ResNet) or none (ConvNet).
         in_channels: image channels.
         image_size: image height and width; any size works because of global average pooling.
@@ -157,12 +173,14 @@ class CifarResNet(nn.Module):
         activation: str = "relu",
         batchnorm: bool = True,
         bn_momentum: float = 0.1,
+        width_multiplier: float = 1.0,
     ) -> None:
         super().__init__()
         widths = check_common_options(blocks_per_stage, widths, in_channels, image_size,
-                                      num_classes)
+                                      num_classes, width_multiplier)
         self.input_shape = (in_channels, image_size, image_size)
-        width = widths[0] if stem_width is None else int(stem_width)
+        width = widths[0] if stem_width is None else scale_width(int(stem_width),
+                                                                 width_multiplier)
         self.stem = conv3x3(in_channels, width)
         stages = []
         for index, stage_width in enumerate(widths):

@@ -249,17 +249,21 @@ def equisep_command(
     out: Path = OutOptions["equisep"],
     formats: str = FormatOption,
     probe: str = SeparationProbeOption,
+    fit_from_input: bool = typer.Option(False, "--fit-from-input", help="Refit the law over "
+                                        "the input and every layer (l >= 0, as the reference's "
+                                        "code does) instead of drawing the stored fit."),
 ) -> None:
     """Equi-separation law: fuzziness D_l (log scale) per layer l at one step, with the fit.
 
     Markers: D_l of the input (l = 0) and of every layer; dashed line: the stored fit over its
     layer range, labelled with the decay ratio rho and Pearson r (preset `equisep`, or any run
-    with the ls.Separation probe).
+    with the ls.Separation probe); with --fit-from-input, the fit over l = 0..L instead.
     """
     outputs = _outputs(out, formats, "equisep")
     from learnscope.viz.separation import equisep
 
-    _draw(store, outputs, lambda s: equisep(s, runs, step=step, probe=probe))
+    first = 0 if fit_from_input else None
+    _draw(store, outputs, lambda s: equisep(s, runs, step=step, probe=probe, fit_first=first))
 
 
 @plot_app.command("equisep-dynamics")

@@ -146,6 +146,21 @@ def _law_at(laws: pd.DataFrame, step: int) -> dict[str, float] | None:
     return law if all(math.isfinite(law[m]) for m in needed) else None
 
 
+def _refit(layers: np.ndarray, values: np.ndarray, first: int) -> dict[str, float] | None:
+    """The law fitted over layers first..L of one step's D_l, as stored fit rows would hold it."""
+    from learnscope.separation import fit_law
+
+    order = np.argsort(layers)
+    if not np.array_equal(layers[order], np.arange(layers.size)):
+        raise FigureError(f"the stored layer indexes {layers.tolist()} are not 0..L; cannot refit")
+    try:
+        fit = fit_law(values[order], first=first)
+    except ValueError:  # too few layers, or D <= 0 / NaN: no line, like a NaN stored fit
+        return None
+    return {"law_slope": fit.slope, "law_rho": fit.rho, "law_pearson_r": fit.pearson_r,
+            "law_r2": fit.r2, "law_first": float(fit.first), "law_last": float(fit.last)}
+
+
 def _x_values(store: Store, info: RunInfo, frame: pd.DataFrame, steps: Sequence[int],
               x: str) -> tuple[np.ndarray, str]:
     """x of ``steps``: epochs where asked for (or ``auto``) and known and increasing, else steps."""
@@ -168,7 +183,7 @@ def _x_values(store: Store, info: RunInfo, frame: pd.DataFrame, steps: Sequence[
 
 def equisep(
     store: StoreLike, run: str | Sequence[str], *, step: int | None = None,
-    probe: str = "separation",
+    probe: str = "separation", fit_first: int | None = None,
 ) -> Figure:
     """The equi-separation law at one measured step: D_l (log scale) against the layer index l.
 
@@ -177,6 +192,10 @@ def equisep(
     ``law_first..law_last`` (slope ``law_slope``; intercept, not stored, by least squares for
     that slope over the stored D_l, see :func:`fit_line`), labelled with the stored decay ratio
     ρ and Pearson r. ``run`` may be a list of runs: one colour each.
+
+    ``fit_first``: refit the law over layers ``fit_first..L`` of the drawn D_l instead of drawing
+    the stored fit (``fit_first=0`` includes the input, as the reference's code does:
+    ``learnscope.separation.fit_law(values, first=0)``).
     """
     refs = [run] if isinstance(run, str) else list(run)
     with open_runs(store) as s, style.styled():
@@ -201,13 +220,16 @@ def equisep(
             ax.plot(layers, values, linestyle="none", marker="o", markersize=4, color=colour,
                     gid=f"{info.id}:points",
                     label=f"{info.label}: D_l ({when})" if several else f"D_l ({when})")
-            law = _law_at(_laws(frame), at)
+            law = (_law_at(_laws(frame), at) if fit_first is None
+                   else _refit(layers, values, fit_first))
             if law is None:
                 continue
             line = fit_line(layers, values, law)
             if line is None:
                 continue
             text = law_label(law["law_rho"], law["law_pearson_r"])
+            if fit_first is not None:
+                text += f", l ≥ {fit_first}"
             ax.plot(*line, color=colour, linestyle="--", linewidth=1.2, gid=f"{info.id}:fit",
                     label=f"{info.label}: {text}" if several else text)
         _log_y(ax)
