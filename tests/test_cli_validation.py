@@ -279,3 +279,31 @@ def test_dry_run_shows_the_runs_of_good_values_and_opens_no_store(tmp_path):
     assert result.exit_code == 0, result.output
     assert "early-small-resnet8-s3" in result.output and "early-small-mlp-s3" in result.output
     assert not store.exists()
+
+
+def test_a_one_cycle_schedule_cannot_be_stepped_past_its_end():
+    from learnscope.train import recipes
+
+    recipe = recipes.get("onecycle", epochs=4)
+    model = torch.nn.Linear(2, 2)
+    optimizer, scheduler = recipe.build(model, steps_per_epoch=10)
+    recipe.check_updates(40, 10)  # exactly its length: fine, and torch agrees
+    for _ in range(40):
+        optimizer.step()
+        scheduler.step()
+    optimizer.step()
+    with pytest.raises(ValueError, match="Tried to step 41 times"):  # torch's own refusal
+        scheduler.step()
+    with pytest.raises(ValueError, match="41 updates asked for.*ends after 40"):
+        recipe.check_updates(41, 10)
+    recipes.get("multistep", epochs=4).check_updates(1000, 10)  # others run as long as asked
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_steps_past_the_end_of_a_one_cycle_schedule_are_refused_up_front(tmp_path, command):
+    store = tmp_path / "s.db"
+    result = _invoke(command, "methods", "--steps", "100000", "--models", "resnet8",
+                     "--store", str(store))
+    message = _refused(result, store, first=False)
+    assert "--steps 100000 for methods-small-resnet8-onecycle-s0" in message
+    assert "one-cycle schedule ends after" in message

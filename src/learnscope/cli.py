@@ -373,6 +373,7 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
         _print_plan(specs, store, rerun=rerun)
         return
     _checked(validation.ensure_data, specs, download)  # before the store: a missing dataset
+    _checked(validation.run_lengths, specs)
     _check_store(store)
     from learnscope.experiments.status import record_plan
 
@@ -507,6 +508,7 @@ def sweep_command(
                       "settings, or trained by another process).")
         return
     _checked(validation.ensure_data, specs, download)  # once here, not in every worker
+    _checked(validation.run_lengths, specs)
     _check_store(store)
     console.print(f"[bold]sweep {escape(name)}[/]: {len(specs)} runs, {where}, store "
                   f"{escape(str(store))}")

@@ -7,6 +7,7 @@ what to do. The CLI calls them before it opens a store or trains anything.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -339,6 +340,25 @@ def ensure_data(specs: Iterable[Any], download: bool) -> None:
             raise UsageError(error.for_command_line()) from None
         except (ls.data.DownloadError, ls.data.DatasetFormatError) as error:
             raise UsageError(str(error)) from None
+
+
+def run_lengths(specs: Iterable[Any]) -> None:
+    """Every run's --steps fits its schedule (a one-cycle schedule cannot run past its end)."""
+    from learnscope.train import recipes
+
+    sizes: dict[str, int] = {}
+    for spec in specs:
+        recipe = recipes.get(spec.recipe, **spec.recipe_options)
+        if spec.max_steps is None or recipe.scheduler != "onecycle":
+            continue
+        key = json.dumps([spec.dataset, spec.data_options], sort_keys=True, default=str)
+        if key not in sizes:
+            sizes[key] = len(ls.data.load(spec.dataset, seed=spec.seed,
+                                          **spec.data_options).train)
+        try:
+            recipe.check_updates(spec.max_steps, -(-sizes[key] // recipe.batch_size))
+        except ValueError as error:
+            raise UsageError(f"--steps {spec.max_steps} for {spec.name}: {error}") from None
 
 
 def run_device(device: str) -> str:

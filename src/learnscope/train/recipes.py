@@ -108,6 +108,21 @@ class Recipe:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; use 'sgd' or 'adam'")
         return optimizer, self._scheduler(optimizer, steps_per_epoch)
 
+    def check_updates(self, updates: int, steps_per_epoch: int) -> None:
+        """Raise ValueError if this recipe's schedule cannot run `updates` optimizer updates.
+
+        A one-cycle schedule is fixed in length (epochs x updates per epoch): it cannot be
+        stepped past its end, so a run may stop early but not go on longer. The other
+        schedules run as long as asked (multistep keeps its last rate, cyclic keeps cycling).
+        """
+        length = self.epochs * steps_per_epoch
+        if self.scheduler == "onecycle" and updates > length:
+            raise ValueError(
+                f"{updates} updates asked for, but the one-cycle schedule ends after {length} "
+                f"({self.epochs} epochs x {steps_per_epoch} updates); ask for at most {length} "
+                "updates (--steps), or more epochs (--epochs)"
+            )
+
     def _scheduler(
         self, optimizer: torch.optim.Optimizer, steps_per_epoch: int
     ) -> torch.optim.lr_scheduler.LRScheduler:

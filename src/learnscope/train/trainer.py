@@ -123,6 +123,7 @@ def train(
     if steps_per_epoch == 0:
         raise ValueError("the training set is empty; nothing to train on")
     total = recipe.epochs * steps_per_epoch if max_steps is None else max_steps
+    recipe.check_updates(total, steps_per_epoch)
     optimizer, scheduler = recipe.build(model, steps_per_epoch)
     folder = _checkpoint_folder(scope, checkpoint_dir) if context.is_main else None
     step = 0
