@@ -21,8 +21,8 @@ Local backend (``backend="local"``)
     worker uses ``threads`` torch threads, default ``os.cpu_count() // workers`` (at least 1),
     so the workers share the cores instead of oversubscribing them. A run that raises is
     reported as ``failed`` (and marked failed in the store) while the others go on. When a
-    worker process dies (killed, out of memory) the pool is restarted and the runs it held
-    resume from their checkpoints; a run in flight at two such deaths is reported failed (it
+    worker process dies (killed, out of memory) it is replaced and the run it held
+    resumes from its checkpoint; a run in flight at two such deaths is reported failed (it
     stays interrupted in the store and resumes on the next sweep). A run is handed to a worker
     only when that worker is free. Ctrl-C, SIGTERM or SIGHUP stops the sweep and its workers at
     once (their runs are left interrupted and resume on the next sweep); the workers live in
