@@ -473,3 +473,31 @@ def test_without_a_process_group_run_and_end_is_a_plain_call():
     assert stop.value.code == 4
     with pytest.raises(KeyError):
         distributed.run_and_end(lambda: {}["missing"])
+
+
+def test_the_lightning_callback_shares_measurements_under_ddp(tmp_path, one_thread):
+    pytest.importorskip("lightning", reason="needs PyTorch Lightning (the [lightning] extra)")
+    out, store = tmp_path / "out", tmp_path / "s.db"
+    check_ran(torchrun(WORKERS / "lightning_ddp.py", str(store), str(out)))
+    runs, metrics = patterns_of(store)
+    assert len(runs) == 1 and runs["status"].iloc[0] == "finished"
+    run_id = runs["id"].iloc[0]
+    assert (out / "run-rank1.txt").read_text() == (out / "run-rank0.txt").read_text() == run_id
+    assert (out / "writes-rank1.txt").read_text() == ""  # rank 0 alone writes
+    assert "create_run" in (out / "writes-rank0.txt").read_text()
+    assert ls.store.open(store, read_only=True).run(run_id)["config"]["world_size"] == 2
+    patterns = metrics[metrics["probe"] == "patterns"]
+    assert sorted(patterns["step"].unique()) == [0, 2, 4, 6]
+    assert not patterns.duplicated(["step", "layer", "measure"]).any()
+    # the shared pass counted exactly what one process counts on the final weights
+    net = nn.Sequential(nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 10))
+    net.load_state_dict(torch.load(out / "final.pt", weights_only=True))
+    x, y = ls.data.load("digits", val_fraction=0, flatten=True).train.tensors
+    counts = P.count(net, (x, y), batch_size=256, labels=True)
+    final = patterns[patterns["step"] == 6].set_index(["layer", "measure"])["value"]
+    assert len(counts) == 1
+    for c in counts.values():
+        layer = final.index.get_level_values("layer")[0]
+        for name in ("evaluations", "distinct", "max_count", "entropy", "mutual_information"):
+            fn = M.SINGLE.get(name) or M.LABELLED[name]
+            assert final[(layer, name)] == float(fn(c)), name

@@ -24,10 +24,13 @@ Local backend (``backend="local"``)
     (:func:`learnscope.threads.choose_threads`), so the workers share the cores instead of
     oversubscribing them. A run that raises is
     reported as ``failed`` (and marked failed in the store) while the others go on. When a
-    worker process dies (killed, out of memory) the pool is restarted and the runs it held
-    resume from their checkpoints; a run in flight at two such deaths is reported failed (it
-    stays interrupted in the store and resumes on the next sweep). Ctrl-C stops the workers at
-    once: their runs stay interrupted in the store and resume on the next sweep.
+    worker process dies (killed, out of memory) it is replaced and the run it held
+    resumes from its checkpoint; a run in flight at two such deaths is reported failed (it
+    stays interrupted in the store and resumes on the next sweep). A run is handed to a worker
+    only when that worker is free. Ctrl-C, SIGTERM or SIGHUP stops the sweep and its workers at
+    once (their runs are left interrupted and resume on the next sweep); the workers live in
+    their own process groups, which the sweep ends when it stops for any reason, and a worker
+    whose sweep process is gone (even SIGKILLed) stops its run and exits within seconds.
 
 Ray backend (``backend="ray"``, needs ``pip install 'learnscope[ray]'``)
     One Ray task per run, each calling :func:`run_spec` like a local worker does.
@@ -59,16 +62,13 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -235,131 +235,198 @@ def run_spec(spec: Mapping[str, Any] | Any, store: str | os.PathLike[str], *,
 
 
 # --------------------------------------------------------------------------- local workers
+#
+# The local pool is a handful of spawned processes, each fed one run at a time over its own pipe.
+# Whatever happens to the sweep's process, no worker outlives it by more than a few seconds:
+# - the sweep ends every worker in a `finally` (SIGTERM to the worker's process group, SIGKILL
+#   after WORKER_STOP_SECONDS), and turns SIGTERM / SIGHUP into the same KeyboardInterrupt as
+#   Ctrl-C while it runs;
+# - every worker watches its parent (PARENT_POLL_SECONDS): once the sweep's process is gone
+#   (even SIGKILLed, when no `finally` runs) it stops its run as Ctrl-C would and exits;
+# - a run is handed to a worker only when that worker is free: nothing is queued ahead, so
+#   nothing is left to start after the sweep stopped.
+# A worker stopped this way raises KeyboardInterrupt in its run, so the run is left interrupted
+# in the store and the next sweep resumes it.
 
-_WORKER: dict[str, Any] = {}  # this worker process's slot, device and state folder
+#: How often a worker checks that the sweep's process still exists.
+PARENT_POLL_SECONDS = 0.5
+#: How long a worker whose parent is gone may take to stop its run before it is cut short.
+ORPHAN_GRACE_SECONDS = 5.0
+#: How long the sweep waits for stopped workers to exit before killing them.
+WORKER_STOP_SECONDS = 10.0
 
 
-def _init_worker(folder: str, slots: int, threads: int, device: str | None,
-                 cuda_count: int) -> None:
-    """Pool initializer: claim a worker index, pick the device, set threads, ignore Ctrl-C."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool on Ctrl-C
-    index = 0
-    for index in range(slots):  # O_EXCL creation is atomic: each index goes to one worker
-        try:
-            os.close(os.open(os.path.join(folder, f"slot-{index}"),
-                             os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            break
-        except FileExistsError:
-            continue
+def _stop_run(signum: int, frame: Any) -> None:
+    """A worker's SIGTERM handler: stop the run as Ctrl-C would (it stays resumable)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the run is being stopped
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker thread: once the sweep's process is gone, stop this worker (see above)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)  # the main thread raises KeyboardInterrupt
+    time.sleep(ORPHAN_GRACE_SECONDS)
+    os._exit(1)  # the run did not stop in time: it stays interrupted and resumes next time
+
+
+def _worker_main(connection: Any, parent: int, threads: int, device: str | None) -> None:
+    """A sweep worker: run the specs received on `connection` until told to stop."""
+    import threading
+
+    os.setpgrp()  # its own group: Ctrl-C at the terminal reaches the sweep, which stops it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_run)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
+                     name="learnscope-sweep-parent-watch").start()
     use_threads(threads)
-    _WORKER.update(index=index, folder=folder,
-                   device=assign_device(device, index, cuda_count))
-
-
-def _pool_task(spec: dict[str, Any], store: str, rerun: bool = False) -> SweepResult:
-    """Run ``spec`` in a pool worker; the worker's state file names it while it runs."""
-    marker = os.path.join(_WORKER["folder"], f"running-{_WORKER['index']}")
-    temporary = f"{marker}.tmp"
-    with open(temporary, "w") as out:
-        out.write(spec["name"])
-    os.replace(temporary, marker)
     try:
-        return run_spec(spec, store, device=_WORKER["device"], rerun=rerun)
-    finally:
-        os.remove(marker)
-
-
-def _in_flight(folder: str) -> set[str]:
-    """Names of the runs the pool's workers were running (from their state files)."""
-    names = set()
-    for entry in Path(folder).glob("running-*"):
-        if not entry.name.endswith(".tmp"):
+        while True:
             try:
-                names.add(entry.read_text())
-            except OSError:
-                continue
-    return names
-
-
-def _terminate_workers(executor: ProcessPoolExecutor) -> None:
-    """Stop the pool's processes now (their runs stay interrupted in the store)."""
-    terminate = getattr(executor, "terminate_workers", None)  # Python >= 3.14
-    if terminate is not None:
-        terminate()
+                task = connection.recv()
+            except EOFError:  # the sweep closed its end or is gone
+                return
+            if task is None:
+                return
+            spec, store, rerun = task
+            connection.send(run_spec(spec, store, device=device, rerun=rerun))
+    except KeyboardInterrupt:
         return
-    processes = list((getattr(executor, "_processes", None) or {}).values())
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(timeout=10)
-        if process.is_alive():
-            process.kill()
+
+
+@dataclass
+class _Worker:
+    """The sweep's handle on one worker process and the run it holds."""
+
+    process: Any
+    connection: Any
+    device: str | None
+    spec: Any = None  # the RunSpec it is running, None while free
+
+
+def _start_worker(context: Any, threads: int, device: str | None) -> _Worker:
+    parent_end, child_end = context.Pipe()
+    process = context.Process(target=_worker_main, name="learnscope-sweep-worker",
+                              args=(child_end, os.getpid(), threads, device), daemon=True)
+    process.start()
+    child_end.close()  # the worker holds the only other end: EOF here when it dies
+    return _Worker(process, parent_end, device)
+
+
+def _stop_workers(workers: list[_Worker]) -> None:
+    """End every worker now: ask free ones to stop, SIGTERM each process group, then SIGKILL."""
+    for worker in workers:
+        if worker.spec is None and worker.process.is_alive():
+            try:
+                worker.connection.send(None)
+            except (OSError, ValueError):
+                pass
+    deadline = time.monotonic() + WORKER_STOP_SECONDS
+    for worker in workers:
+        if worker.spec is not None:
+            _signal_group(worker.process.pid, signal.SIGTERM)
+    for worker in workers:
+        worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+    for worker in workers:
+        # the whole group, also what a run may have started (data-loader processes)
+        _signal_group(worker.process.pid, signal.SIGKILL)
+        worker.process.join(timeout=WORKER_STOP_SECONDS)
+        worker.connection.close()
+
+
+def _signal_group(pid: int | None, signum: int) -> None:
+    """Send `signum` to the process group a worker leads (or to the worker, before it has one)."""
+    if pid is None:
+        return
+    for send in (os.killpg, os.kill):
+        try:
+            send(pid, signum)
+            return
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+@contextmanager
+def _signals_stop_the_sweep() -> Iterator[None]:
+    """While the sweep runs, SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {signum: signal.signal(signum, interrupt)
+                for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _sweep_local(specs: list[Any], store: Path, workers: int, device: str | None,
                  threads: int | None, report: Callable[[SweepResult], None],
                  rerun: bool = False) -> None:
     import multiprocessing
+    from multiprocessing.connection import wait as wait_for
 
     cuda_count = cuda_device_count() if device in ("auto", "cuda") else 0
     count = min(workers, len(specs))
     per_worker = decide_threads(threads, workers=count).threads
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("spawn")  # never fork: we hold a store and threads
     pending = deque(specs)
-    deaths: Counter[str] = Counter()
-    idle_breaks = 0  # pools that broke with no run in flight (workers that cannot start?)
+    deaths: Counter[str] = Counter()  # by run: its worker died while it held the run
     fresh = {spec.name for spec in specs} if rerun else set()  # rerun: until a run started
-    while pending:
-        folder = tempfile.mkdtemp(prefix="learnscope-sweep-")
-        executor = ProcessPoolExecutor(
-            max_workers=min(count, len(pending)), mp_context=context,
-            initializer=_init_worker,
-            initargs=(folder, count, per_worker, device, cuda_count),
-        )
+    pool: list[_Worker] = []
+    with _signals_stop_the_sweep():
         try:
-            futures = {executor.submit(_pool_task, asdict(spec), str(store),
-                                       spec.name in fresh): spec
-                       for spec in pending}
-            pending.clear()
-            lost = []
-            waiting = set(futures)
-            while waiting:
-                done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
-                for future in done:
-                    spec = futures[future]
-                    try:
-                        report(future.result())
-                    except BrokenProcessPool:
-                        lost.append(spec)
-                    except Exception as error:  # noqa: BLE001 - e.g. an unpicklable result
-                        report(SweepResult(spec.name, None, "failed", _describe(error)))
-            if lost:
-                running = _in_flight(folder)
-                idle_breaks += not running
-                for spec in lost:
-                    if spec.name in running:
-                        deaths[spec.name] += 1
-                        fresh.discard(spec.name)  # its fresh run started: resume it
-                    if idle_breaks >= MAX_WORKER_DEATHS:
-                        report(SweepResult(
-                            spec.name, None, "failed",
-                            "the sweep's worker processes died before running it, "
-                            f"{idle_breaks} times (see the errors printed above)"))
-                    elif deaths[spec.name] >= MAX_WORKER_DEATHS:
-                        report(SweepResult(
-                            spec.name, None, "failed",
-                            f"its worker process died {deaths[spec.name]} times while running "
-                            "it (killed, or out of memory?); the run stays interrupted in the "
-                            "store and resumes from its checkpoint on the next sweep"))
-                    else:
-                        pending.append(spec)  # resumes from its checkpoint in a new pool
-        except BaseException:  # Ctrl-C (KeyboardInterrupt) or an error here: stop at once
-            _terminate_workers(executor)
-            raise
+            pool = [_start_worker(context, per_worker, assign_device(device, i, cuda_count))
+                    for i in range(count)]
+            while pending or any(w.spec is not None for w in pool):
+                for worker in pool:  # one run per free worker, none queued ahead
+                    if worker.spec is None and pending:
+                        worker.spec = pending.popleft()
+                        try:
+                            worker.connection.send((asdict(worker.spec), str(store),
+                                                    worker.spec.name in fresh))
+                        except OSError:  # it died while free: handled below as a death
+                            pass
+                busy = [w for w in pool if w.spec is not None]
+                ready = wait_for([w.connection for w in busy] + [w.process.sentinel
+                                                                   for w in busy])
+                for index, worker in enumerate(pool):
+                    if worker.spec is None:
+                        continue
+                    if worker.connection in ready or worker.process.sentinel in ready:
+                        try:
+                            result = worker.connection.recv()
+                        except (EOFError, OSError):  # it died: start another in its place
+                            result = None
+                        if result is not None:
+                            worker.spec = None
+                            report(result)
+                            continue
+                        lost, worker.spec = worker.spec, None
+                        worker.process.join(timeout=WORKER_STOP_SECONDS)
+                        worker.connection.close()
+                        pool[index] = _start_worker(context, per_worker, worker.device)
+                        deaths[lost.name] += 1
+                        fresh.discard(lost.name)  # its fresh run may have started: resume it
+                        if deaths[lost.name] >= MAX_WORKER_DEATHS:
+                            report(SweepResult(
+                                lost.name, None, "failed",
+                                f"its worker process died {deaths[lost.name]} times while "
+                                "running it (killed, or out of memory?); the run stays "
+                                "interrupted in the store and resumes from its checkpoint on "
+                                "the next sweep"))
+                        else:
+                            pending.appendleft(lost)  # resumes from its checkpoint
         finally:
-            executor.shutdown(wait=True, cancel_futures=True)
-            shutil.rmtree(folder, ignore_errors=True)
+            _stop_workers(pool)
 
 
 # --------------------------------------------------------------------------- Ray

@@ -58,8 +58,13 @@ class LearnscopeCallback(pl.Callback):
     any checkpoint are loaded) around the LightningModule, or the submodule chosen with
     `module`. It measures step 0 before the first update and calls `scope.step(global_step)`
     after every optimizer update (batches that only accumulate gradients are not steps). The run
-    is marked `finished` when `fit` ends and `failed` when it raises (Ctrl-C included). Only the
-    global-zero process creates the run and writes; the other processes do nothing.
+    is marked `finished` when `fit` ends and `failed` when it raises (Ctrl-C included).
+
+    Under DDP (`strategy="ddp"`, several processes, e.g. launched by torchrun) every process
+    creates the Scope with `distributed=True`: each measurement pass is shared among the
+    processes as `Scope`'s is (each counts its share of the batches, results merged exactly), and
+    only the global-zero process creates the run and writes. Every process must therefore get
+    the same callback (same probes, data and schedule), as Lightning's DDP launch gives it.
 
     The run's `total_steps` is `trainer.estimated_stepping_batches` (so `ls.end()` fires at the
     last update of a run that is not stopped early) and `steps_per_epoch` is the number of
@@ -149,8 +154,9 @@ class LearnscopeCallback(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Create the Scope (new run or resumed) and measure the initial network (step 0)."""
-        if not trainer.is_global_zero:
-            return
+        shared = _shares_measurements(trainer)
+        if not shared and not trainer.is_global_zero:
+            return  # several processes without a process group: global zero measures alone
         resume, self._resume = self._resume, None
         self.scope = Scope(
             self._target(pl_module),
@@ -163,6 +169,7 @@ class LearnscopeCallback(pl.Callback):
             total_steps=_total_steps(trainer),
             steps_per_epoch=_updates_per_epoch(trainer),
             resume=resume,
+            distributed=shared,
         )
         self.run_id = self.scope.run_id
         step = trainer.global_step
@@ -272,17 +279,25 @@ class LearnscopeCallback(pl.Callback):
         """Resuming at `step`: re-measure later steps, take references from steps <= `step`."""
         scope = self.scope
         scope.forget_measurements_after(step)
-        if scope.store is None:
-            return
-        for probe in scope.probes:
-            done = [s for s in scope.store.measured_steps(scope.run_id, probe.name) if s <= step]
-            if done and hasattr(probe, "restore"):
-                probe.restore(
-                    scope.store.artifact_dir(scope.run_id, done[0], probe.name),
-                    scope.store.artifact_dir(scope.run_id, done[-1], probe.name),
-                )
-            elif not done and hasattr(probe, "load_state_dict"):
-                probe.load_state_dict({"init": None, "last": None, "init_lost": False})
+        if scope.store is not None:  # the writing process (global zero)
+            for probe in scope.probes:
+                done = [s for s in scope.store.measured_steps(scope.run_id, probe.name)
+                        if s <= step]
+                if done and hasattr(probe, "restore"):
+                    probe.restore(
+                        scope.store.artifact_dir(scope.run_id, done[0], probe.name),
+                        scope.store.artifact_dir(scope.run_id, done[-1], probe.name),
+                    )
+                elif not done and hasattr(probe, "load_state_dict"):
+                    probe.load_state_dict({"init": None, "last": None, "init_lost": False})
+        if scope.distributed:  # every process compares with the references global zero chose
+            scope._share_run_state(resumed=True)
+
+
+def _shares_measurements(trainer: pl.Trainer) -> bool:
+    """Whether the processes of this fit share each measurement (DDP with a process group)."""
+    return (trainer.world_size > 1 and torch.distributed.is_available()
+            and torch.distributed.is_initialized())
 
 
 def _finite_count(value: Any) -> int | None:
