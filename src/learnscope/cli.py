@@ -188,8 +188,6 @@ def run(
             "--per-class": per_class, "--imbalance": imbalance, "--blocks": blocks,
             "--download": download, "--scale": None if scale == "small" else scale,
             **({"--every": every} if name == "trajectories" else {})})
-    chosen = (decide_threads if dry_run else use_threads)(threads)
-    console.print(f"threads: {chosen.threads} ({escape(chosen.reason)}; set with --threads)")
     if name == "trajectories":
         from learnscope.trajectory.cli import run_trajectories
 
@@ -200,6 +198,7 @@ def run(
             fit_on=fit_on, track=track, setting=setting, pretrain=pretrain,
             pretrain_iterations=pretrain_iterations, train_on=train_on, landscape=landscape,
             resolution=resolution, seed=seed, device=device)
+        _set_threads(threads, dry_run=dry_run)
         run_trajectories(store, dry_run=dry_run, **options)
         return
     try:
@@ -209,14 +208,22 @@ def run(
                         dry_run=dry_run, depths=depths, optimizers=optimizers,
                         per_class=per_class, imbalance=imbalance, blocks=blocks, every=every,
                         download=download, rerun=rerun,
-                        fit_from_input=fit_from_input or None)
+                        fit_from_input=fit_from_input or None, threads=threads)
             return
         epochs, every = _checked(validation.quickstart_options, epochs=epochs, every=every,
                                  seed=seed)
+        _set_threads(threads, dry_run=dry_run)
         _run_quickstart(store, epochs=epochs, every=every, seed=seed, dry_run=dry_run,
                         rerun=rerun)
     except KeyboardInterrupt:
         _interrupted(name)
+
+
+def _set_threads(threads: int | None, *, dry_run: bool) -> None:
+    """Set torch's (and BLAS's) threads for this run (a dry run only says what it would set);
+    called once every value is checked, so a refusal is the command's only line."""
+    chosen = (decide_threads if dry_run else use_threads)(threads)
+    console.print(f"threads: {chosen.threads} ({escape(chosen.reason)}; set with --threads)")
 
 
 def _interrupted(name: str) -> None:
@@ -358,7 +365,7 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
                 optimizers: str | None = None, per_class: int | None = None,
                 imbalance: float | None = None, blocks: str | None = None,
                 every: int | None = None, download: bool = False, rerun: bool = False,
-                fit_from_input: bool | None = None) -> None:
+                fit_from_input: bool | None = None, threads: int | None = None) -> None:
     from learnscope.data import DatasetNotFoundError
     from learnscope.experiments import validation
     from learnscope.experiments.presets import execute, run_identity
@@ -368,6 +375,7 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
                            depths=depths, optimizers=optimizers, per_class=per_class,
                            imbalance=imbalance, blocks=blocks, every=every, download=download,
                            fit_from_input=fit_from_input)
+    _set_threads(threads, dry_run=dry_run)
     _print_runs(name, scale, specs, dry_run=dry_run)
     if dry_run:
         _print_plan(specs, store, rerun=rerun)
