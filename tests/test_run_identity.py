@@ -441,3 +441,21 @@ def test_a_schema_2_store_gains_the_identity_columns_and_its_runs_are_not_reused
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
     raw.close()
+
+
+def test_ctrl_c_in_the_trajectories_experiment_prints_the_resume_command(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from learnscope import cli
+    from learnscope.trajectory import cli as trajectory_cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trajectory_cli, "run_trajectories", interrupted)
+    monkeypatch.setattr(sys, "argv", ["learnscope", "run", "trajectories", "--networks", "2",
+                                      "--rerun"])
+    result = CliRunner().invoke(cli.app, ["run", "trajectories", "--networks", "2", "--rerun"])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert " ".join(result.output.split()).endswith(
+        "resume it with: learnscope run trajectories --networks 2")

@@ -199,7 +199,10 @@ def run(
             pretrain_iterations=pretrain_iterations, train_on=train_on, landscape=landscape,
             resolution=resolution, seed=seed, device=device)
         _set_threads(threads, dry_run=dry_run)
-        run_trajectories(store, dry_run=dry_run, **options)
+        try:
+            run_trajectories(store, dry_run=dry_run, **options)
+        except KeyboardInterrupt:
+            _interrupted(name)
         return
     try:
         if name != "quickstart":
