@@ -177,9 +177,12 @@ SWEEP = textwrap.dedent("""
 def killed_sweep(folder: Path, signum: int) -> dict:
     store = folder / f"sweep-{signum}.db"
     runs = [replace(spec(seed, steps=100_000), name=f"sweep-s{seed}") for seed in (7, 8, 9)]
+    # SIGINT as a terminal's Ctrl-C delivers it: a shell starts background jobs with SIGINT
+    # ignored, and Python then never turns it into KeyboardInterrupt (nothing to stop)
     parent = subprocess.Popen([sys.executable, "-c", SWEEP, str(store),
                                json.dumps([asdict(r) for r in runs])], env=ENV,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     workers: list[int] = []
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and len(workers) < 2:

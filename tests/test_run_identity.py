@@ -42,9 +42,12 @@ def _env() -> dict[str, str]:
 
 
 def _learnscope(*arguments: str) -> subprocess.Popen:
+    # SIGINT handled as in a terminal, even when the test runner was started in the
+    # background (a shell starts background jobs with SIGINT ignored, which children inherit)
     return subprocess.Popen([sys.executable, "-m", "learnscope.cli", *arguments],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=_env())
+                            env=_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(condition, what: str, timeout: float = 300.0):

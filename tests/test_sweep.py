@@ -358,9 +358,13 @@ def test_no_worker_outlives_a_stopped_sweep_and_the_runs_stay_resumable(tmp_path
     specs = [tiny(7, steps=100_000), tiny(8, steps=100_000), tiny(9, steps=100_000)]
     log = tmp_path / "output.txt"
     with open(log, "w") as output:  # a file, not a pipe: an orphan could hold a pipe open
+        # SIGINT handled as in a terminal, even when the test runner was started in the
+        # background (a shell starts background jobs with SIGINT ignored; children inherit it)
         process = subprocess.Popen([sys.executable, str(script), str(store),
                                     repr([asdict(s) for s in specs])],
-                                   stdout=output, stderr=subprocess.STDOUT, text=True)
+                                   stdout=output, stderr=subprocess.STDOUT, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                    signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # wait until two runs are under way
