@@ -38,6 +38,7 @@ import pandas as pd
 
 import learnscope as ls
 from learnscope.experiments.presets import RunSpec
+from learnscope.store.db import _pid_alive  # zombies count as dead
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "LEARNSCOPE_PROGRESS": "off"}
 KEY = ["step", "probe", "layer", "measure"]
@@ -145,8 +146,8 @@ def _manifests_without_rows(store: Path) -> int:
         return 0
     with ls.store.open(store, read_only=True) as s:
         runs = s.runs()
-        stored = {(row.id, probe, step) for row in runs.itertuples()
-                  for probe in ("patterns",) for step in s.measured_steps(row.id, probe)}
+        stored = {(run_id, "patterns", step) for run_id in runs["id"]
+                  for step in s.measured_steps(run_id, "patterns")}
     orphans = 0
     for manifest in Path(f"{store.with_suffix('')}.artifacts").glob("*/*/step_*/manifest.json"):
         run_id, probe, step = manifest.parts[-4], manifest.parts[-3], manifest.parts[-2]
@@ -199,20 +200,13 @@ def killed_sweep(folder: Path, signum: int) -> dict:
     parent.wait(timeout=300)  # generous: a loaded machine is slow to stop runs and exit
     seconds = time.monotonic() - stopped
     time.sleep(15)
-    alive = sum(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in workers)
+    alive = sum(_pid_alive(pid) for pid in workers)
     with ls.store.open(store, read_only=True) as s:
         table = s.runs()
     stuck = int((table["status"] == "running").sum())
     return {"check": f"sweep parent {signal.Signals(signum).name}", "exit": parent.returncode,
             "parent exit s": round(seconds, 1), "workers alive after 15 s": alive,
             "runs left running": stuck}
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "Z"
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from learnscope.experiments import sweep as sweep_mod
 from learnscope.experiments.presets import RunSpec, execute
 from learnscope.experiments.status import planned, summarise
 from learnscope.experiments.sweep import SweepResult, assign_device, sweep
+from learnscope.store.db import _pid_alive  # zombies count as dead
 from learnscope.threads import choose_threads
 
 PRESET = "tiny"
@@ -336,15 +337,6 @@ CTRL_C = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    """Whether process `pid` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state != "Z"
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
                                     signal.SIGKILL], ids=lambda s: signal.Signals(s).name)
 def test_no_worker_outlives_a_stopped_sweep_and_the_runs_stay_resumable(tmp_path, signum):
@@ -391,9 +383,9 @@ def test_no_worker_outlives_a_stopped_sweep_and_the_runs_stay_resumable(tmp_path
         assert process.returncode == 130, text
         assert "Traceback" not in text  # the workers ignore Ctrl-C; the parent stops them
     limit = time.monotonic() + 15  # the orphan watch polls every 0.5 s, then 5 s of grace
-    while time.monotonic() < limit and any(_alive(pid) for pid in workers):
+    while time.monotonic() < limit and any(_pid_alive(pid) for pid in workers):
         time.sleep(0.2)
-    assert not [pid for pid in workers if _alive(pid)], "a worker outlived the sweep"
+    assert not [pid for pid in workers if _pid_alive(pid)], "a worker outlived the sweep"
     time.sleep(1.0)  # had a queued run been started, it would show now
     runs = runs_of(store)
     assert sorted(runs["name"]) == sorted(s.name for s in specs[:2]), text
