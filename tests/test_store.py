@@ -892,3 +892,36 @@ def test_eta_unknown_finished_and_dead_runs(store: Store) -> None:
     assert eta(store, done) == 0.0
     assert eta(store, reached) == 0.0
     assert store.run(dead)["status"] == "interrupted"
+
+
+class _InterruptAfterBegin:
+    """A connection stand-in that begins the transaction and then raises KeyboardInterrupt,
+    as a Ctrl-C delivered while ``execute("BEGIN IMMEDIATE")`` returns does."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.armed = True
+
+    def execute(self, sql, *args):
+        cursor = self._conn.execute(sql, *args)
+        if self.armed and sql == "BEGIN IMMEDIATE":
+            self.armed = False
+            raise KeyboardInterrupt
+        return cursor
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_an_interrupt_while_beginning_a_write_leaves_the_store_writable(store: Store) -> None:
+    run = store.create_run("r", config={})
+    real = store._conn
+    store._conn = _InterruptAfterBegin(real)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            store.set_status(run, "running")
+        assert not real.in_transaction
+        store.set_status(run, "failed", error="stopped")  # a write after the interrupt
+    finally:
+        store._conn = real
+    assert (store.run(run)["status"], store.run(run)["error"]) == ("failed", "stopped")

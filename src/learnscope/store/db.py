@@ -933,18 +933,27 @@ class Store:
                     f"Cannot write to the store {self.path}: {exc} (waited up to "
                     f"{BUSY_TIMEOUT_S:.0f} s for other writers)."
                 ) from exc
+            except BaseException:
+                # A signal (Ctrl-C) can raise after SQLite has begun the transaction but
+                # before execute() returns; left open, it would refuse every later write.
+                self._roll_back(conn)
+                raise
             try:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException as exc:
-                if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:  # keep the original error; SQLite rolls back anyway
-                        pass
+                self._roll_back(conn)
                 if isinstance(exc, sqlite3.OperationalError):
                     raise StoreError(f"Cannot write to the store {self.path}: {exc}.") from exc
                 raise
+
+    @staticmethod
+    def _roll_back(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:  # keep the original error; SQLite rolls back anyway
+                pass
 
     def _known_runs(self, conn: sqlite3.Connection) -> str:
         total = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
