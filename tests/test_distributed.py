@@ -501,3 +501,38 @@ def test_the_lightning_callback_shares_measurements_under_ddp(tmp_path, one_thre
         for name in ("evaluations", "distinct", "max_count", "entropy", "mutual_information"):
             fn = M.SINGLE.get(name) or M.LABELLED[name]
             assert final[(layer, name)] == float(fn(c)), name
+
+
+def test_launch_rank_is_known_before_the_group_and_quiets_progress(monkeypatch):
+    from learnscope.progress import resolve_mode
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("RANK", "3")
+    assert distributed.launch_rank() == 0  # RANK without a multi-process world means nothing
+    assert resolve_mode("plain") == "plain"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert distributed.launch_rank() == 3
+    assert resolve_mode("plain") == resolve_mode("bar") == "off"
+    monkeypatch.setenv("RANK", "0")
+    assert resolve_mode("plain") == "plain"
+
+
+def test_under_torchrun_only_rank_0_prints_and_records_the_plan(tmp_path):
+    """The CLI's tables, progress lines and plan file come from rank 0 alone."""
+    store = tmp_path / "s.db"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "--master-port", str(free_port()), "-m", "learnscope.cli", "run", "quickstart",
+               "--epochs", "1", "--every", "20", "--store", str(store)]
+    job = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1",
+                              "LEARNSCOPE_PROGRESS": "plain"})
+    check_ran(job)
+    for net in ("mlp", "cnn"):
+        assert job.stdout.count(f"{net}: run quickstart-{net}-") == 1, job.stdout
+        done = [line for line in job.stderr.splitlines()
+                if line.startswith(f"train + measure {net}") and line.endswith("done")]
+        assert len(done) == 1, job.stderr
+    assert job.stdout.count("Stored in ") == job.stdout.count("threads: ") == 1, job.stdout
+    plans = list(tmp_path.rglob("*quickstart*.json"))
+    assert len(plans) == 1 and json.loads(plans[0].read_text())["runs"] == [
+        "quickstart-mlp", "quickstart-cnn"]

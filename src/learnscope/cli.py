@@ -45,6 +45,10 @@ StoreOption = typer.Option(DEFAULT_STORE, "--store", "-s", help="Path of the SQL
 
 
 def _fail(message: str) -> None:
+    if console.quiet:  # a torchrun rank other than 0: its errors still show, marked with it
+        from learnscope.distributed import launch_rank
+
+        print(f"rank {launch_rank()}: error: {message}", file=sys.stderr, flush=True)
     console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code=2)
 
@@ -780,9 +784,12 @@ def main() -> None:
 
     Under torchrun each rank tears its process group down and ends explicitly
     (`distributed.run_and_end`): left to the interpreter's exit, gloo can abort a finished rank.
+    Only rank 0 prints (other ranks print their errors, prefixed with their rank).
     """
     from learnscope import distributed
 
+    # the ranks run the same command: rank 0 alone prints its tables, plans and summaries
+    console.quiet = distributed.launch_rank() != 0
     distributed.run_and_end(app)
 
 

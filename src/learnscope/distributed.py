@@ -212,6 +212,22 @@ def context() -> Context:
     )
 
 
+def launch_rank() -> int:
+    """This process's rank: the group's once joined, before that the RANK torchrun set (0 alone).
+
+    Unlike :func:`context` it is known before `init_from_env`, so that whatever a command prints
+    or records before training starts (tables, progress, the plan file) comes from rank 0 only.
+    """
+    if _initialised():
+        return dist.get_rank()
+    try:
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return 0
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:  # a malformed launcher variable: init_from_env reports it
+        return 0
+
+
 def is_main() -> bool:
     """True on rank 0 (and in a single process)."""
     return context().is_main

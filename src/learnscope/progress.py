@@ -61,17 +61,22 @@ def format_duration(seconds: float | None) -> str:
 
 
 def resolve_mode(mode: str | None = None, stream: TextIO | None = None) -> str:
-    """The progress mode: ``mode`` if given, else ``$LEARNSCOPE_PROGRESS``, else by terminal."""
+    """The progress mode: ``mode`` if given, else ``$LEARNSCOPE_PROGRESS``, else by terminal.
+
+    Under torchrun every rank other than 0 shows nothing (``off``): rank 0 reports the shared job.
+    """
+    from learnscope.distributed import launch_rank
+
     chosen = mode or os.environ.get("LEARNSCOPE_PROGRESS") or None
     if chosen is None:
         stream = stream if stream is not None else sys.stderr
-        return "bar" if getattr(stream, "isatty", lambda: False)() else "plain"
-    if chosen not in MODES:
+        chosen = "bar" if getattr(stream, "isatty", lambda: False)() else "plain"
+    elif chosen not in MODES:
         raise ValueError(
             f"unknown progress mode {chosen!r} (from LEARNSCOPE_PROGRESS or the mode argument); "
             f"use one of {', '.join(MODES)}"
         )
-    return chosen
+    return "off" if launch_rank() != 0 else chosen
 
 
 class Task:

@@ -55,7 +55,12 @@ def record_plan(store_path: str | os.PathLike[str], experiment: str, names: list
     """Add run `names` to the plan of `experiment` (kept beside the store; atomic write).
 
     `identities`: the identity of each named run (replacing the one an earlier launch recorded).
+    Under torchrun only rank 0 records it: every rank launches the same plan.
     """
+    from learnscope.distributed import launch_rank
+
+    if launch_rank() != 0:
+        return
     file = _plan_file(store_path, experiment)
     file.parent.mkdir(parents=True, exist_ok=True)
     known = planned(store_path, experiment)
