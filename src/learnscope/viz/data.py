@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from learnscope.store import Store, StoreError
 from learnscope.store import open as open_store
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 __all__ = [
@@ -294,6 +295,34 @@ def epochs_by_step(store: Store, run: RunInfo, frame: pd.DataFrame) -> dict[int,
         else:
             return None
     return result
+
+
+def x_axis(store: Store, run: RunInfo, frame: pd.DataFrame, steps: Iterable[int],
+            x: str) -> tuple[np.ndarray, str]:
+    """x values of ``steps`` and the axis label.
+
+    ``x``: ``step``, ``epoch`` (a FigureError when the epochs are unknown or do not increase) or
+    ``auto`` (epochs when known and increasing, else steps).
+    """
+    import numpy as np
+
+    steps = [int(s) for s in steps]
+    if x == "step":
+        return np.asarray(steps, dtype=float), "step"
+    epochs = epochs_by_step(store, run, frame)
+    values = None
+    if epochs is not None and all(s in epochs for s in steps):
+        values = np.asarray([epochs[s] for s in steps], dtype=float)
+    if values is not None and np.all(np.diff(values) > 0):
+        return values, "epoch"
+    if x == "epoch":
+        found = ("no epochs are recorded for its measurements" if values is None
+                 else "its measurements' epochs do not increase with the step (whole-epoch "
+                      "numbers recorded for several measurements)")
+        raise FigureError(f"run {run.id} cannot be drawn over epochs: {found}; draw it over "
+                          "steps instead (x='step', --x step)")
+    return np.asarray(steps, dtype=float), "step"
+
 
 
 def clipped_change(values: Any, percentiles: tuple[float, float] = CLIP_PERCENTILES) -> Any:

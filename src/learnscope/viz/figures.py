@@ -33,6 +33,7 @@ from learnscope.viz.data import (
     select_runs,
     turnover,
     wide_table,
+    x_axis,
 )
 
 if TYPE_CHECKING:
@@ -136,27 +137,6 @@ _wide = wide_table  # steps (rows) x layer indexes (columns) of one measure
 def _layer_names(frame: pd.DataFrame) -> dict[int, str]:
     pairs = frame.drop_duplicates("layer_index").sort_values("layer_index")
     return dict(zip(pairs["layer_index"].astype(int), pairs["layer"], strict=True))
-
-
-def _x_axis(store: Store, run: RunInfo, frame: pd.DataFrame, steps: Iterable[int],
-            x: str) -> tuple[np.ndarray, str]:
-    """x values of ``steps`` and the axis label: epochs when asked for and known, else steps."""
-    steps = [int(s) for s in steps]
-    if x == "step":
-        return np.asarray(steps, dtype=float), "step"
-    epochs = epochs_by_step(store, run, frame)
-    values = None
-    if epochs is not None and all(s in epochs for s in steps):
-        values = np.asarray([epochs[s] for s in steps], dtype=float)
-    if values is not None and np.all(np.diff(values) > 0):
-        return values, "epoch"
-    if x == "epoch":
-        found = ("no epochs are recorded for its measurements" if values is None
-                 else "its measurements' epochs do not increase with the step (whole-epoch "
-                      "numbers recorded for several measurements)")
-        raise FigureError(f"run {run.id} cannot be drawn over epochs: {found}; draw it over "
-                          "steps instead (x='step', --x step)")
-    return np.asarray(steps, dtype=float), "step"
 
 
 def _panel_values(wide: dict[str, pd.DataFrame], panel: Panel) -> tuple[np.ndarray, np.ndarray]:
@@ -522,7 +502,7 @@ def figure3(
             frame = pd.concat([frame, more], ignore_index=True)
             tables = {m: _wide(frame, m) for m in measures}
             steps = sorted(set().union(*(t.index for t in tables.values())))
-            xs, xlabel = _x_axis(s, info, frame, steps, "auto")
+            xs, xlabel = x_axis(s, info, frame, steps, "auto")
             layers = sorted(set().union(*(t.columns for t in tables.values())))
             saturated = _saturation_grid(s, info, probe, steps, layers)
             grids.append((info, tables, steps, xs, xlabel, saturated))
@@ -603,7 +583,7 @@ def figure4(
             indexes = sorted(names)
             norm = Normalize(min(indexes), max(max(indexes), min(indexes) + 1))
             all_steps = wide["distinct"].index
-            xs_all, xlabel = _x_axis(s, info, frame, all_steps, "auto")
+            xs_all, xlabel = x_axis(s, info, frame, all_steps, "auto")
             x_of = dict(zip(all_steps, xs_all, strict=True))
             for col, panel in enumerate(FIGURE1_PANELS):
                 ax = axes[row, col]
@@ -644,7 +624,7 @@ def heatmap(
         data, _ = _read_runs(s, [run], None, [measure], probe, "heatmap")
         info, frame = data[0]
         table = _wide(frame, measure)
-        xs, xlabel = _x_axis(s, info, frame, table.index, x)
+        xs, xlabel = x_axis(s, info, frame, table.index, x)
         names = _layer_names(frame)
         values = table.to_numpy(dtype=float).T
         fig = style.new_figure(6.4, max(2.6, 0.16 * len(names) + 1.6))
@@ -674,7 +654,7 @@ def curves(
         data, _ = _read_runs(s, [run], None, [measure], probe, "curves")
         info, frame = data[0]
         table = _wide(frame, measure)
-        xs, xlabel = _x_axis(s, info, frame, table.index, x)
+        xs, xlabel = x_axis(s, info, frame, table.index, x)
         names = _layer_names(frame)
         indexes = sorted(names)
         norm = Normalize(min(indexes), max(max(indexes), min(indexes) + 1))

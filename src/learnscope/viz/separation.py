@@ -27,7 +27,7 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from learnscope.store import Store
 from learnscope.viz import style
-from learnscope.viz.data import FigureError, RunInfo, epochs_by_step, open_runs, select_runs
+from learnscope.viz.data import FigureError, RunInfo, open_runs, select_runs, x_axis
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -161,23 +161,6 @@ def _refit(layers: np.ndarray, values: np.ndarray, first: int) -> dict[str, floa
             "law_r2": fit.r2, "law_first": float(fit.first), "law_last": float(fit.last)}
 
 
-def _x_values(store: Store, info: RunInfo, frame: pd.DataFrame, steps: Sequence[int],
-              x: str) -> tuple[np.ndarray, str]:
-    """x of ``steps``: epochs where asked for (or ``auto``) and known and increasing, else steps."""
-    steps = [int(s) for s in steps]
-    if x == "step":
-        return np.asarray(steps, dtype=float), "step"
-    epochs = epochs_by_step(store, info, frame)
-    if epochs is not None and all(s in epochs for s in steps):
-        values = np.asarray([epochs[s] for s in steps], dtype=float)
-        if np.all(np.diff(values) > 0):
-            return values, "epoch"
-    if x == "epoch":
-        raise FigureError(f"run {info.id} cannot be drawn over epochs: its separation "
-                          "measurements have no increasing epochs; use x='step' (--x step)")
-    return np.asarray(steps, dtype=float), "step"
-
-
 # --------------------------------------------------------------------------- figures
 
 
@@ -267,7 +250,7 @@ def equisep_dynamics(
         frame = _read(s, info, probe)
         table = _fuzziness(frame)
         laws = _laws(frame).reindex(table.index)
-        xs, xlabel = _x_values(s, info, frame, table.index, x)
+        xs, xlabel = x_axis(s, info, frame, table.index, x)
         names = _names(frame)
         indexes = sorted(names)
         norm = Normalize(min(indexes), max(max(indexes), min(indexes) + 1))
