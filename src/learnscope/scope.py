@@ -40,7 +40,7 @@ from learnscope import distributed as dist
 from learnscope.probe import Probe, ProbeResult
 from learnscope.store import Store
 from learnscope.store import open as open_store
-from learnscope.store.artifacts import save_artifacts
+from learnscope.store.artifacts import write_artifact_files, write_manifest
 from learnscope.train.schedules import Schedule, every
 
 DEFAULT_STORE = "runs/learnscope.db"
@@ -213,13 +213,7 @@ class Scope:
                     result = probe.measure(self.model, global_step)
                 results[probe.name] = result
                 if self.store is not None:
-                    if result.artifacts:
-                        folder = self.store.artifact_dir(self.run_id, global_step, probe.name)
-                        save_artifacts(folder, result.artifacts)
-                    self.store.write_measurement(
-                        self.run_id, global_step, epoch, probe.name, result.rows,
-                        snapshots=result.snapshots, snapshot_dtype=result.snapshot_dtype,
-                    )
+                    self._write(global_step, epoch, probe.name, result)
                 self._done[probe.name].add(global_step)
         except KeyboardInterrupt:
             self.interrupt()
@@ -237,6 +231,23 @@ class Scope:
             for name, result in results.items()
         }
         return results
+
+    def _write(self, step: int, epoch: int | float | None, probe: str,
+               result: ProbeResult) -> None:
+        """Store one probe's result: artifact files, then the row (committed), then the manifest.
+
+        A failure (a full disk) before the commit leaves files without a manifest, which readers
+        treat as missing; a manifest never exists without its measurement's row.
+        """
+        folder = files = None
+        if result.artifacts:
+            folder = self.store.artifact_dir(self.run_id, step, probe)
+            files = write_artifact_files(folder, result.artifacts)
+        self.store.write_measurement(self.run_id, step, epoch, probe, result.rows,
+                                     snapshots=result.snapshots,
+                                     snapshot_dtype=result.snapshot_dtype)
+        if folder is not None:
+            write_manifest(folder, files)
 
     def forget_measurements_after(self, step: int) -> None:
         """Measure steps after `step` again when they come (used when resuming a checkpoint)."""
