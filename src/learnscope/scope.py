@@ -44,6 +44,8 @@ from learnscope.store.artifacts import write_artifact_files, write_manifest
 from learnscope.train.schedules import Schedule, every
 
 DEFAULT_STORE = "runs/learnscope.db"
+#: Statuses a run ends in for good: a finished or diverged run is reused, never resumed.
+FINAL_STATUSES = ("finished", "diverged")
 
 
 class Scope:
@@ -115,6 +117,7 @@ class Scope:
         self._last_step: int | None = None  # greatest step measured (or found measured) here
         self._deferred: list[tuple] = []  # (step, epoch, source, rows, time) until flushed
         self._handles_termination = False
+        self._when_finished: list[Callable[[], None]] = []
         full_config = {
             "user": config or {},
             "model": type(model).__name__,
@@ -287,6 +290,15 @@ class Scope:
         """Mark the run finished (or failed / diverged) and close the store if we opened it."""
         self._stop(status, lambda: self.store.set_status(self.run_id, status, error=error))
 
+    def when_finished(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` once the run is recorded finished or diverged (its final states).
+
+        Callbacks run in the process that writes the store (rank 0), after the status is
+        committed, in the order given; not when the run fails or is interrupted (it may be
+        resumed then). The trainer uses it to slim the run's checkpoint.
+        """
+        self._when_finished.append(callback)
+
     def interrupt(self) -> None:
         """Stop without ending the run (Ctrl-C): it stays resumable, reported "interrupted".
 
@@ -311,6 +323,9 @@ class Scope:
                 record()
                 if self._owns_store:
                     self.store.close()
+                if status in FINAL_STATUSES:
+                    for callback in self._when_finished:
+                        callback()
         finally:
             if self._handles_termination:
                 self._handles_termination = False
