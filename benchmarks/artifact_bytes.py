@@ -2,8 +2,9 @@
 
 Trains into a fresh temporary store: the quickstart (both nets, its default settings), the
 `early` preset at small scale for resnet20 (`--early-steps` updates, measured after every one),
-and the first `methods` run at small scale (convnet20 with ReLU, `--methods-epochs` epochs,
-measured every epoch, weights kept for the since-final pass). Then, for every run, it prints
+the first `methods` run at small scale (convnet20 with ReLU, `--methods-epochs` epochs,
+measured every epoch, weights kept for the since-final pass) and the first `entropycurve` run at
+small scale (resnet8, its 6 epochs, measured 5 times). Then, for every run, it prints
 the size of `<store>.artifacts/<run id>/` split into the checkpoint, the kept weights and the
 rest, as a Markdown table.
 
@@ -39,8 +40,8 @@ def folder_bytes(folder: Path) -> dict[str, int]:
     return sizes
 
 
-def mib(size: int) -> str:
-    return f"{size / 2**20:.2f}"
+def kib(size: int) -> str:
+    return f"{size / 1024:,.0f}"
 
 
 def main() -> None:
@@ -53,18 +54,20 @@ def main() -> None:
         store = Path(scratch) / "runs" / "learnscope.db"
         run_quickstart(store)
         for spec in (expand("early", "small", models=["resnet20"], steps=args.early_steps)
-                     + expand("methods", "small", epochs=args.methods_epochs)[:1]):
+                     + expand("methods", "small", epochs=args.methods_epochs)[:1]
+                     + expand("entropycurve", "small", seeds=[0], models=["resnet"],
+                              blocks=[1])):
             execute(spec, store)
-        print("| run | status | steps measured | artifact folder MiB | checkpoint MiB "
-              "| kept weights MiB | other MiB |")
+        print("| run | status | steps measured | artifact folder KiB | checkpoint KiB "
+              "| kept weights KiB | other KiB |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
         with ls.store.open(store, read_only=True) as reader:
             for run in reader.runs().itertuples():
                 sizes = folder_bytes(reader.artifacts_root / run.id)
                 steps = len(reader.measured_steps(run.id, "patterns"))
-                print(f"| {run.name} | {run.status} | {steps} | {mib(sum(sizes.values()))} | "
-                      f"{mib(sizes['checkpoint'])} | {mib(sizes['weights'])} | "
-                      f"{mib(sizes['other'])} |")
+                print(f"| {run.name} | {run.status} | {steps} | {kib(sum(sizes.values()))} | "
+                      f"{kib(sizes['checkpoint'])} | {kib(sizes['weights'])} | "
+                      f"{kib(sizes['other'])} |")
 
 
 if __name__ == "__main__":
