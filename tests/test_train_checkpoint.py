@@ -8,6 +8,8 @@ resumed, so it keeps the final training state without them.
 from __future__ import annotations
 
 import io
+import os
+from contextlib import nullcontext
 from dataclasses import replace
 
 import pytest
@@ -142,3 +144,25 @@ def test_a_finished_quickstart_run_keeps_a_slim_checkpoint_and_is_reused(tmp_pat
     (again,) = run_quickstart(store, epochs=1, every_k=5, nets=("mlp",))
     assert (again.status, again.run_id) == ("skipped", first.run_id)
     assert again.test_accuracy == pytest.approx(first.test_accuracy)
+
+
+def test_a_checkpoint_write_that_fails_leaves_the_previous_checkpoint_and_no_partial_file(
+        tmp_path, monkeypatch):
+    path = tmp_path / CHECKPOINT
+    trainer._save_atomic({"step": 4}, path)
+    real_save = torch.save
+
+    def save_half_then_fail(obj, target, *args, **kwargs):  # a disk full half-way
+        real_save(obj, target, *args, **kwargs)
+        named = isinstance(target, (str, os.PathLike))
+        with open(target, "r+b") if named else nullcontext(target) as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.truncate(handle.tell() // 2)
+        raise OSError(28, "No space left on device (injected)")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        trainer._save_atomic({"step": 8}, path)
+    monkeypatch.undo()
+    assert load(path) == {"step": 4}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT]
