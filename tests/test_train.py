@@ -103,7 +103,7 @@ MEASURE_SET = NoisyData(64, seed=5).x  # fixed inputs for measuring
 
 
 def run(store, name, *, max_steps=None, resume=None, save_weights=False, sleep=0.0,
-        on_measure=None):
+        on_measure=None, finish=True):
     model = make_model()
     recipe = recipes.get("multistep", epochs=4, batch_size=16, milestones=(2, 3))
     probe = ls.ActivationPatterns(MEASURE_SET, batch_size=32)
@@ -118,7 +118,8 @@ def run(store, name, *, max_steps=None, resume=None, save_weights=False, sleep=0
     result = train(model, NoisyData(), recipe, scope=scope, test_set=NoisyData(30, seed=9),
                    seed=7, resume=resume is not None, checkpoint_every=4,
                    save_weights=save_weights, on_step=on_step)
-    scope.finish(result.status)
+    if finish:
+        scope.finish(result.status)
     return model, scope, result
 
 

@@ -40,10 +40,12 @@ from learnscope import distributed as dist
 from learnscope.probe import Probe, ProbeResult
 from learnscope.store import Store
 from learnscope.store import open as open_store
-from learnscope.store.artifacts import save_artifacts
+from learnscope.store.artifacts import write_artifact_files, write_manifest
 from learnscope.train.schedules import Schedule, every
 
 DEFAULT_STORE = "runs/learnscope.db"
+#: Statuses a run ends in for good: a finished or diverged run is reused, never resumed.
+FINAL_STATUSES = ("finished", "diverged")
 
 
 class Scope:
@@ -115,6 +117,7 @@ class Scope:
         self._last_step: int | None = None  # greatest step measured (or found measured) here
         self._deferred: list[tuple] = []  # (step, epoch, source, rows, time) until flushed
         self._handles_termination = False
+        self._when_finished: list[Callable[[], None]] = []
         full_config = {
             "user": config or {},
             "model": type(model).__name__,
@@ -213,13 +216,7 @@ class Scope:
                     result = probe.measure(self.model, global_step)
                 results[probe.name] = result
                 if self.store is not None:
-                    if result.artifacts:
-                        folder = self.store.artifact_dir(self.run_id, global_step, probe.name)
-                        save_artifacts(folder, result.artifacts)
-                    self.store.write_measurement(
-                        self.run_id, global_step, epoch, probe.name, result.rows,
-                        snapshots=result.snapshots, snapshot_dtype=result.snapshot_dtype,
-                    )
+                    self._write(global_step, epoch, probe.name, result)
                 self._done[probe.name].add(global_step)
         except KeyboardInterrupt:
             self.interrupt()
@@ -237,6 +234,23 @@ class Scope:
             for name, result in results.items()
         }
         return results
+
+    def _write(self, step: int, epoch: int | float | None, probe: str,
+               result: ProbeResult) -> None:
+        """Store one probe's result: artifact files, then the row (committed), then the manifest.
+
+        A failure (a full disk) before the commit leaves files without a manifest, which readers
+        treat as missing; a manifest never exists without its measurement's row.
+        """
+        folder = files = None
+        if result.artifacts:
+            folder = self.store.artifact_dir(self.run_id, step, probe)
+            files = write_artifact_files(folder, result.artifacts)
+        self.store.write_measurement(self.run_id, step, epoch, probe, result.rows,
+                                     snapshots=result.snapshots,
+                                     snapshot_dtype=result.snapshot_dtype)
+        if folder is not None:
+            write_manifest(folder, files)
 
     def forget_measurements_after(self, step: int) -> None:
         """Measure steps after `step` again when they come (used when resuming a checkpoint)."""
@@ -276,6 +290,15 @@ class Scope:
         """Mark the run finished (or failed / diverged) and close the store if we opened it."""
         self._stop(status, lambda: self.store.set_status(self.run_id, status, error=error))
 
+    def when_finished(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` once the run is recorded finished or diverged (its final states).
+
+        Callbacks run in the process that writes the store (rank 0), after the status is
+        committed, in the order given; not when the run fails or is interrupted (it may be
+        resumed then). The trainer uses it to slim the run's checkpoint.
+        """
+        self._when_finished.append(callback)
+
     def interrupt(self) -> None:
         """Stop without ending the run (Ctrl-C): it stays resumable, reported "interrupted".
 
@@ -300,6 +323,9 @@ class Scope:
                 record()
                 if self._owns_store:
                     self.store.close()
+                if status in FINAL_STATUSES:
+                    for callback in self._when_finished:
+                        callback()
         finally:
             if self._handles_termination:
                 self._handles_termination = False

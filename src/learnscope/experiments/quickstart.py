@@ -7,7 +7,9 @@ labels, so entropy, turnover and pattern-label mutual information are all record
 Each network is one run, identified like a preset's (learnscope.experiments.identity): a run
 finished with the same settings is reused, an interrupted one (Ctrl-C, a kill) resumes from its
 last checkpoint (written at every measurement, beside the run's artifacts) with the same batches,
-so its results equal an uninterrupted run's; other settings start a new run.
+so its results equal an uninterrupted run's; other settings start a new run. Once a run is
+finished its checkpoint keeps the final weights and optimizer state, without the probe's
+references.
 
 Under torchrun (`torchrun --nproc-per-node 2 -m learnscope.cli run quickstart`) the ranks join a
 gloo process group, train with DistributedDataParallel (each rank a slice of every batch) and
@@ -28,7 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import learnscope as ls
 from learnscope import data as datasets
 from learnscope import distributed, models
-from learnscope.train.trainer import batch_objective
+from learnscope.train.trainer import _save_atomic, batch_objective, slim_checkpoint_when_finished
 
 #: Quickstart settings not given to run_quickstart (part of every quickstart run's identity).
 DATASET = "digits"
@@ -236,23 +238,26 @@ def _train_net(net: str, store: str | Path | None, decision: Any, identity: dict
                 step += 1
                 scope.log(step, {"loss": batch_loss}, epoch=epoch)
                 if scope.step(step, epoch=epoch) is not None and folder is not None:
-                    _save_checkpoint(folder, step, model, optimizer, scope)
+                    _save_atomic(_checkpoint_state(step, model, optimizer, scope),
+                                 folder / CHECKPOINT)
                 if on_step is not None:
                     on_step(net, step, total)
             if step > done or step == done > 0:  # this epoch ended here (or at the checkpoint)
                 scope.log(step, {"test_accuracy": _accuracy(model, test)}, epoch=epoch)
         accuracy = _accuracy(model, test)
+        if folder is not None:  # once the run is finished, without the probes' references
+            slim_checkpoint_when_finished(scope, folder / CHECKPOINT,
+                                          lambda: _checkpoint_state(step, model, optimizer))
     return scope, accuracy
 
 
-def _save_checkpoint(folder: Path, step: int, model: nn.Module,
-                     optimizer: torch.optim.Optimizer, scope: ls.Scope) -> None:
-    """What a resume needs after `step`: weights, optimizer state and the probes' references."""
-    from learnscope.train.trainer import _save_atomic
-
-    probes = {p.name: p.state_dict() for p in scope.probes}
-    _save_atomic({"step": step, "model": model.state_dict(),
-                  "optimizer": optimizer.state_dict(), "probes": probes}, folder / CHECKPOINT)
+def _checkpoint_state(step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                      scope: ls.Scope | None = None) -> dict[str, Any]:
+    """What a resume needs after `step`: weights, optimizer state and (with `scope`) the probes'
+    references."""
+    probes = {p.name: p.state_dict() for p in scope.probes} if scope is not None else {}
+    return {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "probes": probes}
 
 
 def _resume(folder: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer,

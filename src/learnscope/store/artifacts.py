@@ -2,7 +2,9 @@
 
 Each object (anything with `.save(path)`, e.g. PatternCounts) goes to `<safe name><suffix>`, and a
 `manifest.json` mapping names to files is written last, atomically: a folder without a manifest is
-an incomplete measurement and is treated as missing.
+an incomplete measurement and is treated as missing. The Scope writes the files
+(`write_artifact_files`), commits the measurement's row, then writes the manifest
+(`write_manifest`): a manifest never exists without its row.
 """
 
 from __future__ import annotations
@@ -22,10 +24,16 @@ def safe_filename(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.#-]", "_", name) or "_"
 
 
-def save_artifacts(folder: str | Path, objects: dict[str, Any], suffix: str = ".npz") -> Path:
-    """Save each object to `folder` and write the manifest; returns the manifest path."""
+def write_artifact_files(folder: str | Path, objects: dict[str, Any],
+                         suffix: str = ".npz") -> dict[str, str]:
+    """Save each object to `folder`, without a manifest; returns {name: file name}.
+
+    A manifest already in `folder` (an earlier write of the same measurement) is removed first:
+    until `write_manifest` is called, the folder is an incomplete measurement, treated as missing.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST).unlink(missing_ok=True)
     files: dict[str, str] = {}
     for name, obj in objects.items():
         filename = safe_filename(name) + suffix
@@ -33,15 +41,24 @@ def save_artifacts(folder: str | Path, objects: dict[str, Any], suffix: str = ".
             filename = f"{safe_filename(name)}-{len(files)}{suffix}"
         obj.save(folder / filename)
         files[name] = filename
-    manifest = folder / MANIFEST
-    tmp = folder / f"{MANIFEST}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(files, indent=1))
-    os.replace(tmp, manifest)
+    return files
+
+
+def write_manifest(folder: str | Path, files: dict[str, str]) -> Path:
+    """Write `folder`'s manifest (the map returned by `write_artifact_files`), atomically."""
+    manifest = Path(folder) / MANIFEST
+    tmp = manifest.with_name(f"{MANIFEST}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(files, indent=1))
+        os.replace(tmp, manifest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return manifest
 
 
 def load_artifacts(folder: str | Path, loader: Callable[[Path], Any]) -> dict[str, Any]:
-    """Load the objects saved by `save_artifacts` (in saved order) with `loader(path)`."""
+    """Load the objects listed in `folder`'s manifest (in saved order) with `loader(path)`."""
     manifest = Path(folder) / MANIFEST
     if not manifest.exists():
         raise FileNotFoundError(

@@ -6,6 +6,9 @@ accuracy and loss per epoch, stops a diverging run (non-finite loss) and marks i
 writes a checkpoint (model, optimizer, scheduler, RNG states, probe references, position in the
 epoch) every `checkpoint_every` updates and at every measurement, so a killed run continues from
 its last checkpoint with the same batches, the same augmentation draws and the same measurements.
+When the Scope's run is then marked finished (or diverged), the checkpoint is rewritten with the
+final training state and without the probe references (most of its bytes): a finished run is
+reused, never resumed.
 The logged rows are written to the store in one transaction per epoch and before every
 checkpoint, so a killed run has every row up to its last checkpoint and logs the later ones
 again as it replays them. A plain TensorDataset is indexed a batch at a time (the batches a
@@ -33,6 +36,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -73,10 +77,48 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
+    """torch.save `obj` to `path` so that `path` always holds a whole file, old or new.
+
+    Written to a temporary file beside it, synced, then renamed over it; a failure (a full disk)
+    removes the temporary file and leaves `path` as it was.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def slim_checkpoint_when_finished(scope: Any, path: Path,
+                                  final_state: Callable[[], dict[str, Any]]) -> None:
+    """Once `scope`'s run is finished (or diverged), rewrite its checkpoint as `final_state()`.
+
+    A checkpoint carries the probes' references (the init and last pattern counts, most of its
+    bytes) so that a killed run resumes measuring exactly; a finished run is reused, never
+    resumed, so `final_state()` (the final training state, without the probes' references) is
+    all it keeps. A run without a checkpoint gets none; temporary files left by killed writes
+    are removed. Nothing happens while the run fails or is interrupted: it resumes from the full
+    checkpoint.
+    """
+    def slim() -> None:
+        for leftover in path.parent.glob(f"{path.name}.tmp*"):
+            leftover.unlink(missing_ok=True)
+        if not path.exists():  # none was written (a run too short for one): none is made
+            return
+        try:
+            _save_atomic(final_state(), path)
+        except OSError as error:
+            warnings.warn(f"run {scope.run_id} is finished, but its checkpoint {path} could not "
+                          f"be rewritten without the probes' references ({error}); it is not "
+                          "needed any more: delete it to free the space", stacklevel=2)
+
+    scope.when_finished(slim)
 
 
 def train(
@@ -217,6 +259,10 @@ def train(
         task.finish()
     if scope is not None:
         scope.flush()
+    if folder is not None and hasattr(scope, "when_finished"):
+        slim_checkpoint_when_finished(
+            scope, folder / CHECKPOINT,
+            lambda: _checkpoint_state(model, optimizer, scheduler, None, step))
     if status == "diverged" and scope is not None:
         scope.finish("diverged", error=f"non-finite training loss at step {step + 1}")
     return TrainResult(status, step, step / steps_per_epoch, metrics)
@@ -318,12 +364,17 @@ def _measure(scope: Any, model: nn.Module, step: int, epoch: float, folder: Path
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                      scheduler: Any, scope: Any, step: int) -> None:
+    _save_atomic(_checkpoint_state(model, optimizer, scheduler, scope, step), path)
+
+
+def _checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                      scope: Any, step: int) -> dict[str, Any]:
+    """What a resume after `step` needs; the probes' references only with a `scope`."""
     probes = {}
     if scope is not None:
         probes = {p.name: p.state_dict() for p in scope.probes if hasattr(p, "state_dict")}
-    _save_atomic({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                  "scheduler": scheduler.state_dict(), "rng": _rng_state(), "probes": probes},
-                 path)
+    return {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": _rng_state(), "probes": probes}
 
 
 def _apply_checkpoint(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
