@@ -155,6 +155,29 @@ def test_cli_runs_show_export_read_a_store_in_a_read_only_folder(
     assert [(int(r["step"]), float(r["value"])) for r in rows] == [(1, 1.5), (2, 2.25)]
 
 
+def test_dashboard_reads_a_store_in_a_read_only_folder(store_folder: Path) -> None:
+    pytest.importorskip("fastapi", reason="the dashboard extra is not installed")
+    pytest.importorskip("plotly", reason="the dashboard extra is not installed")
+    with warnings.catch_warnings():  # Starlette would like httpx2; httpx works
+        warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+        from starlette.testclient import TestClient
+
+    from learnscope.dashboard import create_app
+
+    path = store_folder / "runs.db"
+    run_id = _write_store(path)
+    _make_read_only(store_folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the immutable notice
+        client = TestClient(create_app(path))
+        listed = client.get("/api/runs")
+        assert listed.status_code == 200, listed.text
+        assert [run["id"] for run in listed.json()["runs"]] == [run_id]
+        values = client.get(f"/api/runs/{run_id}/metrics", params={"measure": "entropy"})
+    assert values.status_code == 200, values.text
+    assert "2.25" in values.text
+
+
 def test_immutable_only_when_the_folder_cannot_be_written(tmp_path: Path, monkeypatch) -> None:
     """The decision itself, without root or mounts: SQLite's "unable to open database file"
     for a read-only open leads to immutable mode only when the folder cannot be written."""
