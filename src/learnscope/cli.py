@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -294,13 +295,23 @@ def _run_quickstart(store: Path, *, epochs: int, every: int, seed: int, dry_run:
                   f"{escape(str(store))}")
 
 
+def open_for_reading(store: Path) -> Store:
+    """`store` opened read-only; a note (not a Python warning) when SQLite reads it immutable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the notice is printed below instead
+        opened = open_store(store, read_only=True)
+    if opened.notice:
+        console.print(f"[yellow]note:[/] {escape(opened.notice)}.", soft_wrap=True)
+    return opened
+
+
 @contextmanager
 def _reading(store: Path, todo: str) -> Iterator[Store]:
     """The store at `store` opened read-only; a clean error when it is missing or unusable."""
     if not store.exists():
         _fail(f"no store at {store}; {todo}")
     try:
-        opened = open_store(store, read_only=True)
+        opened = open_for_reading(store)
     except StoreError as error:
         _fail(str(error))
     with opened:

@@ -54,11 +54,11 @@ def export_command(
 
     Tables: one row per value. TensorBoard: one scalar series per probe, layer and measure.
     """
+    from learnscope.cli import open_for_reading
     from learnscope.exports._common import require
     from learnscope.exports.tables import frame_of, write_frame
     from learnscope.exports.tensorboard import write_run
     from learnscope.store import StoreError
-    from learnscope.store import open as open_store
 
     fmt = format.strip().lower()
     if fmt not in ("csv", "parquet", "tensorboard"):
@@ -72,7 +72,7 @@ def export_command(
         _fail(f"no store at {store}; pass --store PATH")
     measures = list(measure) if measure else None
     try:
-        with open_store(store, read_only=True) as s:
+        with open_for_reading(store) as s:
             record = s.run(run_ref)
             dest = out if out is not None else default_destination(fmt, record["id"])
             frame = frame_of(s, [record], measures, None, None)

@@ -65,7 +65,25 @@ Read-only access
     method raises :class:`StoreError`. It reads consistently while other processes write (WAL).
     To read a WAL database SQLite needs its ``-wal`` and ``-shm`` side files; when no writer
     has them open, the reader creates them (empty) next to the store and leaves them there.
-    The ``.db`` file itself is never modified.
+    The ``.db`` file itself is never modified. When they are missing and cannot be created
+    because the store's folder cannot be written (a read-only mount, a shared results folder),
+    the store is opened with SQLite's ``immutable=1``: it reads the ``.db`` file alone and
+    does not see changes made by a running writer (nor any left in a ``-wal`` file). Such a
+    Store has ``immutable`` True and a one-line ``notice`` saying so, which is also given once
+    per process and path as a :class:`RuntimeWarning`; the CLI prints it as a note.
+
+Schema check
+    Opening a store (read-only or not) compares its tables and columns (``PRAGMA
+    table_info``, one per table) with those its schema version promises and raises
+    :class:`StoreError` naming each missing table and column. Extra tables and columns are
+    tolerated; when writing, an extra ``NOT NULL`` column without a default is reported too.
+    Column types are not compared.
+
+Run ids
+    A run's id starts with its name sanitised to ``[A-Za-z0-9_.-]``, cut to
+    :data:`RUN_ID_NAME_CHARS` characters (then ending in ``_`` and 8 hex digits of the
+    name's sha256), so ids and artifact folder names stay short whatever the name; the full
+    name is kept in the ``name`` column.
 
 Estimated time to completion
     ``eta_seconds`` in :meth:`Store.runs` / :meth:`Store.run` estimates how many seconds a
@@ -88,6 +106,7 @@ Estimated time to completion
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import operator
@@ -110,7 +129,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import snapshots as snapshot_files
-from .schema import APPLICATION_ID, SCHEMA_VERSION, ensure_schema
+from .schema import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    SchemaMismatch,
+    ensure_schema,
+    mismatch_message,
+    schema_differences,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,6 +148,7 @@ __all__ = [
     "JOURNAL_ENV",
     "JOURNAL_MODES",
     "OTHER_HOST_STALE_S",
+    "RUN_ID_NAME_CHARS",
     "RUN_STATUSES",
     "RunClaim",
     "Store",
@@ -155,7 +182,15 @@ ETA_WINDOW = 20
 #: others counts as dead time (a resume after the process was gone) for ``eta_seconds``.
 ETA_GAP_FACTOR = 10.0
 
+#: At most this many characters of a run's name go into its id (and so into the artifact
+#: folder's name); a longer name is cut and tagged with a hash of the whole name.
+RUN_ID_NAME_CHARS = 80
+
 _TERMINAL = frozenset(RUN_STATUSES) - {"running"}
+_SCHEMA_TODO = (
+    "The file was changed outside learnscope, or is damaged: restore it from a copy, or move "
+    "it away (learnscope then starts a new store at that path)."
+)
 _WHERE_TO = "Choose a writable location with --store PATH (or pass another path to the store)."
 _MAX_LISTED = 10
 _METRIC_COLUMNS = ["run", "step", "epoch", "probe", "layer", "layer_index", "measure", "value"]
@@ -168,6 +203,9 @@ _RUN_COLUMNS = [
 # Connections of Stores that were inherited by a forked child. They are never closed or
 # garbage-collected in the child (closing would touch the parent's WAL/lock state).
 _ABANDONED: list[sqlite3.Connection] = []
+
+# Stores whose immutable opening this process has warned about (once per path).
+_NOTIFIED: set[str] = set()
 
 
 class StoreError(RuntimeError):
@@ -190,6 +228,20 @@ def _time_text(seconds: float) -> str:
 def _safe_name(text: str) -> str:
     """Replace every character outside ``[A-Za-z0-9_.-]`` with ``_``."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
+def _id_prefix(name: str) -> str:
+    """The part of a run id made from the run's ``name``: sanitised, at most
+    :data:`RUN_ID_NAME_CHARS` characters (ASCII, so as many bytes).
+
+    A longer name keeps its first characters and ends with ``_`` and 8 hex digits of the
+    sha256 of the whole name, so long names that differ only after the cut get different ids.
+    """
+    prefix = _safe_name(name) or "run"
+    if len(prefix) <= RUN_ID_NAME_CHARS:
+        return prefix
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{prefix[:RUN_ID_NAME_CHARS - 9]}_{digest}"
 
 
 def _safe_component(text: str) -> str:
@@ -474,6 +526,9 @@ def _connect(path: Path, journal: str = "wal") -> sqlite3.Connection:
             f"mode: stop the others (runs, sweeps, dashboards) first, or set {JOURNAL_ENV} to "
             "the same value for all of them.",
         ) from exc
+    except SchemaMismatch as exc:
+        conn.close()
+        raise _open_error(path, str(exc), _SCHEMA_TODO) from exc
     except ValueError as exc:
         conn.close()
         raise _open_error(
@@ -510,8 +565,81 @@ def _connect(path: Path, journal: str = "wal") -> sqlite3.Connection:
     return conn
 
 
-def _connect_read_only(path: Path) -> sqlite3.Connection:
-    """Open the existing store at ``path`` read-only (``mode=ro``); create nothing."""
+def _folder_writable(folder: Path) -> bool:
+    """Whether this process may create files in ``folder``.
+
+    ``access(2)`` answers no for a read-only mount even to root (EROFS), and for a folder
+    whose permissions forbid it to anyone else.
+    """
+    try:
+        return os.access(folder, os.W_OK | os.X_OK)
+    except OSError:
+        return False
+
+
+def _cannot_open(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` is SQLite's "unable to open database file" (SQLITE_CANTOPEN)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith("SQLITE_CANTOPEN") or "unable to open database file" in str(exc)
+
+
+def _file_journal_mode(path: Path) -> str:
+    """``"wal"`` when the database header of ``path`` marks a WAL database, else ``"delete"``."""
+    try:
+        with path.open("rb") as file:
+            header = file.read(20)
+    except OSError:
+        return "delete"
+    return "wal" if len(header) == 20 and header[18] == 2 else "delete"
+
+
+def _immutable_notice(path: Path) -> str:
+    """What a Store opened with ``immutable=1`` tells its user (see "Read-only access")."""
+    notice = (
+        f"opened the store {path} read-only and immutable: its folder {path.parent} cannot be "
+        "written, so SQLite cannot create the -wal/-shm files that reading a WAL store needs; "
+        "changes made by a running writer will not be seen"
+    )
+    wal = path.with_name(path.name + "-wal")
+    try:
+        size = wal.stat().st_size
+    except OSError:
+        size = 0
+    if size:
+        notice += f", nor the {size:,} bytes of recent changes in {wal.name}"
+    return notice
+
+
+def _open_read_only(path: Path, *, immutable: bool) -> tuple[sqlite3.Connection, int, int, int]:
+    """A ``mode=ro`` connection to ``path`` (``immutable=1`` too when asked) and its
+    application id, schema version and number of schema objects."""
+    query = "mode=ro&immutable=1" if immutable else "mode=ro"
+    conn = sqlite3.connect(
+        f"{path.as_uri()}?{query}",
+        uri=True,
+        timeout=BUSY_TIMEOUT_S,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA query_only = ON")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        n_objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except BaseException:
+        conn.close()
+        raise
+    return conn, app_id, version, n_objects
+
+
+def _connect_read_only(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """Open the existing store at ``path`` read-only (``mode=ro``); create nothing.
+
+    Returns the connection and whether it is immutable: when SQLite cannot open a WAL store
+    because its folder cannot be written (no ``-wal``/``-shm`` files can be made there), the
+    store is opened again with ``immutable=1``, which reads the ``.db`` file alone.
+    """
     todo_missing = (
         "Start a run that writes to it (e.g. `learnscope run quickstart --store PATH`), or "
         "pass the path of an existing store with --store PATH."
@@ -531,30 +659,24 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     if not os.access(path, os.R_OK):
         raise _open_error(path, "this user cannot read the file", "Check its permissions.")
     move_away = "Pass the path of a learnscope store with --store PATH."
+    immutable = False
     try:
-        conn = sqlite3.connect(
-            f"{path.as_uri()}?mode=ro",
-            uri=True,
-            timeout=BUSY_TIMEOUT_S,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-    except sqlite3.Error as exc:
-        raise _open_error(path, f"SQLite cannot open the file read-only ({exc})") from exc
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA query_only = ON")
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        n_objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        try:
+            conn, app_id, version, n_objects = _open_read_only(path, immutable=False)
+        except sqlite3.OperationalError as exc:
+            if not _cannot_open(exc) or _folder_writable(path.parent):
+                raise
+            immutable = True
+            conn, app_id, version, n_objects = _open_read_only(path, immutable=True)
     except sqlite3.DatabaseError as exc:
-        conn.close()
         message = str(exc)
         if "not a database" in message or "malformed" in message:
             what = f"the file exists but is not a usable SQLite database ({message})"
             raise _open_error(path, what, move_away) from exc
         what = f"the database cannot be read ({message}){_writable_hint(path)}"
         raise _open_error(path, what, "Try again in a moment.") from exc
+    except sqlite3.Error as exc:
+        raise _open_error(path, f"SQLite cannot open the file read-only ({exc})") from exc
     if app_id != APPLICATION_ID:
         conn.close()
         if app_id == 0 and n_objects == 0:
@@ -577,7 +699,15 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
             f"learnscope reads up to {SCHEMA_VERSION})"
         )
         raise _open_error(path, what, "Upgrade learnscope.")
-    return conn
+    try:
+        differences = schema_differences(conn, version)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _open_error(path, f"the database cannot be read ({exc})", move_away) from exc
+    if differences:
+        conn.close()
+        raise _open_error(path, mismatch_message(differences, version), _SCHEMA_TODO)
+    return conn, immutable
 
 
 def _prepare_rows(run_id: str, step: Any, epoch: Any, probe: Any, rows: Iterable[tuple]
@@ -853,18 +983,30 @@ class Store:
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._conn: sqlite3.Connection | None = None
+        #: Whether SQLite reads the file as immutable (see "Read-only access"); then
+        #: ``notice`` says so in one line (also given once per process as a RuntimeWarning).
+        self.immutable: bool = False
+        self.notice: str | None = None
         if self.read_only:
-            self._conn = _connect_read_only(self.path)
+            self._conn, self.immutable = _connect_read_only(self.path)
         else:
             self._conn = _connect(self.path, _journal_mode(journal))
-        mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
-        self.journal_mode: str = str(mode).lower()
+        if self.immutable:
+            self.journal_mode: str = _file_journal_mode(self.path)
+            self.notice = _immutable_notice(self.path)
+            if str(self.path) not in _NOTIFIED:
+                _NOTIFIED.add(str(self.path))
+                warnings.warn(f"learnscope: {self.notice}.", RuntimeWarning, stacklevel=2)
+        else:
+            mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+            self.journal_mode = str(mode).lower()
 
     # ---------------------------------------------------------------- lifecycle
 
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else "open"
         mode = ", read-only" if self.read_only else ""
+        mode += ", immutable" if self.immutable else ""
         return f"Store({str(self.path)!r}, {state}{mode})"
 
     def __enter__(self) -> Store:
@@ -1103,7 +1245,8 @@ class Store:
         """Create a run with status ``'running'`` and return its id.
 
         The id is ``f"{name}-{UTC yyyymmdd-HHMMSS}-{4 random hex digits}"`` with ``name``
-        sanitised to ``[A-Za-z0-9_.-]``. ``config`` is stored as JSON (``sort_keys=True``,
+        sanitised to ``[A-Za-z0-9_.-]`` and cut to :data:`RUN_ID_NAME_CHARS` characters
+        (see "Run ids" in the module docstring). ``config`` is stored as JSON (``sort_keys=True``,
         non-JSON values via ``str``); the learnscope version, the git revision of the
         learnscope source tree (when available), the host name and the pid are recorded.
         The run has no fingerprint (so :meth:`claim_run` never reuses it); presets and the
@@ -1126,7 +1269,7 @@ class Store:
             if total_steps <= 0:
                 raise ValueError(f"total_steps must be positive or None, got {total_steps}")
         config_json = json.dumps(dict(config or {}), sort_keys=True, default=str)
-        prefix = _safe_name(name) or "run"
+        prefix = _id_prefix(name)
         version, git_rev = _learnscope_version(), _git_revision()
         host, pid = socket.gethostname(), os.getpid()
         now = datetime.now(timezone.utc)

@@ -24,6 +24,7 @@ mistaken for a store, and versioned with ``PRAGMA user_version``.
 from __future__ import annotations
 
 import sqlite3
+from functools import lru_cache
 
 #: Value of ``PRAGMA application_id`` for learnscope stores (ASCII "LSCO").
 APPLICATION_ID = 0x4C53434F
@@ -125,7 +126,8 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 
     Must be called outside a transaction, on a connection opened with
     ``isolation_level=None``. Raises :class:`ValueError` with a human-readable reason when the
-    file is an SQLite database of some other application or of a newer learnscope.
+    file is an SQLite database of some other application or of a newer learnscope, and
+    :class:`SchemaMismatch` (a ValueError) when its tables lack what its version promises.
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -158,8 +160,85 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             for statement in schema_statements():
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if n_objects:  # an existing store (perhaps just migrated): are its tables intact?
+            differences = schema_differences(conn, SCHEMA_VERSION, writing=True)
+            if differences:
+                raise SchemaMismatch(mismatch_message(differences, SCHEMA_VERSION))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+class SchemaMismatch(ValueError):
+    """The tables or columns of a store differ from those its schema version promises."""
+
+
+#: Tables added after version 1, by the version that added them.
+ADDED_TABLES = {"snapshots": 2}
+
+
+@lru_cache(maxsize=1)
+def _expected_columns() -> dict[str, tuple[str, ...]]:
+    """Columns of every table of :data:`SCHEMA_SQL`, in order (built once, in memory)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for statement in schema_statements():
+            conn.execute(statement)
+        tables = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")]
+        return {table: tuple(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
+                for table in tables}
+    finally:
+        conn.close()
+
+
+def expected_columns(version: int = SCHEMA_VERSION) -> dict[str, tuple[str, ...]]:
+    """The tables and columns a store of schema ``version`` has (older ones have fewer)."""
+    added = {column for column, _ in ADDED_RUN_COLUMNS}
+    expected = {}
+    for table, columns in _expected_columns().items():
+        if version < ADDED_TABLES.get(table, 1):
+            continue
+        if table == "runs" and version < 3:
+            columns = tuple(column for column in columns if column not in added)
+        expected[table] = columns
+    return expected
+
+
+def schema_differences(conn: sqlite3.Connection, version: int = SCHEMA_VERSION, *,
+                       writing: bool = False) -> list[str]:
+    """What the tables of ``conn`` lack compared with schema ``version`` (empty: nothing).
+
+    One ``PRAGMA table_info`` per expected table. Missing tables and missing columns are
+    reported; extra tables and extra columns are tolerated (reads name their columns), except
+    that for ``writing`` an extra ``NOT NULL`` column without a default is reported, since the
+    store's inserts cannot fill it. Column types are not compared (SQLite does not enforce them).
+    """
+    differences = []
+    for table, columns in expected_columns(version).items():
+        info = conn.execute(f"PRAGMA table_info({table})").fetchall()
+        if not info:
+            differences.append(f"table {table} is missing")
+            continue
+        present = {row[1] for row in info}
+        missing = [column for column in columns if column not in present]
+        if missing:
+            what = "column" if len(missing) == 1 else "columns"
+            differences.append(f"table {table} lacks the {what} {', '.join(missing)}")
+        if writing:
+            # table_info rows: (cid, name, type, notnull, default, pk)
+            unfillable = [row[1] for row in info
+                          if row[1] not in columns and row[3] and row[4] is None]
+            if unfillable:
+                differences.append(
+                    f"table {table} has the extra column(s) {', '.join(unfillable)} that are NOT "
+                    "NULL without a default, so learnscope cannot insert rows")
+    return differences
+
+
+def mismatch_message(differences: list[str], version: int) -> str:
+    """The reason given when :func:`schema_differences` found something."""
+    return (f"its tables differ from those of learnscope store schema version {version}: "
+            + "; ".join(differences))
