@@ -49,6 +49,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.te
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+LOCAL_URL = "http://127.0.0.1"  # TestClient's default host (testserver) is refused
 MEASURE = "entropy"  # the measure the run page shows first for a quickstart run
 
 
@@ -114,7 +115,7 @@ def files_of(folder: Path) -> dict[str, tuple[int, int]]:
 
 def test_api_runs_matches_the_store(quick: tuple[Path, str]) -> None:
     path, run_id = quick
-    client = TestClient(create_app(path))
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
     response = client.get("/api/runs")
     assert response.status_code == 200
     body = response.json()
@@ -139,7 +140,7 @@ def test_api_runs_matches_the_store(quick: tuple[Path, str]) -> None:
 
 def test_api_run_lists_measures_and_layers(quick: tuple[Path, str]) -> None:
     path, run_id = quick
-    body = TestClient(create_app(path)).get(f"/api/runs/{run_id}").json()
+    body = TestClient(create_app(path), base_url=LOCAL_URL).get(f"/api/runs/{run_id}").json()
     measures = {m["name"] for m in body["measures"]}
     stored = {m for (m,) in raw_query(path, "SELECT DISTINCT measure FROM metrics")}
     assert measures == stored
@@ -159,7 +160,7 @@ def test_api_run_lists_measures_and_layers(quick: tuple[Path, str]) -> None:
 @pytest.mark.parametrize("measure", [MEASURE, "added_since_last", "loss"])
 def test_api_metrics_values_equal_the_store(quick: tuple[Path, str], measure: str) -> None:
     path, run_id = quick
-    client = TestClient(create_app(path))
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
     response = client.get(f"/api/runs/{run_id}/metrics", params={"measure": measure})
     assert response.status_code == 200
     assert "NaN" not in response.text and "Infinity" not in response.text
@@ -188,7 +189,7 @@ def test_api_metrics_values_equal_the_store(quick: tuple[Path, str], measure: st
 
 def test_unknown_run_and_measure_are_404_with_what_to_do(quick: tuple[Path, str]) -> None:
     path, run_id = quick
-    client = TestClient(create_app(path))
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
     for url in ("/api/runs/nope", "/api/runs/nope/metrics?measure=entropy"):
         response = client.get(url)
         assert response.status_code == 404
@@ -213,7 +214,7 @@ def test_unknown_run_and_measure_are_404_with_what_to_do(quick: tuple[Path, str]
 
 def test_pages_render_and_use_only_local_assets(quick: tuple[Path, str]) -> None:
     path, run_id = quick
-    client = TestClient(create_app(path))
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
     pages = {
         "/": ["quickstart-mlp", run_id, "Compare selected runs"],
         f"/runs/{run_id}": ["quickstart-mlp", f'<option value="{MEASURE}" selected>', "loss"],
@@ -238,7 +239,7 @@ def test_pages_render_and_use_only_local_assets(quick: tuple[Path, str]) -> None
 
 def test_missing_store_page_creates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "runs.db"
-    client = TestClient(create_app(path))
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
     page = client.get("/")
     assert page.status_code == 503
     assert "No run store yet" in page.text and str(path) in page.text
@@ -254,7 +255,7 @@ def test_missing_store_page_creates_nothing(tmp_path: Path) -> None:
 def test_empty_store_and_a_run_without_measurements(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     store_mod.open(path).close()
-    client = TestClient(create_app(path))
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
     page = client.get("/")
     assert page.status_code == 200 and "No runs yet" in page.text
     assert client.get("/api/runs").json()["runs"] == []
@@ -275,10 +276,10 @@ def test_files_that_are_not_stores_give_a_clear_page(tmp_path: Path) -> None:
     conn.execute("CREATE TABLE t (x)")
     conn.commit()
     conn.close()
-    page = TestClient(create_app(other)).get("/")
+    page = TestClient(create_app(other), base_url=LOCAL_URL).get("/")
     assert page.status_code == 503
     assert "not a learnscope store" in page.text and "Traceback" not in page.text
-    folder = TestClient(create_app(tmp_path)).get("/api/runs")
+    folder = TestClient(create_app(tmp_path), base_url=LOCAL_URL).get("/api/runs")
     assert folder.status_code == 503 and "directory" in folder.json()["detail"]
 
 
@@ -286,7 +287,7 @@ def test_the_dashboard_never_writes(copy: tuple[Path, str]) -> None:
     path, run_id = copy
     before = path.read_bytes()
     stat = path.stat()
-    client = TestClient(create_app(path))
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
     for url in (
         "/",
         "/api/runs",
@@ -309,7 +310,7 @@ def test_the_dashboard_never_writes(copy: tuple[Path, str]) -> None:
 
 def test_a_store_being_written_is_read_without_waiting(copy: tuple[Path, str]) -> None:
     path, run_id = copy
-    client = TestClient(create_app(path))
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
     with store_mod.open(path) as writer:
         conn = writer._conn
         assert conn is not None
@@ -354,7 +355,7 @@ def test_command_serves_the_store(quick: tuple[Path, str]) -> None:
     path, run_id = quick
     proc = subprocess.Popen(
         [sys.executable, "-m", "learnscope.cli", "dashboard", "--store", str(path),
-         "--port", "0", "--poll", "1"],
+         "--port", "0", "--poll", "1", "--allowed-host", "dash.lan"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
@@ -377,6 +378,17 @@ def test_command_serves_the_store(quick: tuple[Path, str]) -> None:
         assert response.status_code == 200
         assert [r["id"] for r in response.json()["runs"]] == [run_id]
         assert response.json()["poll_seconds"] == 1.0
+        api = match.group(1) + "api/runs"
+        refused = httpx.get(api, headers={"Host": "evil.example"}, timeout=5)
+        assert refused.status_code == 400 and "--allowed-host evil.example" in refused.text
+        assert httpx.get(api, headers={"Host": "dash.lan:80"}, timeout=5).status_code == 200
+        port = int(match.group(1).rstrip("/").rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(b"GET /api/runs HTTP/1.0\r\n\r\n")  # HTTP/1.0 allows no Host
+            answer = b""
+            while chunk := raw.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400") and b"the request has no Host header" in answer
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -606,7 +618,7 @@ def separated(tmp_path: Path) -> tuple[Path, str]:
 
 def test_api_separation_equals_the_store(separated: tuple[Path, str], quick) -> None:
     path, run_id = separated
-    client = TestClient(create_app(path))
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
     body = client.get(f"/api/runs/{run_id}/separation").json()
     want = expected_metrics(path, run_id, "fuzziness")
     assert body["probe"] == "separation" and body["steps"] == want["steps"]
@@ -629,7 +641,7 @@ def test_api_separation_equals_the_store(separated: tuple[Path, str], quick) -> 
     assert '<div id="separation">' in page and 'id="equisep"' in page
     # a run without separation rows: the section is hidden, the endpoint says what to run
     quick_path, quick_id = quick
-    other = TestClient(create_app(quick_path))
+    other = TestClient(create_app(quick_path), base_url=LOCAL_URL)
     assert '<div id="separation" hidden>' in other.get(f"/runs/{quick_id}").text
     missing = other.get(f"/api/runs/{quick_id}/separation")
     assert missing.status_code == 404 and "learnscope run equisep" in missing.json()["hint"]
@@ -763,7 +775,7 @@ def mapped(tmp_path: Path) -> tuple[Path, str, str, object]:
 
 def test_api_trajectories_equals_the_map(mapped) -> None:
     path, run_id, other, tmap = mapped
-    client = TestClient(create_app(path))
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
     response = client.get(f"/api/runs/{run_id}/trajectories")
     assert response.status_code == 200
     assert "NaN" not in response.text and "Infinity" not in response.text
@@ -809,7 +821,8 @@ def test_api_trajectories_reports_a_broken_map(mapped) -> None:
     path, run_id, _, _ = mapped
     with store_mod.open(path) as s:
         (map_folder(s, run_id) / "map.npz").write_bytes(b"not a map")
-    response = TestClient(create_app(path)).get(f"/api/runs/{run_id}/trajectories")
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
+    response = client.get(f"/api/runs/{run_id}/trajectories")
     assert response.status_code == 500
     assert response.json()["error"] == "Cannot read the trajectory map"
     assert "not a readable trajectory map" in response.json()["detail"]
@@ -892,3 +905,233 @@ def test_browser_trajectory_map(mapped) -> None:
                not url.startswith("data:")]  # fmt: skip
     assert outside == [], outside
     assert base.startswith("http://127.0.0.1:")
+
+
+# --------------------------------------------------------------------------- trusting no one
+
+# Host headers the dashboard refuses, with the host it names as refused.
+REFUSED_HOST_HEADERS = {
+    "evil.example": "evil.example", "evil.example:8765": "evil.example",
+    "127.0.0.1.evil.example": "127.0.0.1.evil.example",
+    "localhost.evil.example:80": "localhost.evil.example", "[::2]:8765": "::2",
+    "0.0.0.0:8765": "0.0.0.0", "": "",
+}  # fmt: skip
+LOCAL_HOST_HEADERS = ("127.0.0.1", "127.0.0.1:8765", "localhost", "LOCALHOST:1", "[::1]:8765",
+                      "[::1]")  # fmt: skip
+
+
+def test_only_requests_to_local_hosts_are_answered(quick: tuple[Path, str]) -> None:
+    """A DNS-rebinding page reaches the dashboard with its own name in Host: refused."""
+    path, run_id = quick
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
+    for header, name in REFUSED_HOST_HEADERS.items():
+        for url in ("/api/runs", f"/api/runs/{run_id}", "/", "/static/dashboard.js"):
+            response = client.get(url, headers={"Host": header})
+            assert response.status_code == 400, (header, url)
+            assert response.headers["content-type"].startswith("text/plain")
+            assert response.text == (
+                f"Refused: host {name!r} is not one this dashboard answers (127.0.0.1, "
+                f"localhost, ::1); to allow it, start the dashboard with --allowed-host {name}.\n"
+            )
+    for header in LOCAL_HOST_HEADERS:
+        response = client.get("/api/runs", headers={"Host": header})
+        assert response.status_code == 200, header
+        assert [r["id"] for r in response.json()["runs"]] == [run_id]
+    assert TestClient(create_app(path)).get("/api/runs").status_code == 400  # Host: testserver
+
+
+def test_allowed_hosts_add_names_and_star_allows_any(quick: tuple[Path, str]) -> None:
+    path, _ = quick
+    client = TestClient(create_app(path, allowed_hosts=["Dash.LAN", "10.0.0.5"]),
+                        base_url=LOCAL_URL)  # fmt: skip
+    for host, status in (("dash.lan:8765", 200), ("10.0.0.5", 200), ("localhost", 200),
+                         ("evil.example", 400), ("dash.lan.evil.example", 400)):  # fmt: skip
+        assert client.get("/api/runs", headers={"Host": host}).status_code == status, host
+    everywhere = TestClient(create_app(path, allowed_hosts=["::"]), base_url=LOCAL_URL)
+    assert everywhere.get("/api/runs", headers={"Host": "[::]:8765"}).status_code == 200
+    assert everywhere.get("/api/runs", headers={"Host": "myhost.lan"}).status_code == 400
+    anyone = TestClient(create_app(path, allowed_hosts=["*"]), base_url=LOCAL_URL)
+    assert anyone.get("/api/runs", headers={"Host": "evil.example"}).status_code == 200
+    for bad in ("", "*.example.com", None):
+        with pytest.raises(ValueError, match="allowed hosts must be"):
+            create_app(path, allowed_hosts=[bad])
+
+
+def test_command_rejects_a_malformed_allowed_host(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli.app, ["dashboard", "--store", str(tmp_path / "x.db"), "--port", "0",
+                  "--allowed-host", "http://dash.lan/"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "--allowed-host must be a host name or address" in result.output
+    assert "'http://dash.lan/'" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+BAD_QUERIES = [
+    ("metrics", {"since_step": "-99999999999999999999999"}, "since_step"),
+    ("metrics", {"since_step": "abc"}, "since_step"),
+    ("metrics", {"since_step": str(2**63)}, "since_step"),  # beyond SQLite's int64
+    ("metrics", {"since_step": "-2"}, "since_step"),
+    ("metrics", {"since_step": "1.5"}, "since_step"),
+    ("metrics", {"since_step": "9" * 5000}, "since_step"),
+    ("metrics", {"measure": ""}, "measure"),
+    ("metrics", {"measure": "m" * 1001}, "measure"),
+    ("separation", {"since_step": "-99999999999999999999999"}, "since_step"),
+    ("separation", {"since_step": "nan"}, "since_step"),
+    ("separation", {"probe": "p" * 1001}, "probe"),
+    ("separation", {"probe": ""}, "probe"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "params", "name"), BAD_QUERIES)
+def test_bad_query_values_are_422_with_a_one_line_message(
+    quick: tuple[Path, str], endpoint: str, params: dict, name: str
+) -> None:
+    path, run_id = quick
+    client = TestClient(create_app(path), base_url=LOCAL_URL, raise_server_exceptions=False)
+    response = client.get(f"/api/runs/{run_id}/{endpoint}", params=params)
+    assert response.status_code == 422, response.text[:300]
+    body = response.json()
+    assert body["status"] == 422 and body["error"] == "Invalid request"
+    assert body["detail"].startswith(f"{name} = ") and "\n" not in body["detail"]
+    assert body["hint"].startswith(f"Allowed: {name}: ") and "\n" not in body["hint"]
+    assert len(body["detail"]) < 300
+
+
+def test_query_bounds_admit_every_storable_step(quick: tuple[Path, str]) -> None:
+    path, run_id = quick
+    client = TestClient(create_app(path), base_url=LOCAL_URL)
+    url = f"/api/runs/{run_id}/metrics"
+    everything = client.get(url, params={"measure": MEASURE, "since_step": -1}).json()
+    assert everything["steps"] == expected_metrics(path, run_id, MEASURE)["steps"]
+    last = client.get(url, params={"measure": MEASURE, "since_step": 2**63 - 1})
+    assert last.status_code == 200 and last.json()["steps"] == []
+
+
+def test_pages_refuse_absurd_queries_with_a_page(quick: tuple[Path, str]) -> None:
+    path, run_id = quick
+    client = TestClient(create_app(path), base_url=LOCAL_URL, raise_server_exceptions=False)
+    long_measure = client.get(f"/runs/{run_id}", params={"measure": "m" * 1001})
+    assert long_measure.status_code == 422 and "measure: a measure name" in long_measure.text
+    empty_measure = client.get(f"/runs/{run_id}", params={"measure": ""})
+    assert empty_measure.status_code == 200  # the default measure, as for an unknown one
+    too_many = client.get("/compare", params={"runs": [f"r{i}" for i in range(101)]})
+    assert too_many.status_code == 422 and "at most 100 runs" in too_many.text
+    assert "Traceback" not in too_many.text
+
+
+# Values a careless user or an attacker may send, by kind (a raw "%00" in a path sends NUL).
+HOSTILE_PATHS = [
+    "", " ", "..", "../..", "../../etc/passwd", "%2e%2e/", "%2e%2e%2f%2e%2e%2f", "..\\..\\", ".",
+    "/", "//", "?", "#", "&", "=", "%", "%25", "%00x", "/etc/passwd", "static/../../app.py",
+]
+HOSTILE_TEXTS = [
+    "_", "*", "'", '"', "' OR 1=1 --", "'; DROP TABLE runs; --", "<script>alert(1)</script>",
+    "{}", "[]", "null", "true", "\t\r\n\x0b\x0c\x1b\x7f", "\u202e\u200b\ufeff", "é", "日本語",
+    "𝔘𝔫𝔦", "\U0001f600" * 50, "x" * 5000, "-" * 300,
+]
+HOSTILE_NUMBERS = [
+    "0", "-1", "-2", "1.5", "nan", "1e308", "0x10", str(2**63 - 1), str(2**63), str(-(2**63)),
+    "-99999999999999999999999", "9" * 400,
+]
+HOSTILE = HOSTILE_PATHS + HOSTILE_TEXTS + HOSTILE_NUMBERS
+
+
+def fuzz_store(quick: tuple[Path, str], folder: Path) -> tuple[Path, dict[str, list[str]]]:
+    """A copy of the quickstart store plus a run of separation rows and a trajectory-map run;
+    returns it with realistic values per parameter name."""
+    from learnscope.trajectory.maps import save_map
+
+    source, quick_id = quick
+    path = folder / "runs.db"
+    for suffix in ("", "-wal"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copy2(f"{source}{suffix}", f"{path}{suffix}")
+    with store_mod.open(path) as s:
+        separation_id = s.create_run("equisep-mlp", {}, experiment="equisep", total_steps=100)
+    for step, rho in ((0, 0.95), (10, 0.85)):
+        write_separation(path, separation_id, step, rho)
+    with store_mod.open(path) as s:
+        map_id = s.create_run("trajectories-demo", {}, experiment="trajectories")
+        save_map(s, map_id, synthetic_map())
+        s.set_status(map_id, "finished")
+    ids = [quick_id, separation_id, map_id]
+    refs = ids + [i[:6] for i in ids] + ["equisep-mlp", "trajectories-demo"]
+    measures = [r[0] for r in raw_query(path, "SELECT DISTINCT measure FROM metrics")]
+    steps = [str(r[0]) for r in raw_query(path, "SELECT DISTINCT step FROM metrics")]
+    return path, {"ref": refs, "runs": refs, "measure": measures, "probe": ["separation"],
+                  "since_step": steps, "path": ["dashboard.js", "dashboard.css"]}  # fmt: skip
+
+
+def every_route(app) -> list[tuple[str, list[str], list[str]]]:
+    """(path template, path parameters, query parameters) of every route of the app, read
+    from its router, so that a new route or parameter is fuzzed without editing the test."""
+    routes = []
+    for route in app.routes:
+        dependant = getattr(route, "dependant", None)
+        query = [p.name for p in dependant.query_params] if dependant is not None else []
+        routes.append((route.path_format, list(route.param_convertors), query))
+    return routes
+
+
+def test_fuzzed_requests_never_fail_and_never_write(quick: tuple[Path, str], tmp_path: Path):
+    import random
+    from urllib.parse import quote, urlencode
+
+    path, realistic = fuzz_store(quick, tmp_path)
+    files = [Path(f"{path}{suffix}") for suffix in ("", "-wal")]
+    before = {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in files if f.exists()}
+    app = create_app(path)
+    routes = every_route(app)
+    names = {name for _, params, query in routes for name in params + query}
+    assert {"ref", "measure", "since_step", "probe", "runs", "path"} <= names
+    assert len(routes) >= 11
+    client = TestClient(app, base_url=LOCAL_URL, raise_server_exceptions=False)
+    rng = random.Random(1313)
+
+    def realistic_value(name: str) -> str:
+        return rng.choice(realistic.get(name) or [""])
+
+    def hostile_value() -> str:
+        hostile = rng.choice(HOSTILE)
+        return hostile + realistic_value("ref") if rng.random() < 0.1 else hostile
+
+    def url_of(template: str, values: dict[str, str], query: list[tuple[str, str]]) -> str:
+        url = template
+        for name, raw in values.items():
+            # one encoded segment, or raw (so '/', '..' and '%2e' reach the router as sent)
+            url = url.replace("{" + name + "}", quote(raw, safe="") if rng.random() < 0.7
+                              else quote(raw, safe="/%.?#&="), 1)  # fmt: skip
+        return url + ("?" + urlencode(query) if query else "")
+
+    # Every parameter of every route gets hostile values of each kind, the others realistic
+    # ones (so the hostile value reaches past the run lookup); then requests with all of them
+    # hostile (and an unknown parameter); the routes without parameters twice each.
+    requests = []
+    for template, path_params, query_params in routes:
+        for target in path_params + query_params:
+            chosen = (rng.sample(HOSTILE_PATHS, 3) + rng.sample(HOSTILE_TEXTS, 2)
+                      + rng.sample(HOSTILE_NUMBERS, 4))  # fmt: skip
+            for hostile in chosen:
+                values = {n: hostile if n == target else realistic_value(n) for n in path_params}
+                query = [(n, hostile if n == target else realistic_value(n))
+                         for n in query_params if n == target or rng.random() < 0.5]  # fmt: skip
+                requests.append(url_of(template, values, query))
+        for _ in range(2 if not path_params + query_params else 4):
+            values = {n: hostile_value() for n in path_params}
+            query = [(n, hostile_value()) for n in query_params for _ in range(rng.randint(0, 2))]
+            query.append((rng.choice(HOSTILE) or "x", hostile_value()))  # unknown parameter
+            requests.append(url_of(template, values, query))
+
+    seen: dict[int, int] = {}
+    for url in requests:
+        response = client.get(url)
+        seen[response.status_code] = seen.get(response.status_code, 0) + 1
+        assert response.status_code < 500, (url[:300], response.text[:500])
+        assert "Traceback" not in response.text, url[:300]
+        if response.status_code >= 400 and response.url.path.startswith("/api/"):
+            assert {"error", "detail", "hint", "status"} <= set(response.json()), url[:300]
+    assert seen.get(200, 0) >= 20 and seen.get(404, 0) >= 20 and seen.get(422, 0) >= 10, seen
+    after = {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in files if f.exists()}
+    assert after == before  # the dashboard only reads

@@ -173,7 +173,7 @@ def test_dashboard_shows_chance_level_and_the_stored_error(made) -> None:
     from learnscope.dashboard import create_app
 
     path, ids, _, failed = made
-    client = TestClient(create_app(path))
+    client = TestClient(create_app(path), base_url="http://127.0.0.1")
     runs = {run["id"]: run for run in client.get("/api/runs").json()["runs"]}
     for name, run in ids.items():
         assert runs[run]["chance_level"] == (name in CHANCE)

@@ -25,6 +25,11 @@ JSON endpoints (NaN and infinite values are sent as ``null``; errors as
                                                     points, steps and scores per network, and
                                                     the score landscape), see
                                                     :mod:`learnscope.trajectory.maps`
+
+It trusts no request: only those whose ``Host`` header names the loopback interface
+(:data:`LOCAL_HOSTS`) or a host given to :func:`create_app` are answered (others get 400, so
+a DNS-rebinding web page cannot read the API), and every query parameter has bounds (a value
+outside them gets 422 with what is allowed, see :data:`QUERY_RULES`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -46,7 +51,10 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import learnscope
 from learnscope.health import RunHealth, assess_run, assess_runs, short_error
@@ -62,7 +70,41 @@ from learnscope.trajectory.maps import (
     support_radius,
 )
 
-__all__ = ["DashboardError", "create_app"]
+__all__ = ["LOCAL_HOSTS", "DashboardError", "create_app", "host_name"]
+
+#: Host names the dashboard always answers to: the loopback interface.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+#: The largest step SQLite can store (a signed 64-bit integer).
+MAX_STEP = 2**63 - 1
+
+#: The longest measure or probe name a request may ask for.
+MAX_NAME_CHARS = 1000
+
+#: The most runs one comparison page shows.
+MAX_COMPARED_RUNS = 100
+
+#: What each query parameter accepts, as said in a 422 answer.
+QUERY_RULES = {
+    "since_step": f"since_step: an integer from -1 (all steps) to {MAX_STEP}",
+    "measure": f"measure: a measure name (1 to {MAX_NAME_CHARS} characters)",
+    "probe": f"probe: a probe name (1 to {MAX_NAME_CHARS} characters)",
+    "runs": f"runs: run ids, id prefixes or names (at most {MAX_COMPARED_RUNS} runs)",
+}
+
+SinceStepQuery = Annotated[
+    int | None, Query(ge=-1, le=MAX_STEP, description="only steps greater than this")
+]
+MeasureQuery = Annotated[
+    str | None, Query(min_length=1, max_length=MAX_NAME_CHARS, description="measure name")
+]
+#: A page's ``measure`` (an empty one, like an unknown one, shows the run's default measure).
+PageMeasureQuery = Annotated[
+    str | None, Query(max_length=MAX_NAME_CHARS, description="measure name")
+]
+ProbeQuery = Annotated[
+    str | None, Query(min_length=1, max_length=MAX_NAME_CHARS, description="probe name")
+]
 
 #: Measures a run page shows first, in this order of preference, when the run has them.
 PREFERRED_MEASURES = ("entropy", "rel_entropy", "distinct_frac", "distinct")
@@ -93,6 +135,56 @@ class DashboardError(Exception):
     def as_json(self) -> dict[str, Any]:
         return {"error": self.title, "detail": self.detail, "hint": self.hint,
                 "status": self.status}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- Host check
+
+
+def host_name(value: str) -> str:
+    """The host part of a ``Host`` header or ``--host`` value: lower-case, without the port
+    and without the brackets of an IPv6 address (``[::1]:8765`` -> ``::1``)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        return value[1:end] if end > 0 else value
+    if value.count(":") == 1:  # name:port (a bare IPv6 address has several colons)
+        return value.split(":")[0]
+    return value
+
+
+class AllowedHosts:
+    """ASGI middleware: answers only HTTP requests whose ``Host`` header names an allowed host
+    (any port); others get 400 with a one-line message naming the refused host. ``*`` among
+    the hosts turns the check off.
+
+    Not Starlette's ``TrustedHostMiddleware``: its fixed "Invalid host header" says neither
+    which host was refused nor how to allow it, and the Starlette versions FastAPI 0.110
+    allows cut ``[::1]:8765`` at its first colon.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: Iterable[str]) -> None:
+        self.app = app
+        self.hosts = tuple(dict.fromkeys(host_name(h) for h in (*LOCAL_HOSTS, *hosts)))
+        self.any = "*" in self.hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.any or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = Headers(scope=scope).get("host")
+        if header is not None and host_name(header) in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        await PlainTextResponse(self.refusal(header), status_code=400)(scope, receive, send)
+
+    def refusal(self, header: str | None) -> str:
+        allowed = ", ".join(self.hosts)
+        if header is None:
+            return f"Refused: the request has no Host header; this dashboard answers {allowed}.\n"
+        name = host_name(header)
+        shown = name if len(name) <= 100 else name[:100] + "..."
+        return (f"Refused: host {shown!r} is not one this dashboard answers ({allowed}); to "
+                f"allow it, start the dashboard with --allowed-host {shown}.\n")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- JSON values
@@ -394,14 +486,26 @@ def _plotly_version() -> str:
 # --------------------------------------------------------------------------- the app
 
 
-def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
+def create_app(
+    store_path: str | Path, *, poll_seconds: float = 2.0, allowed_hosts: Iterable[str] = ()
+) -> FastAPI:
     """The dashboard for the run store at ``store_path``, refreshing every ``poll_seconds``.
 
     The store may be missing, empty or being written when the app starts or at any later
     time: pages and endpoints then answer with a clear message (and pages keep checking).
+    Requests must be addressed (``Host`` header, any port) to 127.0.0.1, localhost, ::1 or one
+    of ``allowed_hosts`` (``"*"``: any host); others get 400.
     """
     if not isinstance(poll_seconds, (int, float)) or not poll_seconds > 0:
         raise ValueError(f"poll_seconds must be a positive number, got {poll_seconds!r}")
+    if isinstance(allowed_hosts, str):
+        allowed_hosts = [allowed_hosts]
+    allowed_hosts = list(allowed_hosts)
+    for host in allowed_hosts:
+        if not isinstance(host, str) or not host.strip() or ("*" in host and host != "*"):
+            raise ValueError(
+                f"allowed hosts must be host names or addresses (or '*' for any), got {host!r}"
+            )
     plotly_js = _plotly_js()
     if not plotly_js.is_file():
         raise RuntimeError(
@@ -421,6 +525,7 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
     )
     app.state.store_path = path
     app.state.poll_seconds = poll
+    app.add_middleware(AllowedHosts, hosts=allowed_hosts)
 
     # ---------------------------------------------------------------- reading the store
 
@@ -516,14 +621,19 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, error: RequestValidationError) -> Response:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in item.get('loc', ()))}: {item.get('msg', '')}"
-            for item in error.errors()
-        )
+        problems, names = [], []
+        for item in error.errors():
+            name = str(item.get("loc", ("", "?"))[-1])
+            given = repr(item.get("input"))
+            given = given if len(given) <= 60 else given[:60] + "..."
+            problems.append(f"{name} = {given}: {item.get('msg', 'invalid')}")
+            names.append(name)
+        allowed = [QUERY_RULES[n] for n in dict.fromkeys(names) if n in QUERY_RULES]
         return error_response(
             request,
-            DashboardError(422, "Invalid request", problems,
-                           "since_step must be an integer; measure a measure name."),
+            DashboardError(422, "Invalid request", "; ".join(problems),
+                           "Allowed: " + "; ".join(allowed) + "." if allowed else
+                           "Fix the request's parameters."),
         )  # fmt: skip
 
     @app.exception_handler(Exception)
@@ -573,9 +683,7 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
 
     @app.get("/api/runs/{ref}/metrics")
     def api_metrics(
-        ref: str,
-        measure: Annotated[str | None, Query(description="measure name")] = None,
-        since_step: Annotated[int | None, Query(description="only steps greater than this")] = None,
+        ref: str, measure: MeasureQuery = None, since_step: SinceStepQuery = None
     ) -> SafeJSONResponse:
         """One measure of a run: steps, and per (probe, layer) the values at those steps."""
         with reader() as store:
@@ -602,9 +710,7 @@ def create_app(store_path: str | Path, *, poll_seconds: float = 2.0) -> FastAPI:
 
     @app.get("/api/runs/{ref}/separation")
     def api_separation(
-        ref: str,
-        probe: Annotated[str | None, Query(description="separation probe name")] = None,
-        since_step: Annotated[int | None, Query(description="only steps greater than this")] = None,
+        ref: str, probe: ProbeQuery = None, since_step: SinceStepQuery = None
     ) -> SafeJSONResponse:
         """Fuzziness D_l per layer and the equi-separation fit per step, steps > since_step."""
         with reader() as store:
@@ -691,7 +797,7 @@ Compare selected runs</button>
                      status_code=problem.status if problem else 200)  # fmt: skip
 
     @app.get("/runs/{ref}", response_class=HTMLResponse, include_in_schema=False)
-    def run_page(ref: str, measure: str | None = None) -> HTMLResponse:
+    def run_page(ref: str, measure: PageMeasureQuery = None) -> HTMLResponse:
         with reader() as store:
             content = run_json(store, ref)
         run = content["run"]
@@ -774,12 +880,19 @@ step</h2><div id="equisep" class="plot"></div></section>
 
     @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
     def compare_page(
-        runs: Annotated[list[str] | None, Query()] = None, measure: str | None = None
+        runs: Annotated[list[str] | None, Query(description=QUERY_RULES["runs"])] = None,
+        measure: PageMeasureQuery = None,
     ) -> HTMLResponse:
         refs = [part.strip() for item in runs or [] for part in item.split(",") if part.strip()]
+        refs = list(dict.fromkeys(refs))
+        if len(refs) > MAX_COMPARED_RUNS:
+            raise DashboardError(
+                422, "Too many runs", f"runs: {len(refs)} runs were asked to be compared.",
+                f"Allowed: {QUERY_RULES['runs']}; pick fewer runs.",
+            )  # fmt: skip
         with reader() as store:
             every = runs_json(store)
-            chosen = [run_json(store, ref) for ref in dict.fromkeys(refs)]
+            chosen = [run_json(store, ref) for ref in refs]
         ids = list(dict.fromkeys(c["run"]["id"] for c in chosen))
         chosen = [next(c for c in chosen if c["run"]["id"] == i) for i in ids]
         counts: dict[str, int] = {}

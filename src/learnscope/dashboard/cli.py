@@ -14,7 +14,7 @@ import typer
 from learnscope.scope import DEFAULT_STORE
 
 EXTRA = "pip install 'learnscope[dashboard]'"
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+_ALL_ADDRESSES = ("0.0.0.0", "::", "")
 
 
 def _fail(message: str) -> None:
@@ -50,6 +50,11 @@ def dashboard_command(
     ),
     port: int = typer.Option(8765, help="Port to listen on (0: any free port)."),
     poll: float = typer.Option(2.0, help="Seconds between the pages' refreshes."),
+    allowed_host: list[str] = typer.Option(
+        None, "--allowed-host", help="Another host name or address the dashboard answers to "
+        "(repeatable; '*': any). Requests addressed to other hosts than 127.0.0.1, localhost, "
+        "::1 and --host get 400, so that other web pages cannot read it (DNS rebinding).",
+    ),
 ) -> None:
     """Serve a live web dashboard of the runs in the store (read-only; Ctrl+C stops it)."""
     try:
@@ -63,9 +68,16 @@ def dashboard_command(
         _fail(f"--poll must be a positive number of seconds, got {poll}")
     if not 0 <= port <= 65535:
         _fail(f"--port must be between 0 and 65535, got {port}")
-    from learnscope.dashboard.app import create_app
+    allowed = [name.strip() for name in allowed_host or []]
+    for name in allowed:
+        if not name or ("*" in name and name != "*") or any(c in name for c in "/ ,"):
+            _fail(f"--allowed-host must be a host name or address such as myhost.lan or "
+                  f"192.168.1.5 (or '*' for any host), got {name!r}")  # fmt: skip
+    from learnscope.dashboard.app import LOCAL_HOSTS, create_app
 
-    app = create_app(store, poll_seconds=poll)
+    app = create_app(
+        store, poll_seconds=poll, allowed_hosts=[*([host] if host.strip() else []), *allowed]
+    )
     sock = _listen(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
@@ -74,9 +86,13 @@ def dashboard_command(
     if not store.exists():
         typer.echo(f"note: there is no store at {store} yet; the dashboard shows its runs as "
                    "soon as a run creates it.")  # fmt: skip
-    if host not in _LOCAL_HOSTS:
+    if host not in LOCAL_HOSTS:
         typer.echo(f"note: listening on {host}: other machines can reach the dashboard (there "
                    "is no authentication).")  # fmt: skip
+    if host in _ALL_ADDRESSES and "*" not in allowed:
+        names = ", ".join(dict.fromkeys([*LOCAL_HOSTS, host, *allowed]))
+        typer.echo(f"note: it answers only requests addressed to {names}; add --allowed-host "
+                   "NAME for each name or address other machines use to reach it.")  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     try:
         server.run(sockets=[sock])
