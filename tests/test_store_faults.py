@@ -169,7 +169,7 @@ def test_dashboard_reads_a_store_in_a_read_only_folder(store_folder: Path) -> No
     _make_read_only(store_folder)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the immutable notice
-        client = TestClient(create_app(path))
+        client = TestClient(create_app(path), base_url="http://127.0.0.1")
         listed = client.get("/api/runs")
         assert listed.status_code == 200, listed.text
         assert [run["id"] for run in listed.json()["runs"]] == [run_id]
