@@ -99,6 +99,11 @@ def canonical(name: str) -> str:
     return _resolve(name)[0]
 
 
+def flattens_input(name: str) -> bool:
+    """Whether model `name` (any spelling) flattens its input: one of FLAT_INPUT."""
+    return name in MODELS and MODELS.canonical(name) in FLAT_INPUT
+
+
 def _resolve(name: str) -> tuple[str, str, int | None]:
     """(canonical name, the entry's name: fixed name or family, depth of a family or None)."""
     if name in MODELS:
@@ -191,6 +196,7 @@ __all__ = [
     "SmallCNN",
     "canonical",
     "create",
+    "flattens_input",
     "fixup_parameter_groups",
     "list",
     "register",
