@@ -19,7 +19,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import weakref
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -57,6 +59,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}  # canonical name -> entry, in registration order
         self._keys: dict[str, str] = {}  # normalised name or alias -> canonical name
+        _REGISTRIES.append(weakref.ref(self))
 
     def register(self, name: str, *aliases: str) -> Callable[[T], T]:
         """A decorator adding what it decorates under `name` (and `aliases`); returns it as is."""
@@ -146,6 +149,23 @@ class Registry(Mapping[str, T], Generic[T]):
         return f"Registry({self.kind!r}: {', '.join(self._entries)})"
 
 
+_REGISTRIES: list[weakref.ref[Registry]] = []  # every registry made (Mappings are unhashable)
+
+
+@contextmanager
+def restoring() -> Iterator[None]:
+    """Every registry as it is now, again after the with block, whatever was registered or
+    unregistered inside it (the test suite runs every test in one)."""
+    _REGISTRIES[:] = [ref for ref in _REGISTRIES if ref() is not None]
+    saved = [(registry, dict(registry._entries), dict(registry._keys))
+             for registry in (ref() for ref in _REGISTRIES) if registry is not None]
+    try:
+        yield
+    finally:
+        for registry, entries, keys in saved:
+            registry._entries, registry._keys = entries, keys
+
+
 def _closest(name: str, by_key: dict[str, str], cutoff: float = 0.75) -> str | None:
     """The name whose key is most similar to `name`'s (difflib ratio >= cutoff); ties go to the
     longer common prefix, then to the one listed first ("resnet21": resnet20, not resnet14)."""
@@ -165,4 +185,4 @@ def _closest(name: str, by_key: dict[str, str], cutoff: float = 0.75) -> str | N
 #: ``feature_blocks.values()`` to find the layers of a model without importing the model zoo.
 feature_blocks: Registry[type] = Registry("feature block")
 
-__all__ = ["Registry", "UnknownNameError", "feature_blocks", "normalise"]
+__all__ = ["Registry", "UnknownNameError", "feature_blocks", "normalise", "restoring"]
