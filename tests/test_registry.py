@@ -157,6 +157,17 @@ def test_every_registry_accepts_its_old_spellings() -> None:
     assert set(presets.PROBES) == {"patterns", "separation", "weights"}
 
 
+def test_the_cli_takes_any_spelling_and_passes_the_registered_name_on() -> None:
+    from learnscope.experiments import validation
+
+    assert validation.models_for("early", "ResNet-20,MLP,fixup-resnet-20") == \
+        ["resnet20", "mlp", "fixup_resnet20"]
+    assert validation.dataset_for("early", "Fashion_MNIST") == "fashion-mnist"
+    assert validation.dataset_for("equisep", "cfm") == "cfm"
+    assert validation.is_model("Toynet-8") and not validation.is_model("toynet9")
+    assert validation.flattens_input("FNN") and not validation.flattens_input("small-cnn")
+
+
 def test_the_preset_registry_gives_the_cli_its_presets() -> None:
     from learnscope import cli
 

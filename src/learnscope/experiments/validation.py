@@ -213,9 +213,12 @@ def models_for(preset: str, text: str | None) -> list[str] | None:
 
 
 def dataset_for(preset: str, name: str | None) -> str | None:
-    """--dataset: a registry dataset, or for the equisep presets also cm, cfm, cc."""
+    """--dataset: a registry dataset (its registered name), or for the equisep presets also cm,
+    cfm, cc."""
     equisep = preset in EQUISEP_PRESETS
     allowed = [*ls.data.list(), *(presets.EQUISEP_DATASETS if equisep else ())]
+    if name is not None and name in ls.data.DATASETS:
+        return ls.data.DATASETS.canonical(name)  # any spelling: "Fashion_MNIST"
     if name is not None and name not in allowed:
         resized = [f"{key} ({full} at 10x10)" for key, full in presets.EQUISEP_DATASETS.items()]
         keys = f"; or {', '.join(resized)}" if equisep else ""
