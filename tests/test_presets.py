@@ -38,7 +38,7 @@ def test_presets_expand_to_the_papers_runs():
     shortened = expand("methods", "small", epochs=2)[0]
     assert shortened.recipe_options["epochs"] == 2
     assert all(m <= 2 for m in shortened.recipe_options["milestones"])
-    with pytest.raises(ValueError, match="available"):
+    with pytest.raises(ValueError, match="unknown preset 'nope': known ones are early, "):
         expand("nope")
     with pytest.raises(ValueError, match="unknown override"):
         expand("early", "small", colour="red")

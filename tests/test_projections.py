@@ -441,7 +441,8 @@ def test_make_projection_options_and_errors():
     som = make_projection("autoencoder-som", grid=7, sigma=2.0)
     assert som.steps[-1][1].grid == 7 and som.steps[-1][1].sigma == 2.0
     assert make_projection("pca", solver="full").solver == "full"
-    with pytest.raises(ValueError, match="known: pca, autoencoder, som, tsne, umap"):
+    with pytest.raises(ValueError, match="unknown projection 'isomap': known ones are pca, "
+                                         "autoencoder, som, tsne, umap"):
         make_projection("isomap")
     with pytest.raises(TypeError, match="perplexity.*valid: .*grid"):
         make_projection("som", perplexity=5)

@@ -144,7 +144,7 @@ def test_cli_dry_run_spreads_workers_over_the_gpus(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["sweep", "nope"], "unknown preset 'nope' for a sweep; available: early"),
+    (["sweep", "nope"], "unknown preset 'nope' for a sweep: known ones are early"),
     (["sweep", "quickstart"], "quickstart and trajectories run with `learnscope run`"),
     (["sweep", "early", "--backend", "slurm"], "unknown backend 'slurm'; use local or ray"),
     (["sweep", "early", "--address", "auto"], "--address is for --backend ray"),

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from learnscope.experiments.presets import PRESET_REGISTRY
 from learnscope.progress import Task, format_duration, progress
 from learnscope.scope import DEFAULT_STORE
 from learnscope.store import Store, StoreError
@@ -29,8 +30,7 @@ app = typer.Typer(
 # Not a terminal (CI, logs, pipes): use a wide fixed width so tables are not truncated.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
-PRESETS = ("quickstart", "early", "entropycurve", "methods", "equisep", "equisep-depth",
-           "trajectories")
+PRESETS = PRESET_REGISTRY.names()  # quickstart, the presets with runs, trajectories
 SHOWN_MEASURES = (
     "evaluations", "distinct", "distinct_frac", "max_frac", "entropy", "rel_entropy",
     "mutual_information", "jaccard_since_init", "weighted_jaccard_since_last",
@@ -183,8 +183,9 @@ def run(
     from learnscope.experiments import validation
 
     _checked(validation.extra_arguments, "run", name, ctx.args)
-    if name not in PRESETS:
-        _fail(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+    if name not in PRESET_REGISTRY:
+        _fail(str(PRESET_REGISTRY.unknown(name)))
+    name = PRESET_REGISTRY.canonical(name)
     _checked(validation.run_device, device)
     if name in ("quickstart", "trajectories"):
         _checked(validation.not_for, name, {
@@ -486,11 +487,12 @@ def sweep_command(
     from learnscope.experiments import sweep as sweeping
 
     _checked(validation.extra_arguments, "sweep", name, ctx.args)
-    if name not in presets.PRESETS:
-        other = " (quickstart and trajectories run with `learnscope run`)" \
-            if name in PRESETS else ""
-        _fail(f"unknown preset {name!r} for a sweep{other}; available: "
-              f"{', '.join(presets.PRESETS)}")
+    if name not in PRESET_REGISTRY:
+        _fail(str(PRESET_REGISTRY.unknown(name, " for a sweep", known=[*presets.sweepable()])))
+    name = PRESET_REGISTRY.canonical(name)
+    if name not in presets.sweepable():
+        _fail(f"preset {name!r} is not for a sweep ({' and '.join(presets.run_only())} run with "
+              f"`learnscope run`); presets with runs: {', '.join(presets.sweepable())}")
     if backend not in sweeping.BACKENDS:
         _fail(f"unknown backend {backend!r}; use {' or '.join(sweeping.BACKENDS)}")
     if backend == "ray":

@@ -5,6 +5,10 @@ MD5-checked download), "digits" (embedded in scikit-learn), "mnist1d" (generated
 package), "synthetic" (Gaussian clusters). Every dataset takes the common options of `load`; its
 own options (root, download, num_samples, ...) are listed in its reader's docstring and in the
 error for an unknown option.
+
+Your own dataset: decorate a reader (keyword options -> `Source`) with
+`@learnscope.data.register("mydata")`; `load("mydata", per_class=...)` then applies the common
+options to what it returns.
 """
 
 from __future__ import annotations
@@ -29,16 +33,19 @@ from learnscope.data.omniglot import read_omniglot
 from learnscope.data.splits import DataSplits, Source, make_splits
 from learnscope.data.synthetic import read_synthetic
 from learnscope.data.transforms import AugmentedDataset
+from learnscope.registry import Registry
 
-_READERS: dict[str, Callable[..., Source]] = {
-    "cifar10": read_cifar10,
-    "digits": read_digits,
-    "fashion-mnist": read_fashion_mnist,
-    "mnist": read_mnist,
-    "mnist1d": read_mnist1d,
-    "omniglot": read_omniglot,
-    "synthetic": read_synthetic,
-}
+#: Dataset readers by name: callables taking the dataset's own options and returning a Source.
+DATASETS: Registry[Callable[..., Source]] = Registry("dataset")
+#: Decorator registering a reader: ``@register("mydata")`` makes ``load("mydata")`` call it with
+#: the dataset's own options (its keyword parameters) and apply the common options to its Source.
+register = DATASETS.register
+
+for _name, _reader_of in (("cifar10", read_cifar10), ("digits", read_digits),
+                          ("fashion-mnist", read_fashion_mnist), ("mnist", read_mnist),
+                          ("mnist1d", read_mnist1d), ("omniglot", read_omniglot),
+                          ("synthetic", read_synthetic)):
+    DATASETS.add(_name, _reader_of)
 _COMMON = (
     "per_class", "class_counts", "imbalance", "classes", "resize", "normalize", "augment",
     "val_fraction", "flatten", "seed",
@@ -47,21 +54,14 @@ _COMMON = (
 
 def list() -> list[str]:  # noqa: A001 - registry convention: data.list()
     """Names of the available datasets."""
-    return sorted(_READERS)
+    return sorted(DATASETS)
 
 
 def options(name: str) -> dict[str, Any]:
     """The dataset-specific options of dataset `name` with their defaults."""
     return {
-        p.name: p.default for p in inspect.signature(_reader(name)).parameters.values()
+        p.name: p.default for p in inspect.signature(DATASETS[name]).parameters.values()
     }
-
-
-def _reader(name: str) -> Callable[..., Source]:
-    key = name.lower().replace("_", "-") if isinstance(name, str) else name
-    if key not in _READERS:
-        raise ValueError(f"unknown dataset {name!r}; available: {sorted(_READERS)}")
-    return _READERS[key]
 
 
 def load(
@@ -86,7 +86,7 @@ def load(
     test split keeps every sample of the selected classes.
 
     Args:
-        name: one of `list()` (case and "_" vs "-" do not matter).
+        name: one of `list()` (case, "-", "_" and spaces do not matter).
         per_class: keep exactly this many training samples of every class (seeded).
         class_counts: keep class_counts[c] training samples of class c (one int per class,
             after the class selection). Exclusive with per_class and imbalance.
@@ -119,8 +119,8 @@ def load(
         DatasetNotFoundError: a file dataset is missing (paths looked in and how to get it).
         DatasetFormatError: a file is corrupt or not in the dataset's format.
     """
-    reader = _reader(name)
-    key = name.lower().replace("_", "-")
+    key = DATASETS.canonical(name)
+    reader = DATASETS[key]
     own = options(key)
     unknown = sorted(set(dataset_options) - set(own))
     if unknown:
@@ -164,6 +164,7 @@ def _check_common(*, val_fraction, normalize, augment, flatten, seed) -> None:
 
 __all__ = [
     "ROOT_ENV",
+    "DATASETS",
     "AugmentedDataset",
     "DataSplits",
     "DatasetFormatError",
@@ -175,4 +176,5 @@ __all__ = [
     "load",
     "options",
     "read_idx",
+    "register",
 ]

@@ -40,9 +40,12 @@ from typing import Any
 
 import torch
 
+from learnscope.patterns import ActivationPatterns
+from learnscope.registry import Registry
+from learnscope.separation import Separation
+from learnscope.trajectory import Weights
+
 SCALES = ("small", "paper")
-PRESETS = ("early", "entropycurve", "methods", "equisep", "equisep-depth")
-PROBES = ("patterns", "separation")
 
 # Equi-separation grids. A depth is the reference's `layer_num` L: its GFNN has an input block
 # plus L blocks of Linear-BN-ReLU, i.e. L + 1 hidden blocks (models option depth=L + 1) and
@@ -140,6 +143,48 @@ def _epoch_schedule_before_first_drop(recipe_options: dict[str, Any], default: i
     return f"{early}; epochs {milestones[0]}; end"
 
 
+@dataclass(frozen=True)
+class Preset:
+    """An entry of PRESET_REGISTRY.
+
+    expand(preset, scale, overrides) gives the preset's runs, popping the overrides it
+    understands (expand applies the rest to every run); None for the presets that
+    `learnscope run` runs itself, in one process and without RunSpecs (quickstart,
+    trajectories), which therefore cannot be swept.
+    """
+
+    expand: Callable[[str, str, dict[str, Any]], list[RunSpec]] | None
+
+
+#: Presets by name, in the order the CLI lists them (`learnscope run --help`).
+PRESET_REGISTRY: Registry[Preset] = Registry("preset")
+
+
+def register_preset(name: str, *aliases: str
+                    ) -> Callable[[Callable[..., list[RunSpec]]], Callable[..., list[RunSpec]]]:
+    """Decorator registering `expand(preset, scale, overrides) -> list[RunSpec]` as preset
+    `name`: `expand(name)`, `learnscope sweep name` and `learnscope run name` then run it."""
+
+    def decorator(function: Callable[..., list[RunSpec]]) -> Callable[..., list[RunSpec]]:
+        PRESET_REGISTRY.add(name, Preset(function), *aliases)
+        return function
+
+    return decorator
+
+
+PRESET_REGISTRY.add("quickstart", Preset(None))  # learnscope.experiments.quickstart
+
+
+def sweepable() -> tuple[str, ...]:
+    """The presets with runs to expand: those `learnscope sweep` takes."""
+    return tuple(name for name, preset in PRESET_REGISTRY.items() if preset.expand is not None)
+
+
+def run_only() -> tuple[str, ...]:
+    """The presets that only `learnscope run` runs (one process, no RunSpecs)."""
+    return tuple(name for name, preset in PRESET_REGISTRY.items() if preset.expand is None)
+
+
 def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]:
     """The runs of `preset` at `scale`, with overrides applied to every run.
 
@@ -154,101 +199,120 @@ def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]
     (MNIST, Fashion-MNIST, CIFAR-10 resized to 10x10), ccg (CIFAR-10's green channel at 10x10,
     the reference's GFNN input).
     """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+    if preset not in PRESET_REGISTRY:
+        raise PRESET_REGISTRY.unknown(preset, known=[*sweepable()])
+    name = PRESET_REGISTRY.canonical(preset)
+    expand_preset = PRESET_REGISTRY[name].expand
+    if expand_preset is None:
+        raise ValueError(f"preset {name!r} has no runs to expand: {' and '.join(run_only())} "
+                         f"run with `learnscope run`; presets with runs: {', '.join(sweepable())}")
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; use 'small' or 'paper'")
-    if preset.startswith("equisep"):
-        specs = _expand_equisep(preset, scale, overrides)
-        epochs = overrides.pop("epochs", None)
-        return [_override(s, epochs=epochs, **overrides) for s in specs]
-    settings = _scale_settings(scale)
-    small = scale == "small"
-    dataset = overrides.pop("dataset", settings["dataset"])
-    data_options = dict(settings["data_options"])
-    image_options = dict(settings["model_options"]) if dataset == "digits" else {}
+    specs = expand_preset(name, scale, overrides)
+    epochs = overrides.pop("epochs", None)
+    return [_override(s, epochs=epochs, **overrides) for s in specs]
 
-    def options_of(net: str) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class _Setup:
+    """What the activation-pattern presets share at one scale: settings, data and probe."""
+
+    scale: str
+    settings: dict[str, Any]
+    dataset: str
+    data_options: dict[str, Any]
+    image_options: dict[str, Any]
+    probe: dict[str, Any]
+
+    @property
+    def small(self) -> bool:
+        return self.scale == "small"
+
+    def options_of(self, net: str) -> dict[str, Any]:
         # in_channels / image_size are options of the conv families only (mlp and small_cnn
         # take none of them; execute gives every model its input size); at small scale the
         # conv families are narrower, whatever the data
         if not _is_conv_family(net):
             return {}
-        return {**image_options, **({"width_multiplier": SMALL_WIDTH_MULTIPLIER} if small
-                                    else {})}
+        return {**self.image_options,
+                **({"width_multiplier": SMALL_WIDTH_MULTIPLIER} if self.small else {})}
 
-    probe = {"batch_size": settings["probe_batch"], "batchnorm": "train"}
-    specs: list[RunSpec] = []
+    def recipe(self, recipe: str, **options: Any) -> dict[str, Any]:
+        return _recipe_options(self.settings, recipe, **options)
 
-    if preset == "early":
-        seeds = overrides.pop("seeds", [0])
-        nets = overrides.pop("models", ["resnet20", "convnet20", "toynet20"])
-        steps = overrides.pop("steps", SMALL_EARLY_STEPS if small else 3000)
-        recipe_options = _recipe_options(settings, "multistep")
-        for net in nets:
-            for seed in seeds:
-                specs.append(RunSpec(
-                    "early", f"early-{scale}-{net}-s{seed}", net, options_of(net), dataset,
-                    data_options, "multistep", recipe_options, seed, steps, "every 1", probe))
-    elif preset == "entropycurve":
-        seeds = overrides.pop("seeds", list(range(SMALL_SEEDS if small else 25)))
-        nets = overrides.pop("models", ["resnet", "convnet", "toynet"])
-        blocks = overrides.pop("blocks", [1, 2, 3, 4, 5])
-        _check_entropycurve(nets, blocks)
-        recipe_options = _recipe_options(
-            settings, "multistep",
-            **({"epochs": SMALL_EPOCHS, "milestones": (3, 5)} if small else {}))
-        early = ("at 0; epochs " + " ".join(f"{e:g}" for e in SMALL_EARLY_EPOCHS) if small
-                 else "at 0 8 40")
-        schedule = _epoch_schedule_before_first_drop(recipe_options, 100, early)
-        for net in nets:
-            for n in blocks:
-                for seed in seeds:
-                    name = f"{net}{6 * n + 2}"
-                    specs.append(RunSpec(
-                        "entropycurve", f"entropycurve-{scale}-{name}-s{seed}", name,
-                        options_of(name), dataset, data_options, "multistep", recipe_options,
-                        seed, None, schedule, probe))
-    else:  # methods
-        seeds = overrides.pop("seeds", [0])
-        epochs = {"epochs": SMALL_EPOCHS, "milestones": (3, 5)} if small else {}
-        short = {"epochs": SMALL_EPOCHS} if small else {}
 
-        def options(recipe: str, length: dict[str, Any]) -> dict[str, Any]:
-            return _recipe_options(settings, recipe, **length)
+def _setup(scale: str, overrides: dict[str, Any]) -> _Setup:
+    settings = _scale_settings(scale)
+    dataset = overrides.pop("dataset", settings["dataset"])
+    return _Setup(scale, settings, dataset, dict(settings["data_options"]),
+                  dict(settings["model_options"]) if dataset == "digits" else {},
+                  {"batch_size": settings["probe_batch"], "batchnorm": "train"})
 
-        variants: list[tuple[str, str, dict, str, dict]] = []
-        for net in overrides.pop("models", ["convnet20", "resnet20"]):
-            variants += [
-                (f"{net}-relu", net, {"activation": "relu"}, "multistep",
-                 options("multistep", epochs)),
-                (f"{net}-prelu", net, {"activation": "prelu"}, "multistep",
-                 options("multistep", epochs)),
-                (f"{net}-lrelu", net, {"activation": "lrelu"}, "multistep",
-                 options("multistep", epochs)),
-                (f"{net}-cyclic", net, {}, "cyclic", options("cyclic", short)),
-                (f"{net}-onecycle", net, {}, "onecycle", options("onecycle", short)),
-            ]
-        variants += [("fixup_resnet20", "fixup_resnet20", {}, "fixup", options("fixup", epochs)),
-                     ("pyramidnet20", "pyramidnet20", {}, "pyramid",
-                      options("pyramid", epochs))]
-        for label, net, options, recipe, recipe_options in variants:
-            for seed in seeds:
-                specs.append(RunSpec(
-                    "methods", f"methods-{scale}-{label}-s{seed}", net,
-                    {**options_of(net), **options}, dataset, data_options, recipe,
-                    recipe_options, seed, None, "every-epoch 1; end", probe, since_final=True))
 
-    epochs = overrides.pop("epochs", None)
-    specs = [_override(s, epochs=epochs, **overrides) for s in specs]
-    return specs
+@register_preset("early")
+def _expand_early(preset: str, scale: str, overrides: dict[str, Any]) -> list[RunSpec]:
+    setup = _setup(scale, overrides)
+    seeds = overrides.pop("seeds", [0])
+    nets = overrides.pop("models", ["resnet20", "convnet20", "toynet20"])
+    steps = overrides.pop("steps", SMALL_EARLY_STEPS if setup.small else 3000)
+    recipe_options = setup.recipe("multistep")
+    return [RunSpec(preset, f"{preset}-{scale}-{net}-s{seed}", net, setup.options_of(net),
+                    setup.dataset, setup.data_options, "multistep", recipe_options, seed, steps,
+                    "every 1", setup.probe)
+            for net in nets for seed in seeds]
+
+
+@register_preset("entropycurve")
+def _expand_entropycurve(preset: str, scale: str, overrides: dict[str, Any]) -> list[RunSpec]:
+    setup = _setup(scale, overrides)
+    seeds = overrides.pop("seeds", list(range(SMALL_SEEDS if setup.small else 25)))
+    nets = overrides.pop("models", ["resnet", "convnet", "toynet"])
+    blocks = overrides.pop("blocks", [1, 2, 3, 4, 5])
+    _check_entropycurve(nets, blocks)
+    recipe_options = setup.recipe(
+        "multistep", **({"epochs": SMALL_EPOCHS, "milestones": (3, 5)} if setup.small else {}))
+    early = ("at 0; epochs " + " ".join(f"{e:g}" for e in SMALL_EARLY_EPOCHS) if setup.small
+             else "at 0 8 40")
+    schedule = _epoch_schedule_before_first_drop(recipe_options, 100, early)
+    return [RunSpec(preset, f"{preset}-{scale}-{name}-s{seed}", name, setup.options_of(name),
+                    setup.dataset, setup.data_options, "multistep", recipe_options, seed, None,
+                    schedule, setup.probe)
+            for net in nets for n in blocks for name in [f"{net}{6 * n + 2}"] for seed in seeds]
+
+
+@register_preset("methods")
+def _expand_methods(preset: str, scale: str, overrides: dict[str, Any]) -> list[RunSpec]:
+    setup = _setup(scale, overrides)
+    seeds = overrides.pop("seeds", [0])
+    epochs = {"epochs": SMALL_EPOCHS, "milestones": (3, 5)} if setup.small else {}
+    short = {"epochs": SMALL_EPOCHS} if setup.small else {}
+    variants: list[tuple[str, str, dict, str, dict]] = []
+    for net in overrides.pop("models", ["convnet20", "resnet20"]):
+        variants += [
+            (f"{net}-relu", net, {"activation": "relu"}, "multistep",
+             setup.recipe("multistep", **epochs)),
+            (f"{net}-prelu", net, {"activation": "prelu"}, "multistep",
+             setup.recipe("multistep", **epochs)),
+            (f"{net}-lrelu", net, {"activation": "lrelu"}, "multistep",
+             setup.recipe("multistep", **epochs)),
+            (f"{net}-cyclic", net, {}, "cyclic", setup.recipe("cyclic", **short)),
+            (f"{net}-onecycle", net, {}, "onecycle", setup.recipe("onecycle", **short)),
+        ]
+    variants += [("fixup_resnet20", "fixup_resnet20", {}, "fixup", setup.recipe("fixup", **epochs)),
+                 ("pyramidnet20", "pyramidnet20", {}, "pyramid", setup.recipe("pyramid", **epochs))]
+    return [RunSpec(preset, f"{preset}-{scale}-{label}-s{seed}", net,
+                    {**setup.options_of(net), **options}, setup.dataset, setup.data_options,
+                    recipe, recipe_options, seed, None, "every-epoch 1; end", setup.probe,
+                    since_final=True)
+            for label, net, options, recipe, recipe_options in variants for seed in seeds]
 
 
 def _is_conv_family(net: str) -> bool:
-    """Whether `net` is a conv family of the registry (resnet20...), not mlp / small_cnn / fnn."""
-    from learnscope.models import FLAT_INPUT
+    """Whether `net` is a conv family of the registry (resnet20...), not a model with a fixed
+    name (mlp, small_cnn, fnn, or one registered with `models.register`)."""
+    from learnscope.models import MODELS
 
-    return net not in FLAT_INPUT and net != "small_cnn"
+    return net not in MODELS
 
 
 def _check_entropycurve(families: list[str], blocks: list[int]) -> None:
@@ -278,9 +342,11 @@ def _equisep_data(key: str, per_class: int | None, imbalance: float | None
     return key, options, 8 if key == "digits" else None
 
 
+@register_preset("equisep-depth")
+@register_preset("equisep")
 def _expand_equisep(preset: str, scale: str, overrides: dict[str, Any]) -> list[RunSpec]:
     """The equisep grids; pops the overrides it understands from `overrides`."""
-    from learnscope.models import FLAT_INPUT
+    from learnscope.models import flattens_input
     from learnscope.train.recipes import EQUISEP_OPTIMIZERS as OPTIMIZER_OPTIONS
 
     key = overrides.pop("dataset", "digits" if scale == "small" else "cm")
@@ -313,7 +379,7 @@ def _expand_equisep(preset: str, scale: str, overrides: dict[str, Any]) -> list[
         raise ValueError(f"depths must be ints >= 0 (the reference's layer_num), got {bad}")
     specs: list[RunSpec] = []
     for net in nets:
-        flat = net in FLAT_INPUT
+        flat = flattens_input(net)
         for depth in depths if flat else [None]:
             options: dict[str, Any] = {}
             if flat:
@@ -352,17 +418,30 @@ def _override(spec: RunSpec, *, epochs: int | None = None, **overrides: Any) -> 
     return replace(spec, **overrides)
 
 
+PRESET_REGISTRY.add("trajectories", Preset(None))  # learnscope.trajectory.cli
+#: The presets with runs (`learnscope sweep` takes them), as registered by this module.
+PRESETS = sweepable()
+
+#: Probes by name, for RunSpec.probe: factories (measurement data, **probe_options) -> Probe.
+#: The measurement data are the run's training samples, un-augmented (DataSplits.measure).
+PROBE_REGISTRY: Registry[Callable[..., Any]] = Registry("probe")
+register_probe = PROBE_REGISTRY.register
+PROBE_REGISTRY.add("patterns", ActivationPatterns)
+PROBE_REGISTRY.add("separation", Separation)
+
+
+@register_probe("weights")
+def _weights(data: Any, **options: Any) -> Weights:
+    return Weights(train=data, **options)  # train / test scores of the snapshots: data first
+
+
+#: The built-in probe names (PROBE_REGISTRY is the live list).
+PROBES = PROBE_REGISTRY.names()
+
+
 def _make_probe(spec: RunSpec, data: Any) -> Any:
     """The probe `spec.probe` over the measurement set (training samples, un-augmented)."""
-    if spec.probe == "patterns":
-        from learnscope.patterns import ActivationPatterns
-
-        return ActivationPatterns(data, **spec.probe_options)
-    if spec.probe == "separation":
-        from learnscope.separation import Separation
-
-        return Separation(data, **spec.probe_options)
-    raise ValueError(f"unknown probe {spec.probe!r}; use {' or '.join(PROBES)}")
+    return PROBE_REGISTRY[spec.probe](data, **spec.probe_options)
 
 
 def run_identity(spec: RunSpec) -> dict[str, Any]:
@@ -535,7 +614,7 @@ def _prepare(spec: RunSpec) -> _Prepared:
 
     def build() -> torch.nn.Module:
         options = {"num_classes": splits.num_classes, **spec.model_options}
-        if spec.model in ls.models.FLAT_INPUT:
+        if ls.models.flattens_input(spec.model):
             options.setdefault("in_features", math.prod(in_shape))
         elif len(in_shape) == 3:
             options.setdefault("in_channels", in_shape[0])

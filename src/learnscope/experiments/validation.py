@@ -148,7 +148,8 @@ def measurement_schedule(text: str | None) -> str | None:
 
 def dataset_kind(name: str) -> str:
     """"signal" for 1-D inputs, "image" for 2-D ones (registry names, any spelling)."""
-    return "signal" if name.lower().replace("_", "-") in SIGNAL_DATASETS else "image"
+    key = ls.data.DATASETS.canonical(name) if name in ls.data.DATASETS else name
+    return "signal" if key in SIGNAL_DATASETS else "image"
 
 
 def image_datasets() -> list[str]:
@@ -158,26 +159,26 @@ def image_datasets() -> list[str]:
 
 def model_families() -> list[str]:
     """Conv families of the model registry (each takes a depth 6n+2: resnet20, convnet8...)."""
-    return sorted({re.sub(r"\d+$", "", name) for name in ls.models.list() if name[-1].isdigit()})
+    return sorted(ls.models.FAMILIES)
 
 
 def fixed_models() -> list[str]:
     """Models of the registry without a depth in the name (mlp, small_cnn, fnn...)."""
-    return [name for name in ls.models.list() if not name[-1].isdigit()]
+    return sorted(ls.models.MODELS)
 
 
 def is_model(name: str) -> bool:
     """Whether the model registry builds `name` (a fixed name or <family><6n+2>)."""
-    if name in fixed_models():
-        return True
-    match = re.fullmatch(r"([a-z_]+?)(\d+)", name)
-    return bool(match) and match[1] in model_families() and int(match[2]) >= 8 and (
-        int(match[2]) - 2) % 6 == 0
+    try:
+        ls.models.canonical(name)
+    except ValueError:
+        return False
+    return True
 
 
 def flattens_input(model: str) -> bool:
     """Whether `model` flattens its input (and so takes 1-D signals as well as images)."""
-    return model in ls.models.FLAT_INPUT
+    return ls.models.flattens_input(model)
 
 
 def _model_menu() -> str:
@@ -208,13 +209,16 @@ def models_for(preset: str, text: str | None) -> list[str] | None:
     if unknown:
         raise UsageError(f"--models {text!r}: unknown model {', '.join(map(repr, unknown))}; "
                          f"{preset} takes {_model_menu()}")
-    return names
+    return [ls.models.canonical(n) for n in names]
 
 
 def dataset_for(preset: str, name: str | None) -> str | None:
-    """--dataset: a registry dataset, or for the equisep presets also cm, cfm, cc."""
+    """--dataset: a registry dataset (its registered name), or for the equisep presets also cm,
+    cfm, cc."""
     equisep = preset in EQUISEP_PRESETS
     allowed = [*ls.data.list(), *(presets.EQUISEP_DATASETS if equisep else ())]
+    if name is not None and name in ls.data.DATASETS:
+        return ls.data.DATASETS.canonical(name)  # any spelling: "Fashion_MNIST"
     if name is not None and name not in allowed:
         resized = [f"{key} ({full} at 10x10)" for key, full in presets.EQUISEP_DATASETS.items()]
         keys = f"; or {', '.join(resized)}" if equisep else ""
@@ -242,8 +246,9 @@ def preset_options(preset: str, scale: str, *, epochs: int | None = None,
     that need no parsing (on/off flags); they go to `expand` as they are, which refuses a
     setting it does not know.
     """
-    if preset not in presets.PRESETS:
-        raise UsageError(f"unknown preset {preset!r}; available: {', '.join(presets.PRESETS)}")
+    if preset not in presets.sweepable():
+        raise UsageError(str(presets.PRESET_REGISTRY.unknown(preset,
+                                                             known=[*presets.sweepable()])))
     if scale not in presets.SCALES:
         raise UsageError(f"--scale {scale!r}: unknown scale; use {' or '.join(presets.SCALES)}")
     given = {"--blocks": blocks, "--depths": depths, "--optimizers": optimizers,

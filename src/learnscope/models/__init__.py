@@ -12,6 +12,10 @@ keyword arguments of `create`: activation, blocks_per_stage (overrides the depth
 widths, width_multiplier (scales every width, rounded, at least 1: 0.25 gives ResNet-20 4/8/16
 filters), in_channels, image_size, num_classes, and, except for fixup_resnet, batchnorm and
 bn_momentum.
+
+Names compare without case, "-", "_" and spaces ("ResNet-20" is "resnet20"). Your own model:
+decorate its factory with `@learnscope.models.register("mynet")` (a conv family taking the
+blocks per stage first: `register_family`); `create("mynet", **options)` then builds it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from learnscope.models.fixup import FixupResNet, fixup_parameter_groups, fixup_r
 from learnscope.models.fnn import MLP
 from learnscope.models.pyramidnet import PyramidNet, pyramidnet
 from learnscope.models.resnet import CifarResNet, convnet, resnet, toynet
+from learnscope.registry import Registry, normalise
 
 
 def _fnn(batchnorm: bool, activation: str) -> Callable[..., nn.Module]:
@@ -38,18 +43,31 @@ def _fnn(batchnorm: bool, activation: str) -> Callable[..., nn.Module]:
     return factory
 
 
-_FACTORIES: dict[str, Callable[..., nn.Module]] = {
-    "mlp": MLP,
-    "small_cnn": SmallCNN,
-    # feed-forward nets of the equi-separation paper: `depth` hidden blocks of `width` units
-    "fnn": _fnn(batchnorm=True, activation="relu"),
-    "fnn_nobn": _fnn(batchnorm=False, activation="relu"),
-    "fnn_linear": _fnn(batchnorm=True, activation="none"),
-}
+#: Models by fixed name: factories taking the model's options (see the module docstring).
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+#: Conv families, named `<family><depth>`: factories taking (blocks_per_stage, **options).
+FAMILIES: Registry[Callable[..., nn.Module]] = Registry("model family")
+#: Decorator registering a model factory under a fixed name: ``@register("mynet")``; then
+#: ``create("mynet", **options)`` calls it with the options (checked against its signature).
+register = MODELS.register
+#: Decorator registering a conv family: ``create("<family><6n+2>")`` calls it with n first.
+register_family = FAMILIES.register
+
+MODELS.add("mlp", MLP)
+MODELS.add("small_cnn", SmallCNN)
+# feed-forward nets of the equi-separation paper: `depth` hidden blocks of `width` units
+MODELS.add("fnn", _fnn(batchnorm=True, activation="relu"))
+MODELS.add("fnn_nobn", _fnn(batchnorm=False, activation="relu"))
+MODELS.add("fnn_linear", _fnn(batchnorm=True, activation="none"))
+for _family, _factory in (("resnet", resnet), ("convnet", convnet), ("toynet", toynet),
+                          ("pyramidnet", pyramidnet), ("fixup_resnet", fixup_resnet)):
+    FAMILIES.add(_family, _factory)
+
 # models that flatten their input and take `in_features`
 FLAT_INPUT = ("mlp", "fnn", "fnn_nobn", "fnn_linear")
 
-# the class whose constructor takes a model's options (families: blocks_per_stage too)
+# the class whose constructor takes a built-in model's options (families: blocks_per_stage
+# too); a registered model's options are those of its factory
 _OPTIONS_OF: dict[str, type[nn.Module]] = {
     "mlp": MLP, "fnn": MLP, "fnn_nobn": MLP, "fnn_linear": MLP, "small_cnn": SmallCNN,
     "resnet": CifarResNet, "convnet": CifarResNet, "toynet": CifarResNet,
@@ -57,23 +75,15 @@ _OPTIONS_OF: dict[str, type[nn.Module]] = {
 }
 _NOT_OPTIONS = {"self", "shortcut"}  # set by the family itself
 
-# family -> factory(blocks_per_stage, **options)
-_FAMILIES: dict[str, Callable[..., nn.Module]] = {
-    "resnet": resnet,
-    "convnet": convnet,
-    "toynet": toynet,
-    "pyramidnet": pyramidnet,
-    "fixup_resnet": fixup_resnet,
-}
 # the depths listed by `list()`; any other 6n+2 is accepted as well
 _LISTED_DEPTHS = (8, 14, 20, 26, 32, 44, 56, 110)
-_FAMILY_NAME = re.compile(r"^(?P<family>[a-z_]+?)(?P<depth>\d+)$")
+_FAMILY_NAME = re.compile(r"^(?P<family>.+?)(?P<depth>\d+)$")
 
 
 def list() -> list[str]:  # noqa: A001 - registry convention: models.list()
     """Names of the available models (conv families also accept any other depth 6n+2)."""
-    names = set(_FACTORIES)
-    names.update(f"{family}{depth}" for family in _FAMILIES for depth in _LISTED_DEPTHS)
+    names = set(MODELS.names())
+    names.update(f"{family}{depth}" for family in FAMILIES.names() for depth in _LISTED_DEPTHS)
     return sorted(names, key=_natural_key)
 
 
@@ -83,37 +93,65 @@ def _natural_key(name: str) -> tuple[str, int]:
     return (name, 0) if match is None else (match["family"], int(match["depth"]))
 
 
+def canonical(name: str) -> str:
+    """The registered spelling of model `name`: "ResNet-20" -> "resnet20", "FNN_NoBN" ->
+    "fnn_nobn" (names compare without case, "-", "_" and spaces); unknown names fail."""
+    return _resolve(name)[0]
+
+
+def flattens_input(name: str) -> bool:
+    """Whether model `name` (any spelling) flattens its input: one of FLAT_INPUT."""
+    return name in MODELS and MODELS.canonical(name) in FLAT_INPUT
+
+
+def _resolve(name: str) -> tuple[str, str, int | None]:
+    """(canonical name, the entry's name: fixed name or family, depth of a family or None)."""
+    if name in MODELS:
+        fixed = MODELS.canonical(name)
+        return fixed, fixed, None
+    match = _FAMILY_NAME.match(normalise(name))
+    if match is None or match["family"] not in FAMILIES:
+        raise _unknown(name)
+    family = FAMILIES.canonical(match["family"])
+    depth = int(match["depth"])
+    if depth < 8 or (depth - 2) % 6:
+        raise _unknown(name, f" (depth {depth} is not 6n+2 with n >= 1)")
+    return f"{family}{depth}", family, depth
+
+
 def _unknown(name: str, reason: str = "") -> ValueError:
-    return ValueError(
-        f"unknown model {name!r}{reason}; available: {list()} "
-        f"(families {sorted(_FAMILIES)} take any depth 6n+2, e.g. 'resnet1202')"
-    )
+    return MODELS.unknown(
+        name, reason, known=list(),
+        note=f" (families {', '.join(FAMILIES.names())} take any depth 6n+2, e.g. 'resnet1202')")
 
 
 def create(name: str, **options) -> nn.Module:
     """Build model `name` with its options; unknown names fail with the list of known ones.
 
     Args:
-        name: a fixed name ("mlp", "small_cnn") or `<family><depth>` such as "resnet20".
+        name: a fixed name ("mlp", "small_cnn") or `<family><depth>` such as "resnet20"; case,
+            "-", "_" and spaces do not matter ("ResNet-20").
         **options: keyword arguments of the model's constructor (see the module docstring).
     """
-    if name in _FACTORIES:
-        _check_options(name, name, options)
-        return _FACTORIES[name](**_input_options(name, options))
-    match = _FAMILY_NAME.match(name)
-    if match is None or match["family"] not in _FAMILIES:
-        raise _unknown(name)
-    depth = int(match["depth"])
-    if depth < 8 or (depth - 2) % 6:
-        raise _unknown(name, f" (depth {depth} is not 6n+2 with n >= 1)")
-    _check_options(name, match["family"], options)
+    _, entry, depth = _resolve(name)
+    if depth is None:
+        _check_options(name, entry, MODELS[entry], options)
+        return MODELS[entry](**_input_options(entry, options))
+    _check_options(name, entry, FAMILIES[entry], options)
     blocks = options.pop("blocks_per_stage", (depth - 2) // 6)
-    return _FAMILIES[match["family"]](blocks, **options)
+    return FAMILIES[entry](blocks, **options)
 
 
-def _check_options(name: str, kind: str, options: dict) -> None:
+def _check_options(name: str, kind: str, factory: Callable[..., nn.Module],
+                   options: dict) -> None:
     """Unknown option names fail with the model's options (a TypeError, as for any call)."""
-    known = set(inspect.signature(_OPTIONS_OF[kind]).parameters) - _NOT_OPTIONS
+    parameters = inspect.signature(_OPTIONS_OF.get(kind, factory)).parameters
+    if kind not in _OPTIONS_OF and any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return  # a registered factory taking **options checks them itself
+    known = set(parameters) - _NOT_OPTIONS
+    if kind not in _OPTIONS_OF and kind in FAMILIES:
+        known.discard(next(iter(parameters), None))  # blocks per stage, set from the name
+        known.add("blocks_per_stage")
     if kind in FLAT_INPUT or kind == "small_cnn":
         known |= {"in_channels", "image_size"}
     unknown = sorted(set(options) - known)
@@ -148,13 +186,19 @@ def _input_options(name: str, options: dict) -> dict:
 
 
 __all__ = [
-    "MLP",
+    "FAMILIES",
     "FLAT_INPUT",
+    "MLP",
+    "MODELS",
     "CifarResNet",
     "FixupResNet",
     "PyramidNet",
     "SmallCNN",
+    "canonical",
     "create",
+    "flattens_input",
     "fixup_parameter_groups",
     "list",
+    "register",
+    "register_family",
 ]

@@ -29,6 +29,7 @@ from learnscope.models.resnet import (
     he_normal_,
     option_a_shortcut,
 )
+from learnscope.registry import feature_blocks
 
 SCALAR_LR_FACTOR = 0.1
 
@@ -37,6 +38,7 @@ def _scalar(value: float) -> nn.Parameter:
     return nn.Parameter(torch.tensor(float(value)))
 
 
+@feature_blocks.register('fixup-block')  # its output is one layer's features (separation)
 class FixupBlock(nn.Module):
     """A FixUp basic block; see the module docstring for its order of operations.
 

@@ -29,6 +29,7 @@ from learnscope.models.resnet import (
     norm_layer,
     option_a_shortcut,
 )
+from learnscope.registry import feature_blocks
 
 
 def additive_widths(start: int, final: int, blocks: int) -> list[int]:
@@ -36,6 +37,7 @@ def additive_widths(start: int, final: int, blocks: int) -> list[int]:
     return [round(start + (final - start) * k / blocks) for k in range(1, blocks + 1)]
 
 
+@feature_blocks.register('pyramid-block')  # its output is one layer's features (separation)
 class PyramidBlock(nn.Module):
     """BN-conv3x3-BN-act-conv3x3-BN plus a zero-padded, subsampled shortcut.
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from learnscope.models.activations import activation as make_activation
+from learnscope.registry import feature_blocks
 
 DEFAULT_WIDTHS = (16, 32, 64)
 
@@ -95,6 +96,7 @@ def he_normal_(conv: nn.Conv2d, gain: float = 1.0) -> None:
         conv.weight.normal_(0.0, gain * (2.0 / fan_in) ** 0.5)
 
 
+@feature_blocks.register('preact-block')  # its output is one layer's features (separation)
 class PreActBlock(nn.Module):
     """BN-act-conv3x3-BN-act-conv3x3, plus an option-A shortcut of the input if enabled.
 

@@ -66,6 +66,8 @@ from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from learnscope.registry import Registry
+
 __all__ = [
     "PROJECTIONS",
     "AutoencoderProjection",
@@ -1094,36 +1096,18 @@ def _autoencoder_tsne(random_state: int | None) -> Pipeline:
                  TSNEProjection(random_state=random_state))
 
 
-#: Projection names -> factories taking random_state (see :func:`make_projection`).
-PROJECTIONS: dict[str, Callable[[int | None], BaseEstimator]] = {
-    "pca": lambda random_state: PCAProjection(random_state=random_state),
-    "autoencoder": lambda random_state: AutoencoderProjection(random_state=random_state),
-    "som": lambda random_state: SOMProjection(random_state=random_state),
-    "tsne": lambda random_state: TSNEProjection(random_state=random_state),
-    "umap": lambda random_state: UMAPProjection(random_state=random_state),
-    "autoencoder-som": _autoencoder_som,
-    "autoencoder-tsne": _autoencoder_tsne,
-}
-
-# The seed project's class names (compared lower-case, without "-" and "_").
-_ALIASES = {
-    "selforganisingmap": "som",
-    "selforganizingmap": "som",
-    "autoencoderwithsom": "autoencoder-som",
-    "autoencoderwithtsne": "autoencoder-tsne",
-    **{name.replace("-", ""): name for name in PROJECTIONS},
-}
-
-
-def _canonical_name(name: str) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"a projection name must be a string, got {name!r}")
-    if name.lower() in PROJECTIONS:
-        return name.lower()
-    key = name.lower().replace("-", "").replace("_", "")
-    if key in _ALIASES:
-        return _ALIASES[key]
-    raise ValueError(f"unknown projection {name!r}; known: {', '.join(PROJECTIONS)}")
+#: Projection names -> factories taking random_state (see :func:`make_projection`); the seed
+#: project's class names are aliases. ``@PROJECTIONS.register("name")`` adds one.
+PROJECTIONS: Registry[Callable[[int | None], BaseEstimator]] = Registry("projection")
+PROJECTIONS.add("pca", lambda random_state: PCAProjection(random_state=random_state))
+PROJECTIONS.add("autoencoder",
+                lambda random_state: AutoencoderProjection(random_state=random_state))
+PROJECTIONS.add("som", lambda random_state: SOMProjection(random_state=random_state),
+                "SelfOrganisingMap", "SelfOrganizingMap")
+PROJECTIONS.add("tsne", lambda random_state: TSNEProjection(random_state=random_state))
+PROJECTIONS.add("umap", lambda random_state: UMAPProjection(random_state=random_state))
+PROJECTIONS.add("autoencoder-som", _autoencoder_som, "AutoencoderWithSOM")
+PROJECTIONS.add("autoencoder-tsne", _autoencoder_tsne, "AutoencoderWithTsne")
 
 
 def make_projection(name: str, random_state: int | None = 0, **options: Any) -> BaseEstimator:
@@ -1131,7 +1115,7 @@ def make_projection(name: str, random_state: int | None = 0, **options: Any) -> 
 
     Names: ``pca``, ``autoencoder``, ``som``, ``tsne``, ``umap``, ``autoencoder-som`` (an
     autoencoder to 32 dimensions, then a SOM), ``autoencoder-tsne`` (the same, then t-SNE).
-    The seed project's class names are accepted too, case-insensitively and ignoring "-"/"_":
+    The seed project's class names are accepted too (names compare without case, "-", "_"):
     ``PCA``, ``SelfOrganisingMap`` (or ``SelfOrganizingMap``), ``Autoencoder``,
     ``AutoencoderWithSOM`` / ``AutoencoderSOM``, ``AutoencoderWithTsne`` / ``AutoencoderTSNE``.
 
@@ -1140,7 +1124,7 @@ def make_projection(name: str, random_state: int | None = 0, **options: Any) -> 
     an earlier step, e.g. ``autoencoderprojection__epochs=200``. An unknown name raises
     ValueError, an unknown option TypeError; both list what is valid.
     """
-    key = _canonical_name(name)
+    key = PROJECTIONS.canonical(name)
     estimator = PROJECTIONS[key](random_state)
     if not options:
         return estimator
