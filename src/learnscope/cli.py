@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from learnscope import __version__
 from learnscope.progress import Task, format_duration, progress
 from learnscope.scope import DEFAULT_STORE
 from learnscope.store import Store, StoreError
@@ -86,6 +89,31 @@ def _checked(check, *args, **options):
         return check(*args, **options)
     except UsageError as error:
         _fail(str(error))
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    log_level: str = typer.Option(None, "--log-level", metavar="LEVEL", help="Print "
+                                  "learnscope's log messages of LEVEL and above to stderr: "
+                                  "debug, info or warning (default: $LEARNSCOPE_LOG, else "
+                                  "none). Applies to the processes a command starts too."),
+) -> None:
+    """Options of every command (given before the command's name)."""
+    from learnscope import diagnostics
+
+    try:
+        if log_level is not None:
+            diagnostics.enable_logging(diagnostics.parse_level(log_level, "--log-level"))
+            os.environ[diagnostics.LOG_ENV] = log_level  # sweep workers, Ray tasks: the same
+        elif (level := diagnostics.level_from_env()) is not None:  # an invalid one stops here
+            diagnostics.enable_logging(level)
+    except diagnostics.LogLevelError as error:
+        if str(error) == diagnostics.reported_env_error:  # its line was printed at import
+            raise typer.Exit(code=2) from None
+        _fail(str(error))
+    logging.getLogger("learnscope.cli").debug("learnscope %s: command %s", __version__,
+                                      ctx.invoked_subcommand)
 
 
 BlocksOption = typer.Option(None, help="entropycurve: comma-separated blocks per stage, the "

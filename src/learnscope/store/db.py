@@ -89,6 +89,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import operator
 import os
@@ -111,6 +112,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import snapshots as snapshot_files
 from .schema import APPLICATION_ID, SCHEMA_VERSION, ensure_schema
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -1204,6 +1207,7 @@ class Store:
                 run_id = self._insert_run(conn, claim.name, config, experiment, total_steps,
                                           fingerprint, identity_json)
                 claim = RunClaim("new", claim.name, run_id, None, None, claim.reason)
+        log.debug("claim_run %s: %s %s (pid %d)", name, claim.action, claim.run_id, os.getpid())
         return claim
 
     def release_run(self, run_id: str) -> None:
@@ -1253,6 +1257,7 @@ class Store:
         if error is not None and not isinstance(error, str):
             error = str(error)
         now = _now()
+        log.debug("set_status %s: %s (pid %d)", run_id, status, os.getpid())
         with self._write() as conn:
             self._require_run(conn, run_id)
             if status in _TERMINAL:
@@ -1305,6 +1310,8 @@ class Store:
             if values:
                 self._append_snapshots(conn, run_id, step, probe, values, snapshot_dtype)
             self._insert_rows(conn, run_id, [(step, epoch, probe, prepared, None)])
+        log.debug("write_measurement %s: step %d, probe %s, %d row(s), %d snapshot(s)", run_id,
+                  step, probe, len(prepared), len(values))
         return len(prepared)
 
     def write_measurements(
