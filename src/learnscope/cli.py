@@ -44,6 +44,9 @@ HEADERS = {
     "jaccard_since_init": "J init", "weighted_jaccard_since_last": "wJ last",
 }
 
+# named, not __name__: under `python -m learnscope.cli` that is "__main__"
+log = logging.getLogger("learnscope.cli")
+
 StoreOption = typer.Option(DEFAULT_STORE, "--store", "-s", help="Path of the SQLite run store.")
 
 
@@ -112,8 +115,7 @@ def global_options(
         if str(error) == diagnostics.reported_env_error:  # its line was printed at import
             raise typer.Exit(code=2) from None
         _fail(str(error))
-    logging.getLogger("learnscope.cli").debug("learnscope %s: command %s", __version__,
-                                      ctx.invoked_subcommand)
+    log.debug("learnscope %s: command %s", __version__, ctx.invoked_subcommand)
 
 
 BlocksOption = typer.Option(None, help="entropycurve: comma-separated blocks per stage, the "

@@ -456,6 +456,10 @@ def _sweep_local(specs: list[Any], store: Path, workers: int, device: str | None
                                 "the next sweep"))
                         else:
                             pending.appendleft(lost)  # resumes from its checkpoint
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM / SIGHUP (see above)
+            log.info("sweep pid %d: interrupted (%s), stopping the workers", os.getpid(),
+                     stop or "SIGINT")
+            raise
         finally:
             _stop_workers(pool)
 
