@@ -16,6 +16,7 @@ from test_distributed import check_ran, torchrun
 from test_sweep import runs_of, tiny
 from typer.testing import CliRunner
 
+import learnscope as ls
 from learnscope import cli, diagnostics
 
 # time, pid, optional torchrun rank, logger name, level (diagnostics.LOG_FORMAT)
@@ -144,13 +145,21 @@ def test_a_sweep_prints_no_log_lines_unless_asked(tmp_path):
     assert "learnscope." not in job.stderr, job.stderr
 
 
-@pytest.mark.parametrize("asked", ["option", "environment"])
-def test_debug_logging_shows_the_life_of_every_sweep_worker(tmp_path, asked):
+def test_the_log_level_option_logs_the_command_and_passes_the_level_on(logging_off, tmp_path):
+    ls.store.open(tmp_path / "s.db").close()
+    result = CliRunner().invoke(cli.app, ["--log-level", "DEBUG", "runs", "--store",
+                                          str(tmp_path / "s.db")])
+    assert result.exit_code == 0, result.output
+    lines = log_lines(result.stderr)
+    assert [(m["pid"], m["logger"], m["level"], m["message"]) for m in lines] == [
+        (str(os.getpid()), "learnscope.cli", "DEBUG", f"learnscope {ls.__version__}: command "
+         "runs")]
+    assert os.environ[diagnostics.LOG_ENV] == "DEBUG"  # what sweep workers and Ray tasks read
+
+
+def test_debug_logging_shows_the_life_of_every_sweep_worker(tmp_path):
     store = tmp_path / "s.db"
-    if asked == "option":
-        job = run_sweep_cli(store, "--log-level", "DEBUG")  # workers get it from the sweep
-    else:
-        job = run_sweep_cli(store, env={diagnostics.LOG_ENV: "debug"})
+    job = run_sweep_cli(store, env={diagnostics.LOG_ENV: "debug"})
     lines = log_lines(job.stderr)
     assert lines, job.stderr
     sweep_pid = {m["pid"] for m in lines if m["logger"] == "learnscope.cli"}
