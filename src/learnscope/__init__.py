@@ -6,6 +6,10 @@
 
 __version__ = "0.1.0"
 
+from learnscope import diagnostics  # noqa: E402  (first: LEARNSCOPE_LOG applies to all)
+
+diagnostics.enable_from_env()
+
 from learnscope import data, models, patterns, store, train, trajectory  # noqa: E402
 from learnscope.patterns import ActivationPatterns  # noqa: E402
 from learnscope.probe import Probe, ProbeResult  # noqa: E402

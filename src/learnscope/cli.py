@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import sys
 import time
 import warnings
@@ -15,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from learnscope import __version__
 from learnscope.experiments.presets import PRESET_REGISTRY
 from learnscope.progress import Task, format_duration, progress
 from learnscope.scope import DEFAULT_STORE
@@ -41,6 +44,9 @@ HEADERS = {
     "entropy": "H bits", "rel_entropy": "H/Hmax", "mutual_information": "MI(A;L)",
     "jaccard_since_init": "J init", "weighted_jaccard_since_last": "wJ last",
 }
+
+# named, not __name__: under `python -m learnscope.cli` that is "__main__"
+log = logging.getLogger("learnscope.cli")
 
 StoreOption = typer.Option(DEFAULT_STORE, "--store", "-s", help="Path of the SQLite run store.")
 
@@ -87,6 +93,30 @@ def _checked(check, *args, **options):
         return check(*args, **options)
     except UsageError as error:
         _fail(str(error))
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    log_level: str = typer.Option(None, "--log-level", metavar="LEVEL", help="Print "
+                                  "learnscope's log messages of LEVEL and above to stderr: "
+                                  "debug, info or warning (default: $LEARNSCOPE_LOG, else "
+                                  "none). Applies to the processes a command starts too."),
+) -> None:
+    """Options of every command (given before the command's name)."""
+    from learnscope import diagnostics
+
+    try:
+        if log_level is not None:
+            diagnostics.enable_logging(diagnostics.parse_level(log_level, "--log-level"))
+            os.environ[diagnostics.LOG_ENV] = log_level  # sweep workers, Ray tasks: the same
+        elif (level := diagnostics.level_from_env()) is not None:  # an invalid one stops here
+            diagnostics.enable_logging(level)
+    except diagnostics.LogLevelError as error:
+        if str(error) == diagnostics.reported_env_error:  # its line was printed at import
+            raise typer.Exit(code=2) from None
+        _fail(str(error))
+    log.debug("learnscope %s: command %s", __version__, ctx.invoked_subcommand)
 
 
 BlocksOption = typer.Option(None, help="entropycurve: comma-separated blocks per stage, the "

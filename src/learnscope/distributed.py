@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import logging
 import os
 import signal
 import sys
@@ -40,9 +41,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from learnscope.diagnostics import rank_from_env
 from learnscope.measurement import Shard
 
 BACKENDS = ("gloo", "nccl")
+
+log = logging.getLogger(__name__)
 
 
 class RankFailedError(RuntimeError):
@@ -107,6 +111,9 @@ def init_from_env(backend: str | None = None) -> Context:
     if has_gpu:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend=chosen)
+    log.info("joined the process group: rank %d of %d, local rank %d, backend %s, master %s:%s",
+             dist.get_rank(), world, local_rank, chosen, os.environ.get("MASTER_ADDR"),
+             os.environ.get("MASTER_PORT"))
     # a process that exits with the group alive can abort in gloo's teardown (see `shutdown`);
     # entry points end through `end_process`, this is the fallback for programs that return
     atexit.register(shutdown, synchronise=False)
@@ -129,6 +136,9 @@ def shutdown(*, synchronise: bool = True, timeout: float = 60.0) -> None:
     """
     if not _initialised():
         return
+    log.info("shutting down the process group: rank %d of %d (%s)", dist.get_rank(),
+             dist.get_world_size(), "after meeting the other ranks" if synchronise else
+             "without waiting for the other ranks")
     gc.collect()
     if synchronise and dist.get_world_size() > 1:
         try:
@@ -220,12 +230,7 @@ def launch_rank() -> int:
     """
     if _initialised():
         return dist.get_rank()
-    try:
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return 0
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:  # a malformed launcher variable: init_from_env reports it
-        return 0
+    return rank_from_env() or 0
 
 
 def is_main() -> bool:
@@ -242,14 +247,19 @@ def _comm_device() -> torch.device:
 
 def barrier() -> None:
     """Wait until every rank gets here."""
-    if context().distributed:
+    ctx = context()
+    if ctx.distributed:
+        log.debug("barrier: rank %d of %d", ctx.rank, ctx.world_size)
         dist.barrier()
 
 
 def broadcast_object(obj: Any) -> Any:
     """Rank 0's `obj` (any picklable object) on every rank; the others pass anything."""
-    if not context().distributed:
+    ctx = context()
+    if not ctx.distributed:
         return obj
+    log.debug("broadcast_object: rank %d of %d, %s", ctx.rank, ctx.world_size,
+              f"sends a {type(obj).__name__}" if ctx.rank == 0 else "receives rank 0's object")
     holder = [obj]
     dist.broadcast_object_list(holder, src=0, device=_comm_device())
     return holder[0]
@@ -260,6 +270,8 @@ def all_gather_objects(obj: Any) -> list[Any]:
     ctx = context()
     if not ctx.distributed:
         return [obj]
+    log.debug("all_gather_objects: rank %d of %d, sends a %s", ctx.rank, ctx.world_size,
+              type(obj).__name__)
     gathered: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
@@ -280,6 +292,8 @@ def all_gather_arrays(array: np.ndarray) -> list[np.ndarray]:
     device = _comm_device()
     rows = torch.tensor([array.shape[0]], dtype=torch.int64, device=device)
     counts = [torch.zeros_like(rows) for _ in range(ctx.world_size)]
+    log.debug("all_gather_arrays: rank %d of %d, sends %d x %d %s", ctx.rank, ctx.world_size,
+              array.shape[0], array.shape[1], array.dtype)
     dist.all_gather(counts, rows)
     sizes = [int(c.item()) for c in counts]
     local = torch.from_numpy(np.ascontiguousarray(array))
@@ -297,8 +311,11 @@ def all_reduce_sum(value: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarra
     array as an array of its dtype (use float64 for sums of floats: learnscope's moments do).
     Every rank receives the same values.
     """
-    if not context().distributed:
+    ctx = context()
+    if not ctx.distributed:
         return value.clone() if isinstance(value, torch.Tensor) else np.array(value, copy=True)
+    log.debug("all_reduce_sum: rank %d of %d, shape %s %s", ctx.rank, ctx.world_size,
+              tuple(value.shape), value.dtype)
     device = _comm_device()
     if isinstance(value, np.ndarray):
         tensor = torch.from_numpy(np.array(value, copy=True, order="C")).to(device)
@@ -316,7 +333,8 @@ def broadcast_module_state(module: nn.Module, *, parameters: bool = True) -> Non
     running statistics are each rank's own; a measurement or evaluation done on all ranks first
     makes them rank 0's, so every rank measures the network rank 0 checkpoints.
     """
-    if not context().distributed:
+    ctx = context()
+    if not ctx.distributed:
         return
     tensors = list(module.buffers())
     if parameters:
@@ -327,6 +345,10 @@ def broadcast_module_state(module: nn.Module, *, parameters: bool = True) -> Non
         groups.setdefault((tensor.dtype, tensor.device), []).append(tensor)
     # the same order on every rank: by dtype and device type (ranks' GPU indexes differ)
     order = sorted(groups, key=lambda key: (str(key[0]), key[1].type))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("broadcast_module_state: rank %d of %d, %s: %d tensor(s), %d value(s) in %d "
+                  "broadcast(s)", ctx.rank, ctx.world_size, type(module).__name__,
+                  len(tensors), sum(t.numel() for t in tensors), len(order))
     with torch.no_grad():
         for dtype, members in ((key[0], groups[key]) for key in order):
             flat = torch.cat([t.detach().reshape(-1) for t in members]).to(device, dtype)
@@ -428,6 +450,8 @@ class _Termination:
         if self.deferred:
             return  # a failure is being recorded; the exception in flight ends the run
         self.raised = True
+        log.info("SIGTERM received (another rank failed or the job was stopped): raising "
+                 "RankFailedError")
         raise RankFailedError(TERMINATED_MESSAGE)
 
 

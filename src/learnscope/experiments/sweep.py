@@ -60,6 +60,7 @@ counts as owned until it has not been written for an hour
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -73,8 +74,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from learnscope.diagnostics import LOG_ENV
 from learnscope.store import JOURNAL_ENV
 from learnscope.threads import decide_threads, use_threads
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("local", "ray")
 #: Statuses of a :class:`SweepResult`.
@@ -259,6 +263,8 @@ WORKER_STOP_SECONDS = 10.0
 def _stop_run(signum: int, frame: Any) -> None:
     """A worker's SIGTERM handler: stop the run as Ctrl-C would (it stays resumable)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the run is being stopped
+    log.info("sweep worker pid %d: signal %s received, stopping its run", os.getpid(),
+             signal.Signals(signum).name)
     raise KeyboardInterrupt(f"stopped by signal {signum}")
 
 
@@ -266,6 +272,8 @@ def _watch_parent(parent: int) -> None:
     """Worker thread: once the sweep's process is gone, stop this worker (see above)."""
     while os.getppid() == parent:
         time.sleep(PARENT_POLL_SECONDS)
+    log.info("sweep worker pid %d: its sweep process (pid %d) is gone, stopping", os.getpid(),
+             parent)
     os.kill(os.getpid(), signal.SIGTERM)  # the main thread raises KeyboardInterrupt
     time.sleep(ORPHAN_GRACE_SECONDS)
     os._exit(1)  # the run did not stop in time: it stays interrupted and resumes next time
@@ -281,18 +289,29 @@ def _worker_main(connection: Any, parent: int, threads: int, device: str | None)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
                      name="learnscope-sweep-parent-watch").start()
     use_threads(threads)
+    log.debug("sweep worker pid %d started (sweep pid %d, device %s, %d thread(s))",
+              os.getpid(), parent, device, threads)
+    ended = "told to stop"
     try:
         while True:
             try:
                 task = connection.recv()
             except EOFError:  # the sweep closed its end or is gone
+                ended = "its sweep closed the connection"
                 return
             if task is None:
                 return
             spec, store, rerun = task
-            connection.send(run_spec(spec, store, device=device, rerun=rerun))
+            log.debug("sweep worker pid %d: run %s received", os.getpid(), spec["name"])
+            result = run_spec(spec, store, device=device, rerun=rerun)
+            log.debug("sweep worker pid %d: run %s %s in %.1f s", os.getpid(), result.name,
+                      result.status, result.seconds)
+            connection.send(result)
     except KeyboardInterrupt:
+        ended = "interrupted"
         return
+    finally:
+        log.debug("sweep worker pid %d ended (%s)", os.getpid(), ended)
 
 
 @dataclass
@@ -310,6 +329,8 @@ def _start_worker(context: Any, threads: int, device: str | None) -> _Worker:
     process = context.Process(target=_worker_main, name="learnscope-sweep-worker",
                               args=(child_end, os.getpid(), threads, device), daemon=True)
     process.start()
+    log.debug("sweep: started worker pid %d (device %s, %d thread(s))", process.pid, device,
+              threads)
     child_end.close()  # the worker holds the only other end: EOF here when it dies
     return _Worker(process, parent_end, device)
 
@@ -333,6 +354,8 @@ def _stop_workers(workers: list[_Worker]) -> None:
         _signal_group(worker.process.pid, signal.SIGKILL)
         worker.process.join(timeout=WORKER_STOP_SECONDS)
         worker.connection.close()
+    log.debug("sweep: pool shut down (worker pid(s) %s, exit codes %s)",
+              [w.process.pid for w in workers], [w.process.exitcode for w in workers])
 
 
 def _signal_group(pid: int | None, signum: int) -> None:
@@ -357,6 +380,8 @@ def _signals_stop_the_sweep() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        log.info("sweep pid %d: signal %s received, stopping the sweep", os.getpid(),
+                 signal.Signals(signum).name)
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = {signum: signal.signal(signum, interrupt)
@@ -390,6 +415,8 @@ def _sweep_local(specs: list[Any], store: Path, workers: int, device: str | None
                 for worker in pool:  # one run per free worker, none queued ahead
                     if worker.spec is None and pending:
                         worker.spec = pending.popleft()
+                        log.debug("sweep: run %s assigned to worker pid %d", worker.spec.name,
+                                  worker.process.pid)
                         try:
                             worker.connection.send((asdict(worker.spec), str(store),
                                                     worker.spec.name in fresh))
@@ -407,11 +434,15 @@ def _sweep_local(specs: list[Any], store: Path, workers: int, device: str | None
                         except (EOFError, OSError):  # it died: start another in its place
                             result = None
                         if result is not None:
+                            log.debug("sweep: worker pid %d returned run %s: %s",
+                                      worker.process.pid, result.name, result.status)
                             worker.spec = None
                             report(result)
                             continue
                         lost, worker.spec = worker.spec, None
                         worker.process.join(timeout=WORKER_STOP_SECONDS)
+                        log.info("sweep: worker pid %d died (exit code %s) while running %s",
+                                 worker.process.pid, worker.process.exitcode, lost.name)
                         worker.connection.close()
                         pool[index] = _start_worker(context, per_worker, worker.device)
                         deaths[lost.name] += 1
@@ -425,6 +456,10 @@ def _sweep_local(specs: list[Any], store: Path, workers: int, device: str | None
                                 "the next sweep"))
                         else:
                             pending.appendleft(lost)  # resumes from its checkpoint
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM / SIGHUP (see above)
+            log.info("sweep pid %d: interrupted (%s), stopping the workers", os.getpid(),
+                     stop or "SIGINT")
+            raise
         finally:
             _stop_workers(pool)
 
@@ -447,6 +482,14 @@ def import_ray() -> Any:
 def ray_journal() -> str:
     """The store journal mode of a Ray sweep: ``$LEARNSCOPE_STORE_JOURNAL``, else delete."""
     return os.environ.get(JOURNAL_ENV) or "delete"
+
+
+def _ray_task_environment() -> dict[str, str]:
+    """The variables a Ray task gets: the store journal mode, and LEARNSCOPE_LOG when set."""
+    variables = {JOURNAL_ENV: ray_journal()}
+    if os.environ.get(LOG_ENV):
+        variables[LOG_ENV] = os.environ[LOG_ENV]
+    return variables
 
 
 def _ray_device(device: str, gpus: float) -> str:
@@ -478,10 +521,12 @@ def _sweep_ray(specs: list[Any], store: Path, address: str | None, device: str |
             remote = task.options(
                 num_cpus=task_threads, num_gpus=1 if task_device.startswith("cuda") else 0,
                 max_retries=MAX_WORKER_DEATHS - 1,  # a dead worker: once more, resuming
-                runtime_env={"env_vars": {JOURNAL_ENV: ray_journal()}},
+                runtime_env={"env_vars": _ray_task_environment()},
             )
             ref = remote.remote(asdict(spec), str(store), device=task_device,
                                 threads=task_threads, rerun=rerun)
+            log.debug("sweep: run %s submitted as a Ray task (device %s)", spec.name,
+                      task_device)
             refs[ref] = (spec, task_device)
         waiting = list(refs)
         try:
@@ -608,6 +653,8 @@ def sweep(
             report(skipped[spec.name])
         else:
             todo.append(spec)
+    log.info("sweep: %d run(s) to train (%s backend), %d skipped", len(todo), backend,
+             len(specs) - len(todo))
     if todo and backend == "local":
         _sweep_local(todo, store, workers, device, threads, report, rerun)
     elif todo:

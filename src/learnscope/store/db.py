@@ -108,6 +108,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import math
 import operator
 import os
@@ -137,6 +138,8 @@ from .schema import (
     mismatch_message,
     schema_differences,
 )
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -1347,6 +1350,7 @@ class Store:
                 run_id = self._insert_run(conn, claim.name, config, experiment, total_steps,
                                           fingerprint, identity_json)
                 claim = RunClaim("new", claim.name, run_id, None, None, claim.reason)
+        log.debug("claim_run %s: %s %s (pid %d)", name, claim.action, claim.run_id, os.getpid())
         return claim
 
     def release_run(self, run_id: str) -> None:
@@ -1396,6 +1400,7 @@ class Store:
         if error is not None and not isinstance(error, str):
             error = str(error)
         now = _now()
+        log.debug("set_status %s: %s (pid %d)", run_id, status, os.getpid())
         with self._write() as conn:
             self._require_run(conn, run_id)
             if status in _TERMINAL:
@@ -1448,6 +1453,8 @@ class Store:
             if values:
                 self._append_snapshots(conn, run_id, step, probe, values, snapshot_dtype)
             self._insert_rows(conn, run_id, [(step, epoch, probe, prepared, None)])
+        log.debug("write_measurement %s: step %d, probe %s, %d row(s), %d snapshot(s)", run_id,
+                  step, probe, len(prepared), len(values))
         return len(prepared)
 
     def write_measurements(

@@ -33,6 +33,7 @@ with that slice's statistics (its running statistics are rank 0's); a model with
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -53,6 +54,8 @@ from learnscope.measurement import evaluate
 from learnscope.train.recipes import Recipe
 
 CHECKPOINT = "checkpoint.pt"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -176,6 +179,7 @@ def train(
     checkpoint = distributed.broadcast_object(checkpoint)  # rank 0's decision, for every rank
     if checkpoint is not None:
         step = _apply_checkpoint(checkpoint, model, optimizer, scheduler, scope)
+        log.info("resumed from the checkpoint in %s at step %d", folder, step)
     else:
         if scope is not None:  # a resumed run killed before its first checkpoint starts over
             scope.forget_measurements_after(-1)
@@ -245,6 +249,7 @@ def train(
                 if scope is not None:
                     scope.flush()  # every row up to the checkpoint is stored before it
                 _save_checkpoint(folder / CHECKPOINT, model, optimizer, scheduler, scope, step)
+                log.info("checkpoint saved at step %d: %s", step, folder / CHECKPOINT)
             if on_step is not None:
                 on_step(step, total)
             if task is not None:
