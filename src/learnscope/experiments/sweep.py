@@ -65,6 +65,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import time
 import traceback
 from collections import Counter, deque
@@ -280,7 +281,12 @@ def _watch_parent(parent: int) -> None:
 
 
 def _worker_main(connection: Any, parent: int, threads: int, device: str | None) -> None:
-    """A sweep worker: run the specs received on `connection` until told to stop."""
+    """A sweep worker: run the specs received on `connection` until told to stop, then end.
+
+    It ends with `os._exit` once its runs are stored: the interpreter's own teardown (torch's
+    included) took 6-7 s, more under load, and the sweep kills a worker that is not gone after
+    WORKER_STOP_SECONDS.
+    """
     import threading
 
     os.setpgrp()  # its own group: Ctrl-C at the terminal reaches the sweep, which stops it
@@ -291,27 +297,35 @@ def _worker_main(connection: Any, parent: int, threads: int, device: str | None)
     use_threads(threads)
     log.debug("sweep worker pid %d started (sweep pid %d, device %s, %d thread(s))",
               os.getpid(), parent, device, threads)
-    ended = "told to stop"
+    code = 0
     try:
-        while True:
-            try:
-                task = connection.recv()
-            except EOFError:  # the sweep closed its end or is gone
-                ended = "its sweep closed the connection"
-                return
-            if task is None:
-                return
-            spec, store, rerun = task
-            log.debug("sweep worker pid %d: run %s received", os.getpid(), spec["name"])
-            result = run_spec(spec, store, device=device, rerun=rerun)
-            log.debug("sweep worker pid %d: run %s %s in %.1f s", os.getpid(), result.name,
-                      result.status, result.seconds)
-            connection.send(result)
+        ended = _serve(connection, device)
     except KeyboardInterrupt:
         ended = "interrupted"
-        return
-    finally:
-        log.debug("sweep worker pid %d ended (%s)", os.getpid(), ended)
+    except BaseException:  # not a run's failure (run_spec reports those): the worker's own
+        ended, code = "failed", 1
+        traceback.print_exc()
+    log.debug("sweep worker pid %d ended (%s)", os.getpid(), ended)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _serve(connection: Any, device: str | None) -> str:
+    """Run the specs received on `connection`; returns why it stopped."""
+    while True:
+        try:
+            task = connection.recv()
+        except EOFError:  # the sweep closed its end or is gone
+            return "its sweep closed the connection"
+        if task is None:
+            return "told to stop"
+        spec, store, rerun = task
+        log.debug("sweep worker pid %d: run %s received", os.getpid(), spec["name"])
+        result = run_spec(spec, store, device=device, rerun=rerun)
+        log.debug("sweep worker pid %d: run %s %s in %.1f s", os.getpid(), result.name,
+                  result.status, result.seconds)
+        connection.send(result)
 
 
 @dataclass
