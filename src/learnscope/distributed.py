@@ -40,7 +40,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from learnscope.measurement import Shard
+from learnscope.engine.batches import Shard
 
 BACKENDS = ("gloo", "nccl")
 

@@ -49,7 +49,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from learnscope import distributed
-from learnscope.measurement import evaluate
+from learnscope.engine.evaluation import evaluate
 from learnscope.train.recipes import Recipe
 
 CHECKPOINT = "checkpoint.pt"

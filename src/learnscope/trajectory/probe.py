@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from learnscope.measurement import MeasurementData, evaluate
+from learnscope.engine.batches import MeasurementData
+from learnscope.engine.evaluation import evaluate
 from learnscope.probe import Probe, ProbeResult
 from learnscope.store.snapshots import DTYPES, check_dtype
 
