@@ -331,22 +331,13 @@ class ActivationPatterns(Probe):
             names += [f"{c}_since_{reference}" for c in M.COMPARISONS]
         return names
 
-    def config(self) -> dict[str, Any]:
-        """The probe's settings (stored with the run)."""
-        return {
-            "type": type(self).__name__,
-            "name": self.name,
-            "labels": self.labels,
-            "batch_size": self.batch_size,
-            "batchnorm": self.batchnorm,
-            "mode": self.mode,
-            "table_size": self.table_size if self.mode == "hashlist" else None,
-            "layers": None if self.layers is None else [str(x) for x in self.layers],
-            "measures": self.measures,
-            "compare_to": list(self.compare_to),
-            "jaccard_threshold": self.jaccard_threshold,
-            "unit_dim": self.unit_dim,
-        }
+    unrecorded_parameters = ("save_counts",)
+
+    def config_value(self, key: str, value: Any) -> Any:
+        """The table size is recorded in hash-list mode only (exact mode has no table)."""
+        if key == "table_size" and self.mode != "hashlist":
+            return None
+        return super().config_value(key, value)
 
     def count(self, model: nn.Module, step: int | None = None) -> tuple[dict, dict]:
         """Count the patterns of `model` on the probe's data: (counts, layer indexes)."""
@@ -417,6 +408,28 @@ class ActivationPatterns(Probe):
         self.init_counts, self.last_counts = state["init"], state["last"]
         self._init_lost = state["init_lost"]
 
+    def reset(self) -> None:
+        """No reference yet: the next measurement is the run's first ("init")."""
+        self.init_counts, self.last_counts, self._init_lost = None, None, False
+
+    def state_from_results(self, first: ProbeResult, last: ProbeResult) -> dict[str, Any]:
+        """References from the counts saved with the first and last stored measurements.
+
+        Without saved counts (save_counts=False) the since-init and since-last comparisons of
+        the resumed part are NaN rather than silently relative to the wrong state.
+        """
+        if not first.artifacts or not last.artifacts:
+            return {"init": None, "last": None, "init_lost": True}
+        return {"init": dict(first.artifacts), "last": dict(last.artifacts), "init_lost": False}
+
+    def load_artifact(self, path: Path) -> PatternCounts:
+        """One layer's counts saved by a measurement (`save_counts=True`)."""
+        return PatternCounts.load(path)
+
+    def final_reference(self, model: nn.Module) -> dict[str, PatternCounts]:
+        """The final network's counts, which `since_final_rows` compares states with."""
+        return self.count(model)[0]
+
     def since_final_rows(
         self, model: nn.Module, final_counts: dict[str, PatternCounts], step: int
     ) -> list[MetricRow]:
@@ -429,21 +442,10 @@ class ActivationPatterns(Probe):
                 rows.append((layer, index[layer], f"{name}_since_final", value))
         return rows
 
-    def restore(self, first_folder: str | Path, last_folder: str | Path) -> None:
-        """Continue an interrupted run: reload the init and last counts saved by the store.
-
-        Without saved counts (save_counts=False) the since-init and since-last comparisons of the
-        resumed part are NaN rather than silently relative to the wrong state.
-        """
-        try:
-            self.init_counts = self.load_counts(first_folder)
-            self.last_counts = self.load_counts(last_folder)
-        except FileNotFoundError:
-            self.init_counts, self.last_counts, self._init_lost = None, None, True
-
     @staticmethod
     def load_counts(folder: str | Path) -> dict[str, PatternCounts]:
-        """Read counts saved for one measurement (a folder of `<layer>.npz` files + manifest)."""
+        """Read counts saved for one measurement (a folder of `<layer>.npz` files + manifest);
+        a convenience for users, not used when a run resumes (the Scope hands the counts)."""
         from learnscope.store.artifacts import load_artifacts
 
         return load_artifacts(folder, PatternCounts.load)

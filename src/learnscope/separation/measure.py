@@ -15,7 +15,6 @@ a frozen copy of the model, without gradients, restoring every random state
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from torch import nn
 
@@ -217,20 +216,6 @@ class Separation(Probe):
         self.method = method
         self.fit_first = fit_first
         self.name = name
-
-    def config(self) -> dict[str, Any]:
-        """The probe's settings (stored with the run)."""
-        return {
-            "type": type(self).__name__,
-            "name": self.name,
-            "layers": None if self.layers is None else [str(x) for x in self.layers],
-            "batchnorm": self.batchnorm,
-            "balanced": self.balanced,
-            "batch_size": self.batch_size,
-            "max_dim": self.max_dim,
-            "method": self.method,
-            "fit_first": self.fit_first,
-        }
 
     def measure(self, model: nn.Module, step: int) -> ProbeResult:
         """D of every layer of `model` and the law fit (see the class docstring)."""
