@@ -171,3 +171,53 @@ def test_sum_accumulator_merge_is_pure():
     merged = a.merge(b)
     assert np.array_equal(merged.value, [4.0, 6.0])
     assert np.array_equal(a.value, [1.0, 2.0]) and np.array_equal(b.value, [3.0, 4.0])
+
+
+def _train_with(store, *, resume=None, stop_at=None):
+    from torch.utils.data import TensorDataset
+
+    from learnscope.train import recipes
+    from learnscope.train.trainer import train
+
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 4, generator=generator)
+    model = _mlp()
+    probes = [ls.ActivationPatterns(x, batch_size=16), ls.Weights()]
+    scope = ls.Scope(model, probes, ls.every(3), store, name="old", resume=resume)
+
+    def on_step(step, total):
+        if step == stop_at:
+            raise KeyboardInterrupt
+
+    try:
+        train(model, TensorDataset(x, (x[:, 0] > 0).long()),
+              recipes.get("multistep", epochs=2, batch_size=16), scope=scope, seed=4,
+              resume=resume is not None, checkpoint_every=100, on_step=on_step)
+    except KeyboardInterrupt:
+        scope.interrupt()
+        return scope
+    scope.finish()
+    return scope
+
+
+def test_a_checkpoint_written_before_weights_kept_state_still_resumes(tmp_path):
+    # checkpoints of earlier versions hold only the pattern probes' references: the Weights
+    # probe then continues from the store's snapshots, as it did
+    from learnscope.train.trainer import CHECKPOINT
+
+    store = tmp_path / "runs.db"
+    interrupted = _train_with(store, stop_at=7)  # last checkpoint: the measurement at step 6
+    path = interrupted.run_folder() / CHECKPOINT
+    checkpoint = torch.load(path, weights_only=False)
+    assert set(checkpoint["probes"]) == {"patterns", "weights"}
+    checkpoint["probes"] = {"patterns": checkpoint["probes"]["patterns"]}
+    torch.save(checkpoint, path)
+    resumed = _train_with(store, resume=interrupted.run_id)
+    reference = _train_with(tmp_path / "reference.db")
+    with ls.store.open(store) as got, ls.store.open(tmp_path / "reference.db") as want:
+        a = got.metrics(run=resumed.run_id).query("probe != 'train'")
+        b = want.metrics(run=reference.run_id).query("probe != 'train'")
+    columns = ["step", "probe", "layer", "measure"]
+    a, b = a.sort_values(columns).reset_index(), b.sort_values(columns).reset_index()
+    assert a[columns].equals(b[columns])
+    assert np.allclose(a["value"], b["value"], rtol=1e-12, atol=1e-12, equal_nan=True)
