@@ -221,3 +221,18 @@ def test_a_checkpoint_written_before_weights_kept_state_still_resumes(tmp_path):
     a, b = a.sort_values(columns).reset_index(), b.sort_values(columns).reset_index()
     assert a[columns].equals(b[columns])
     assert np.allclose(a["value"], b["value"], rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_passes_and_reductions_are_logged_at_debug(caplog):
+    from learnscope.engine import Shard
+    from learnscope.engine.reduction import reduce_one
+
+    with caplog.at_level("DEBUG", logger="learnscope.engine"):
+        ls.patterns.count(_mlp(), torch.randn(12, 4), batch_size=5)
+        reduce_one(Sum().add(2.0), Shard(0, 1))
+    passes = [r.getMessage() for r in caplog.records if r.name == "learnscope.engine.passes"]
+    assert len(passes) == 1 and "3 batches" in passes[0]
+    collectives = [r.getMessage() for r in caplog.records
+                   if r.name == "learnscope.engine.reduction"]
+    assert any("all_gather_objects" in m for m in collectives)
+    assert any("sum reduction of 'state'" in m for m in collectives)

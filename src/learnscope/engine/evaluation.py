@@ -38,7 +38,7 @@ def evaluate(model: nn.Module, data: MeasurementData | None, batch_size: int = 5
     taps = Taps(data, batch_size=batch_size, batchnorm="eval", outputs=True)
     state = PassState(loss=Sum(), correct=Sum(), count=Sum())
     try:
-        state = run_pass(model, taps, state, _score, description="evaluate")
+        state = run_pass(model, taps, state, _score, description=None)  # as before: silent
     except EmptyDatasetError:
         return {}
     count = int(state["count"].value)

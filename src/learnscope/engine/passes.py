@@ -185,11 +185,12 @@ def run_pass(
     state: PassState,
     update: Callable[[PassState, Batch], None] | None = None,
     *,
-    description: str = "measure",
+    description: str | None = "measure",
 ) -> PassState:
     """One measurement pass of `model` over `taps.data`, accumulating into `state`.
 
-    `update(state, batch)` is called after each forward. Returns `state` with its accumulators
+    `update(state, batch)` is called after each forward. Progress is reported under
+    `description` (None: not reported). Returns `state` with its accumulators
     reduced across ranks (inside `distributed.sharded()` with several ranks: collective, every
     rank must run the same passes in the same order) and `state.agreed` set. The model, its
     BatchNorm statistics and every random state are left exactly as they were.
@@ -235,5 +236,5 @@ def run_pass(
     return state
 
 
-def _batches(taps: Taps, description: str, shard) -> Iterator:
+def _batches(taps: Taps, description: str | None, shard) -> Iterator:
     return iter_batches(taps.data, taps.batch_size, progress=description, shard=shard)

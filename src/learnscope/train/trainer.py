@@ -212,7 +212,7 @@ def train(
     metrics: dict[str, float] = {}
     status = "finished"
     reporter = progress_display.current() if context.is_main else None
-    run_name = getattr(scope, "name", None) or type(model).__name__
+    run_name = (scope.name if scope is not None else None) or type(model).__name__
     task = None if reporter is None else reporter.task(f"train {run_name}", total)
     if task is not None:
         task.update(completed=step)
