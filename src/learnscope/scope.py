@@ -25,7 +25,6 @@ then collective: every rank must call `step` / `measure` with the same steps.
 from __future__ import annotations
 
 import numbers
-import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -232,12 +231,11 @@ class Scope:
             return None
         return self.store.artifacts_root / self.run_id
 
-    def save_weights(self, step: int, model: nn.Module) -> None:
-        """Keep `model`'s weights at `step` in the run's folder (for comparisons with the final
-        network); nothing where this process does not write."""
+    def weights_file(self, step: int) -> Path | None:
+        """Where the model's weights at `step` are kept (for comparisons with the final
+        network): a file in the run's folder; None where this process does not write."""
         folder = self.run_folder()
-        if folder is not None:
-            save_atomic(model.state_dict(), folder / WEIGHTS / f"step_{step:09d}.pt")
+        return None if folder is None else folder / WEIGHTS / f"step_{step:09d}.pt"
 
     def saved_weights(self) -> list[tuple[int, Path]]:
         """(step, file) of every kept state, by step; FileNotFoundError when there is none."""
@@ -434,14 +432,6 @@ class Scope:
         else:
             with dist.deferred_termination():
                 self.finish("failed", error=_describe(exc))
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save `obj` to `path` atomically (a reader never sees a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _describe(error: BaseException) -> str:

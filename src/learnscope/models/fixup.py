@@ -49,8 +49,6 @@ class FixupBlock(nn.Module):
         width_multiplier: scales every width (rounded, at least 1).
     """
 
-    feature_block = True  # its output is a layer's features (learnscope.separation)
-
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *,
                  activation: str = "relu") -> None:
         super().__init__()

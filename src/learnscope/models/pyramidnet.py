@@ -50,8 +50,6 @@ class PyramidBlock(nn.Module):
         bn_momentum: BatchNorm momentum.
     """
 
-    feature_block = True  # its output is a layer's features (learnscope.separation)
-
     def __init__(
         self,
         in_channels: int,

@@ -109,8 +109,6 @@ class PreActBlock(nn.Module):
         bn_momentum: BatchNorm momentum.
     """
 
-    feature_block = True  # its output is a layer's features (learnscope.separation)
-
     def __init__(
         self,
         in_channels: int,

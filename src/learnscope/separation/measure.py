@@ -1,8 +1,9 @@
 """Measure D at the input and after every layer of a model; the Separation probe.
 
-Feature points are found automatically: after every *feature block* (a module whose class sets
-`feature_block = True`, as the residual/plain blocks of the registry's conv families resnet,
-convnet, toynet, pyramidnet and fixup_resnet do; no model is imported here), and, in any
+Feature points are found automatically: after every *feature block* (a module of a class in
+`learnscope.registry.feature_blocks`, where the residual/plain blocks of the conv families resnet,
+convnet, toynet, pyramidnet and fixup_resnet register themselves; no model is imported here),
+and, in any
 nn.Sequential, after every Linear/Conv group (Linear-BN-ReLU, Linear-ReLU, Linear alone, ...:
 the output of the group's last module), leaving out a lone final Linear of a top-level Sequential
 (the classifier). Any other model takes an explicit `layers=[module or qualified name, ...]`.
@@ -21,6 +22,7 @@ from torch import nn
 from learnscope.engine.batches import MeasurementData
 from learnscope.engine.passes import Batch, PassState, Taps, module_names, run_pass
 from learnscope.probe import MetricRow, Probe, ProbeResult
+from learnscope.registry import feature_blocks
 from learnscope.separation.law import fit_law
 from learnscope.separation.moments import ClassMoments, WithinAlong
 
@@ -32,9 +34,9 @@ _LAYER_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 
 
 def is_feature_block(module: nn.Module) -> bool:
-    """Whether `module`'s output is one layer's features: its class sets `feature_block = True`
-    (the blocks of the registry's conv families do; a user's block class may too)."""
-    return getattr(type(module), "feature_block", False) is True
+    """Whether `module`'s output is one layer's features: its class is registered in
+    `learnscope.registry.feature_blocks` (the conv families' blocks are; a user's may be)."""
+    return isinstance(module, tuple(feature_blocks[name] for name in feature_blocks))
 
 
 def feature_points(model: nn.Module) -> list[str]:

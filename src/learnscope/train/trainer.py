@@ -352,8 +352,9 @@ def _measure(scope: Any, model: nn.Module, step: int, epoch: float, folder: Path
     if scope is None or not scope.schedule(step):
         return False
     scope.measure(step, epoch=epoch)
-    if save_weights:  # kept by the writing process (rank 0) only
-        scope.save_weights(step, model)
+    path = scope.weights_file(step) if save_weights else None
+    if path is not None:  # None on ranks other than 0
+        _save_atomic(model.state_dict(), path)
     return True
 
 
