@@ -204,6 +204,40 @@ def test_resume_from_a_lightning_checkpoint_continues_the_run(tmp_path, digits):
     )
 
 
+def test_resume_rewinds_a_weights_probe_to_the_checkpoint(tmp_path, digits):
+    # the store holds a snapshot after the checkpoint (step 6, written by a continuation of the
+    # first fit); resuming from the step-5 checkpoint must compare step 6 with step 4 again,
+    # as an uninterrupted run does, not with the later stored snapshot
+    db = tmp_path / "runs.db"
+
+    def callback(store):
+        return LearnscopeCallback([ls.Weights()], ls.every(2), store, name="w", module="net",
+                                  log_metrics=False)
+
+    first = callback(db)
+    trainer, _ = _fit(first, 160, digits, max_steps=5)  # 5 batches an epoch: ends epoch 1
+    trainer.save_checkpoint(tmp_path / "at5.ckpt")
+    _fit(callback(db), 160, digits, max_steps=7, ckpt_path=tmp_path / "at5.ckpt")
+    assert _steps(db, first.run_id, "weights") == [0, 2, 4, 6]
+    resumed = callback(db)
+    _fit(resumed, 160, digits, max_steps=10, ckpt_path=tmp_path / "at5.ckpt")
+    assert resumed.run_id == first.run_id
+    # the distances must be those between the stored snapshots (the resumed fit's own)
+    with ls.store.open(db) as store:
+        series = store.snapshots(first.run_id, "all", probe="weights")
+        steps = [int(step) for step in series.steps]
+        snapshots = dict(zip(steps, series.array(steps, dtype="float64"), strict=True))
+    assert steps == [0, 2, 4, 6, 8, 10]
+    from_last = _series(db, first.run_id, "weights", "all", "distance_from_last")
+    from_init = _series(db, first.run_id, "weights", "all", "distance_from_init")
+    for previous, step in zip(steps, steps[1:], strict=False):
+        assert from_last[step] == pytest.approx(
+            np.linalg.norm(snapshots[step] - snapshots[previous]), rel=1e-9)
+        assert from_init[step] == pytest.approx(
+            np.linalg.norm(snapshots[step] - snapshots[0]), rel=1e-9)
+    assert from_last[6] > 0
+
+
 def test_missing_lightning_names_the_extra(monkeypatch):
     import importlib
     import sys

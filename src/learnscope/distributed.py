@@ -42,7 +42,7 @@ import torch.distributed as dist
 from torch import nn
 
 from learnscope.diagnostics import rank_from_env
-from learnscope.measurement import Shard
+from learnscope.engine.batches import Shard
 
 BACKENDS = ("gloo", "nccl")
 

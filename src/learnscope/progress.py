@@ -43,6 +43,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from learnscope.engine import observers
+
 T = TypeVar("T")
 MODES = ("bar", "plain", "off")
 DEFAULT_INTERVAL = 10.0  # seconds between two plain lines of one task
@@ -183,6 +185,10 @@ class Reporter:
             task.advance()
         task.finish()
 
+    def pass_task(self, description: str, total: float | None) -> Task:
+        """A transient task for one measurement pass (the engine's observer interface)."""
+        return self.task(description, total, transient=True)
+
     def _add_rich(self, task: Task) -> int | None:
         if self._rich is None:
             return None
@@ -211,9 +217,11 @@ class Reporter:
         if self._rich is not None:
             self._rich.start()
         _ACTIVE.append(self)
+        observers.register(self.pass_task)  # measurement passes report here (engine.observers)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        observers.remove(self.pass_task)
         if self in _ACTIVE:
             _ACTIVE.remove(self)
         if self._rich is not None:

@@ -40,10 +40,11 @@ from learnscope import distributed as dist
 from learnscope.probe import Probe, ProbeResult
 from learnscope.store import Store
 from learnscope.store import open as open_store
-from learnscope.store.artifacts import write_artifact_files, write_manifest
+from learnscope.store.artifacts import load_artifacts, write_artifact_files, write_manifest
 from learnscope.train.schedules import Schedule, every
 
 DEFAULT_STORE = "runs/learnscope.db"
+WEIGHTS = "weights"  # the folder of kept states in a run's folder (save_weights)
 #: Statuses a run ends in for good: a finished or diverged run is reused, never resumed.
 FINAL_STATUSES = ("finished", "diverged")
 
@@ -154,25 +155,112 @@ class Scope:
         for probe in self.probes:
             done = self.store.measured_steps(self.run_id, probe.name)
             self._done[probe.name] = set(done)
-            if done and hasattr(probe, "restore_from_store"):
-                probe.restore_from_store(self.store, self.run_id)
-            if done and hasattr(probe, "restore"):
-                probe.restore(
-                    self.store.artifact_dir(self.run_id, done[0], probe.name),
-                    self.store.artifact_dir(self.run_id, done[-1], probe.name),
-                )
+            if done:
+                self._restore_references(probe, done[0], done[-1])
+
+    def _restore_references(self, probe: Probe, first: int, last: int) -> None:
+        """Give `probe` the state it had after the stored measurements `first`..`last`, from
+        what the store kept of those two (the probe itself never reads the store)."""
+        state = probe.state_from_results(self._stored_result(probe, first),
+                                         self._stored_result(probe, last))
+        if state is not None:
+            probe.load_state_dict(state)
+
+    def _stored_result(self, probe: Probe, step: int) -> ProbeResult:
+        """What the store kept of `probe`'s measurement at `step`: its artifacts (loaded with
+        `probe.load_artifact`; none when they were not saved) and its weight snapshots."""
+        try:
+            artifacts = load_artifacts(self.store.artifact_dir(self.run_id, step, probe.name),
+                                       probe.load_artifact)
+        except FileNotFoundError:
+            artifacts = {}
+        snapshots = {}
+        table = self.store.trajectories(self.run_id)
+        for trajectory in table.loc[table["probe"] == probe.name, "trajectory"]:
+            series = self.store.snapshots(self.run_id, trajectory, probe=probe.name)
+            if step in {int(s) for s in series.steps}:
+                snapshots[trajectory] = series.array([step], dtype="float64")[0]
+        return ProbeResult(artifacts=artifacts, snapshots=snapshots)
 
     def _share_run_state(self, resumed: bool) -> None:
         """Rank 0's run id, steps already measured and (resumed) probe references, everywhere."""
-        states = None
-        if resumed:
-            states = {p.name: p.state_dict() for p in self.probes if hasattr(p, "state_dict")}
+        states = self.probe_states() if resumed else None
         shared = dist.broadcast_object((self.run_id, self._done, states))
         self.run_id, self._done, states = shared
         if resumed and not dist.is_main():
+            self.load_probe_states(states)
+
+    def probe_states(self) -> dict[str, dict[str, Any]]:
+        """Every probe's `state_dict()`, by probe name (what a checkpoint keeps)."""
+        return {probe.name: probe.state_dict() for probe in self.probes}
+
+    def load_probe_states(self, states: dict[str, dict[str, Any]]) -> None:
+        """Restore `probe_states()`; a probe missing from `states` keeps its current state."""
+        for probe in self.probes:
+            if probe.name in states:
+                probe.load_state_dict(states[probe.name])
+
+    def restart(self) -> None:
+        """The training restarts from step 0: measure every step again, forget references."""
+        self.forget_measurements_after(-1)
+        for probe in self.probes:
+            probe.reset()
+
+    def rewind(self, step: int) -> None:
+        """Training continues from `step` (a checkpoint without probe states, e.g.
+        Lightning's): steps after it are measured again and every probe's references are
+        those after the stored measurements up to `step` (none: reset). Collective with a
+        distributed Scope: every rank compares with the references rank 0 chose."""
+        self.forget_measurements_after(step)
+        if self.store is not None:  # the writing process (rank 0)
             for probe in self.probes:
-                if probe.name in states and hasattr(probe, "load_state_dict"):
-                    probe.load_state_dict(states[probe.name])
+                done = [s for s in self.store.measured_steps(self.run_id, probe.name)
+                        if s <= step]
+                if done:
+                    self._restore_references(probe, done[0], done[-1])
+                else:
+                    probe.reset()
+        if self.distributed:
+            self._share_run_state(resumed=True)
+
+    # ---------------------------------------------------------------- the run's folder
+
+    def run_folder(self) -> Path | None:
+        """The run's artifact folder in the store (None where this process does not write)."""
+        if self.store is None or self.run_id is None:
+            return None
+        return self.store.artifacts_root / self.run_id
+
+    def weights_file(self, step: int) -> Path | None:
+        """Where the model's weights at `step` are kept (for comparisons with the final
+        network): a file in the run's folder; None where this process does not write."""
+        folder = self.run_folder()
+        return None if folder is None else folder / WEIGHTS / f"step_{step:09d}.pt"
+
+    def saved_weights(self) -> list[tuple[int, Path]]:
+        """(step, file) of every kept state, by step; FileNotFoundError when there is none."""
+        folder = self.run_folder()
+        if folder is None:
+            raise FileNotFoundError("this Scope keeps no store (store=None), hence no saved "
+                                    "weights; give it a store and train with save_weights=True")
+        folder = folder / WEIGHTS
+        files = sorted(folder.glob("step_*.pt"))
+        if not files:
+            raise FileNotFoundError(
+                f"no saved weights in {folder}; train with save_weights=True to compare with "
+                "the final state")
+        return [(int(file.stem.split("_")[1]), file) for file in files]
+
+    def write_rows(self, step: int, probe: str, rows: list, epoch: float | None = None) -> None:
+        """Write metric rows of `probe` at `step` now, even after the run was finished (the
+        store is then opened again for the write)."""
+        if self.store is None:
+            return
+        if self.status != "running" and self._owns_store:  # closed when the run ended
+            with open_store(self.store.path) as store:
+                store.write_measurement(self.run_id, step, epoch, probe, rows)
+            return
+        self.store.write_measurement(self.run_id, step, epoch, probe, rows)
 
     def step(self, global_step: int, epoch: int | float | None = None) -> dict | None:
         """Measure if the schedule fires at `global_step`; returns {probe: ProbeResult} or None.

@@ -213,9 +213,7 @@ def _train_net(net: str, store: str | Path | None, decision: Any, identity: dict
         steps_per_epoch=steps_per_epoch, distributed=context.distributed,
         resume=decision.run_id if decision is not None else None,
     ) as scope:
-        folder = None
-        if store is not None and context.is_main:
-            folder = scope.store.artifacts_root / scope.run_id
+        folder = scope.run_folder()  # None without a store and on ranks other than 0
         done = 0  # optimizer updates done: step 0 measures the initial network
         if decision is not None and decision.action == "resume":
             done = _resume(folder, model, optimizer, scope, context)
@@ -255,7 +253,7 @@ def _checkpoint_state(step: int, model: nn.Module, optimizer: torch.optim.Optimi
                       scope: ls.Scope | None = None) -> dict[str, Any]:
     """What a resume needs after `step`: weights, optimizer state and (with `scope`) the probes'
     references."""
-    probes = {p.name: p.state_dict() for p in scope.probes} if scope is not None else {}
+    probes = scope.probe_states() if scope is not None else {}
     return {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "probes": probes}
 
@@ -272,14 +270,10 @@ def _resume(folder: Path | None, model: nn.Module, optimizer: torch.optim.Optimi
             state = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=False)
     state = distributed.broadcast_object(state)
     if state is None:  # the probes' references restored from the store belong to that start
-        scope.forget_measurements_after(-1)
-        for probe in scope.probes:
-            probe.load_state_dict({"init": None, "last": None, "init_lost": False})
+        scope.restart()
         return 0
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    for probe in scope.probes:
-        if probe.name in state["probes"]:
-            probe.load_state_dict(state["probes"][probe.name])
+    scope.load_probe_states(state["probes"])
     scope.forget_measurements_after(state["step"])  # measured again after it: same values
     return int(state["step"])

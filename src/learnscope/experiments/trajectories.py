@@ -313,7 +313,7 @@ def build_map(
         score: which score colours the points and the landscape.
         groups: group label per network (default: the runs' config "group", else "").
     """
-    from learnscope.measurement import evaluate
+    from learnscope.engine.evaluation import evaluate
     from learnscope.trajectory.maps import TrajectoryMap, score_landscape
     from learnscope.trajectory.projections import make_projection, project_trajectories
 

@@ -90,10 +90,11 @@ class LearnscopeCallback(pl.Callback):
     Resuming: the run id is saved in Lightning checkpoints (the callback's state), so
     `trainer.fit(module, ckpt_path=...)` with a new LearnscopeCallback continues the same run:
     steps after the checkpoint's step are measured again (replacing values written before an
-    interruption) and nothing is measured twice. With `save_counts=True` the pattern probes'
-    init/last references are reloaded from the store; without it the resumed part's
-    `*_since_init` / `*_since_last` comparisons are NaN. An explicit `resume=` wins over the
-    checkpoint's run.
+    interruption) and nothing is measured twice. Every probe's references are rebuilt by the
+    Scope from what the store kept of its measurements up to the checkpoint's step
+    (`Scope.rewind`): a Weights probe's first and previous snapshots; with `save_counts=True`
+    the pattern probes' init/last counts, without it the resumed part's `*_since_init` /
+    `*_since_last` comparisons are NaN. An explicit `resume=` wins over the checkpoint's run.
     """
 
     def __init__(
@@ -277,21 +278,7 @@ class LearnscopeCallback(pl.Callback):
 
     def _rewind(self, step: int) -> None:
         """Resuming at `step`: re-measure later steps, take references from steps <= `step`."""
-        scope = self.scope
-        scope.forget_measurements_after(step)
-        if scope.store is not None:  # the writing process (global zero)
-            for probe in scope.probes:
-                done = [s for s in scope.store.measured_steps(scope.run_id, probe.name)
-                        if s <= step]
-                if done and hasattr(probe, "restore"):
-                    probe.restore(
-                        scope.store.artifact_dir(scope.run_id, done[0], probe.name),
-                        scope.store.artifact_dir(scope.run_id, done[-1], probe.name),
-                    )
-                elif not done and hasattr(probe, "load_state_dict"):
-                    probe.load_state_dict({"init": None, "last": None, "init_lost": False})
-        if scope.distributed:  # every process compares with the references global zero chose
-            scope._share_run_state(resumed=True)
+        self.scope.rewind(step)
 
 
 def _shares_measurements(trainer: pl.Trainer) -> bool:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from learnscope.engine.accumulators import Accumulator, Reduction
 from learnscope.patterns.keys import PatternLayout
 
 DENSE_MAX_KEY_SPACE = 1 << 20  # narrow layers: count into a table of every possible key
@@ -146,7 +147,7 @@ def hash_rows(keys: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class PatternCounts:
+class PatternCounts(Accumulator):
     """The counted activation patterns of one layer over one measurement pass.
 
     Attributes:
@@ -290,6 +291,37 @@ class PatternCounts:
             mode=first.mode,
             table_size=first.table_size,
         )
+
+    # -- as a pass accumulator: every rank's counted rows are gathered and merged
+
+    reduction = Reduction.GATHER
+
+    def kind(self) -> tuple:
+        """(width, breakpoints, mode, table_size, labelled, key words): what must agree."""
+        return (self.width, tuple(self.breakpoints), self.mode, self.table_size,
+                self.has_labels, self.keys.shape[1])
+
+    @classmethod
+    def empty(cls, kind: tuple) -> PatternCounts:
+        """No pattern counted, of the given `kind`."""
+        width, breakpoints, mode, table_size, labelled, words = kind
+        columns = words + int(labelled)
+        return cls.from_rows(np.zeros((0, columns), dtype=np.int64), np.zeros(0, dtype=np.int64),
+                             width=width, breakpoints=breakpoints, labelled=labelled, mode=mode,
+                             table_size=table_size, presorted=True)
+
+    def to_rows(self) -> np.ndarray:
+        """The counted rows with their counts as a last column (int64)."""
+        rows, counts = self.counted_rows()
+        return np.column_stack([rows, counts])
+
+    @classmethod
+    def from_tables(cls, kind: tuple, tables: Sequence[np.ndarray]) -> PatternCounts:
+        """The counts of several `to_rows` tables together (sorted keys, equal rows summed)."""
+        width, breakpoints, mode, table_size, labelled, _ = kind
+        every = np.concatenate(list(tables))
+        return cls.from_rows(every[:, :-1], every[:, -1], width=width, breakpoints=breakpoints,
+                             labelled=labelled, mode=mode, table_size=table_size)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to `path` (.npz) atomically: a reader never sees a half-written file."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from learnscope import distributed
-from learnscope.measurement import (
-    MeasurementData,
-    check_batch_statistics,
-    check_labels,
-    iter_batches,
-    measurement_copy,
-    model_device,
-    preserved_rng,
-)
+from learnscope.engine.batches import MeasurementData
+from learnscope.engine.passes import PassState, Taps, run_pass
 from learnscope.patterns import measures as M
 from learnscope.patterns.counts import DEFAULT_TABLE_SIZE, PatternCounter, PatternCounts
 from learnscope.patterns.keys import PatternLayout, pack
@@ -55,8 +48,14 @@ class NonFiniteActivationError(ValueError):
         self.step = step
 
 
-class _PassCounter:
-    """The tap callback: packs each layer's input and feeds that layer's counter."""
+class _PatternState(PassState):
+    """One pass's pattern counters, fed by the activation tap (see `_ActivationInstrument`).
+
+    Each layer's input is packed into keys during the forward pass; the counting (NumPy, which
+    releases the GIL) runs on one background thread, in order, while the forward pass goes on,
+    with a bounded backlog capping the memory held by queued keys. Once closed, its
+    accumulators are the layers' PatternCounts and its agreement the layer order.
+    """
 
     def __init__(
         self,
@@ -69,6 +68,7 @@ class _PassCounter:
         has_conv1d: bool,
         step: int | None,
     ) -> None:
+        super().__init__()
         self.selection = selection
         self.labelled = labelled
         self.mode = mode
@@ -78,12 +78,10 @@ class _PassCounter:
         self.step = step
         self.layer_order: list[str] = []  # every activation layer that ran, forward order
         self.counters: dict[str, PatternCounter] = {}
-        self.batch_labels: np.ndarray | None = None
         self.workspace: dict = {}  # packing scratch buffers, reused across layers and batches
-        # Counting (NumPy, which releases the GIL) runs on one background thread, in order,
-        # while the forward pass goes on; a bounded backlog caps the memory held by queued keys.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learnscope-count")
         self._backlog: deque[Future] = deque()
+        self._batch_labels: tuple[object, np.ndarray] | None = None  # (batch, its labels)
 
     def _unit_axis(self, z: torch.Tensor) -> int:
         if self.unit_dim == "channels":
@@ -95,6 +93,12 @@ class _PassCounter:
         if z.dim() == 3 and not self.has_conv1d:
             return 2
         return 1
+
+    def _labels(self) -> np.ndarray:
+        batch = self.batch
+        if self._batch_labels is None or self._batch_labels[0] is not batch:
+            self._batch_labels = (batch, batch.labels.cpu().numpy())
+        return self._batch_labels[1]
 
     def __call__(self, name: str, z: torch.Tensor, breakpoints: tuple, kind: str) -> None:
         if name not in self.layer_order:
@@ -117,18 +121,42 @@ class _PassCounter:
         keys = pack(z.detach(), counter.layout, axis, self.workspace)
         labels = None
         if self.labelled:
-            labels = np.repeat(self.batch_labels, keys.shape[0] // self.batch_labels.shape[0])
+            batch_labels = self._labels()
+            labels = np.repeat(batch_labels, keys.shape[0] // batch_labels.shape[0])
         self._backlog.append(self._worker.submit(counter.add, keys, labels))
         while len(self._backlog) > MAX_QUEUED_BATCHES:
             self._backlog.popleft().result()
 
-    def finish(self) -> None:
-        """Wait for all queued counting (re-raising its errors) and stop the worker."""
+    def close(self) -> None:
+        """Wait for all queued counting (re-raising its errors), stop the worker, and make the
+        counters' results the state's accumulators."""
         try:
             while self._backlog:
                 self._backlog.popleft().result()
         finally:
             self._worker.shutdown(wait=True, cancel_futures=True)
+        self.accumulators = {name: c.result() for name, c in self.counters.items()}
+
+    def agreement(self) -> list[str]:
+        return self.layer_order
+
+
+class _ActivationInstrument:
+    """The pass instrument tapping every activation's input into a `_PatternState`."""
+
+    def __init__(self) -> None:
+        self.tap: ActivationTap | None = None
+
+    @contextmanager
+    def attach(self, model: nn.Module, state: PassState) -> Iterator[None]:
+        with ActivationTap(model, state) as tap:
+            self.tap = tap
+            yield
+
+    def after_batch(self) -> None:
+        # a model whose first forward pass made no functional activation call (the usual
+        # static graph) is not intercepted any further: it only costs time
+        self.tap.stop_functional_if_unused()
 
 
 def count_layers(
@@ -150,7 +178,7 @@ def count_layers(
     if unit_dim not in UNIT_DIMS:
         raise ValueError(f"unit_dim must be one of {UNIT_DIMS}, got {unit_dim!r}")
     selection = resolve_layer_selection(model, layers)
-    counter = _PassCounter(
+    state = _PatternState(
         selection,
         labelled=labels,
         mode=mode,
@@ -159,78 +187,19 @@ def count_layers(
         has_conv1d=any(isinstance(m, nn.Conv1d) for m in model.modules()),
         step=step,
     )
-    device = model_device(model)
-    shard = distributed.current_shard()
-    with preserved_rng():
-        frozen = measurement_copy(model, batchnorm)
-        with distributed.fail_together(shard is not None):
-            try:
-                with torch.no_grad(), ActivationTap(frozen, counter) as tap:
-                    what = "count patterns" + ("" if step is None else f" at step {step}")
-                    for inputs, batch_labels in iter_batches(data, batch_size, progress=what,
-                                                             shard=shard):
-                        check_batch_statistics(frozen, inputs.shape[0], batch_size)
-                        if labels:
-                            batch_labels = check_labels(batch_labels, inputs.shape[0])
-                            counter.batch_labels = batch_labels.cpu().numpy()
-                        frozen(inputs.to(device))
-                        # a model whose first forward pass made no functional activation call
-                        # (the usual static graph) is not intercepted any further: it only
-                        # costs time
-                        tap.stop_functional_if_unused()
-            finally:
-                counter.finish()
-    local = {name: c.result() for name, c in counter.counters.items()}
-    layer_order = counter.layer_order
-    if shard is not None:
-        layer_order, local = _merge_across_ranks(layer_order, local)
+    taps = Taps(data, batch_size=batch_size, batchnorm=batchnorm, labels=labels,
+                instruments=(_ActivationInstrument(),))
+    what = "count patterns" + ("" if step is None else f" at step {step}")
+    state = run_pass(model, taps, state, description=what)
+    layer_order = state.agreed or []
     if not layer_order:
         raise ValueError(no_layers_message(model))
     if selection is not None and selection - set(layer_order):
         raise ValueError(unknown_layer_message(selection - set(layer_order), layer_order))
+    local = state.accumulators
     counts = {name: local[name] for name in layer_order if name in local}
     index = {name: i for i, name in enumerate(layer_order)}
     return counts, {name: index[name] for name in counts}
-
-
-def _merge_across_ranks(
-    layer_order: list[str], local: dict[str, PatternCounts]
-) -> tuple[list[str], dict[str, PatternCounts]]:
-    """Every rank's counts merged, on every rank: (layer order, {layer: merged counts}).
-
-    A rank whose share of the batches was empty has counted nothing and seen no layer; the layer
-    order and each layer's kind come from the ranks that ran. Each layer's counted rows
-    (keys, [label], count) are gathered as raw int64 arrays, one layer at a time, and merged
-    exactly as `PatternCounts.merge_all` does (sorted keys, equal rows' counts summed).
-    """
-    kinds = {name: (c.width, tuple(c.breakpoints), c.mode, c.table_size, c.has_labels,
-                    c.keys.shape[1]) for name, c in local.items()}
-    reports = [r for r in distributed.all_gather_objects((layer_order, kinds)) if r[0]]
-    if any(r != reports[0] for r in reports):
-        raise RuntimeError(
-            f"the ranks ran different activation layers, or counted them differently, in their "
-            f"forward passes ({[r[0] for r in reports]}); a sharded measurement needs the same "
-            "model and settings on every rank"
-        )
-    if not reports:
-        return [], {}
-    order, kinds = reports[0]
-    merged: dict[str, PatternCounts] = {}
-    for name in order:
-        if name not in kinds:
-            continue  # not a selected layer
-        width, breakpoints, mode, table_size, labelled, words = kinds[name]
-        mine = local.get(name)
-        if mine is None:
-            table = np.zeros((0, words + int(labelled) + 1), dtype=np.int64)
-        else:
-            rows, counts = mine.counted_rows()
-            table = np.column_stack([rows, counts])
-        every = np.concatenate(distributed.all_gather_arrays(table))
-        merged[name] = PatternCounts.from_rows(
-            every[:, :-1], every[:, -1], width=width, breakpoints=breakpoints,
-            labelled=labelled, mode=mode, table_size=table_size)  # sorts, sums equal rows
-    return order, merged
 
 
 def count(
@@ -362,22 +331,13 @@ class ActivationPatterns(Probe):
             names += [f"{c}_since_{reference}" for c in M.COMPARISONS]
         return names
 
-    def config(self) -> dict[str, Any]:
-        """The probe's settings (stored with the run)."""
-        return {
-            "type": type(self).__name__,
-            "name": self.name,
-            "labels": self.labels,
-            "batch_size": self.batch_size,
-            "batchnorm": self.batchnorm,
-            "mode": self.mode,
-            "table_size": self.table_size if self.mode == "hashlist" else None,
-            "layers": None if self.layers is None else [str(x) for x in self.layers],
-            "measures": self.measures,
-            "compare_to": list(self.compare_to),
-            "jaccard_threshold": self.jaccard_threshold,
-            "unit_dim": self.unit_dim,
-        }
+    unrecorded_parameters = ("save_counts",)
+
+    def config_value(self, key: str, value: Any) -> Any:
+        """The table size is recorded in hash-list mode only (exact mode has no table)."""
+        if key == "table_size" and self.mode != "hashlist":
+            return None
+        return super().config_value(key, value)
 
     def count(self, model: nn.Module, step: int | None = None) -> tuple[dict, dict]:
         """Count the patterns of `model` on the probe's data: (counts, layer indexes)."""
@@ -448,6 +408,28 @@ class ActivationPatterns(Probe):
         self.init_counts, self.last_counts = state["init"], state["last"]
         self._init_lost = state["init_lost"]
 
+    def reset(self) -> None:
+        """No reference yet: the next measurement is the run's first ("init")."""
+        self.init_counts, self.last_counts, self._init_lost = None, None, False
+
+    def state_from_results(self, first: ProbeResult, last: ProbeResult) -> dict[str, Any]:
+        """References from the counts saved with the first and last stored measurements.
+
+        Without saved counts (save_counts=False) the since-init and since-last comparisons of
+        the resumed part are NaN rather than silently relative to the wrong state.
+        """
+        if not first.artifacts or not last.artifacts:
+            return {"init": None, "last": None, "init_lost": True}
+        return {"init": dict(first.artifacts), "last": dict(last.artifacts), "init_lost": False}
+
+    def load_artifact(self, path: Path) -> PatternCounts:
+        """One layer's counts saved by a measurement (`save_counts=True`)."""
+        return PatternCounts.load(path)
+
+    def final_reference(self, model: nn.Module) -> dict[str, PatternCounts]:
+        """The final network's counts, which `since_final_rows` compares states with."""
+        return self.count(model)[0]
+
     def since_final_rows(
         self, model: nn.Module, final_counts: dict[str, PatternCounts], step: int
     ) -> list[MetricRow]:
@@ -460,21 +442,10 @@ class ActivationPatterns(Probe):
                 rows.append((layer, index[layer], f"{name}_since_final", value))
         return rows
 
-    def restore(self, first_folder: str | Path, last_folder: str | Path) -> None:
-        """Continue an interrupted run: reload the init and last counts saved by the store.
-
-        Without saved counts (save_counts=False) the since-init and since-last comparisons of the
-        resumed part are NaN rather than silently relative to the wrong state.
-        """
-        try:
-            self.init_counts = self.load_counts(first_folder)
-            self.last_counts = self.load_counts(last_folder)
-        except FileNotFoundError:
-            self.init_counts, self.last_counts, self._init_lost = None, None, True
-
     @staticmethod
     def load_counts(folder: str | Path) -> dict[str, PatternCounts]:
-        """Read counts saved for one measurement (a folder of `<layer>.npz` files + manifest)."""
+        """Read counts saved for one measurement (a folder of `<layer>.npz` files + manifest);
+        a convenience for users, not used when a run resumes (the Scope hands the counts)."""
         from learnscope.store.artifacts import load_artifacts
 
         return load_artifacts(folder, PatternCounts.load)

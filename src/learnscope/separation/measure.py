@@ -1,36 +1,28 @@
 """Measure D at the input and after every layer of a model; the Separation probe.
 
-Feature points are found automatically for the registry models: after every residual/plain block
-of the conv families (resnet, convnet, toynet, pyramidnet, fixup_resnet), and, in any
+Feature points are found automatically: after every *feature block* (a module of a class in
+`learnscope.registry.feature_blocks`, where the residual/plain blocks of the conv families resnet,
+convnet, toynet, pyramidnet and fixup_resnet register themselves; no model is imported here),
+and, in any
 nn.Sequential, after every Linear/Conv group (Linear-BN-ReLU, Linear-ReLU, Linear alone, ...:
 the output of the group's last module), leaving out a lone final Linear of a top-level Sequential
 (the classifier). Any other model takes an explicit `layers=[module or qualified name, ...]`.
 
 One measurement is one pass (two for wide layers, see `method`) over the data in a fixed order on
 a frozen copy of the model, without gradients, restoring every random state
-(learnscope.measurement).
+(`learnscope.engine.run_pass`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-import torch
 from torch import nn
 
-from learnscope import distributed
-from learnscope.measurement import (
-    MeasurementData,
-    Shard,
-    check_batch_statistics,
-    check_labels,
-    iter_batches,
-    measurement_copy,
-    model_device,
-    preserved_rng,
-)
+from learnscope.engine.batches import MeasurementData
+from learnscope.engine.passes import Batch, PassState, Taps, module_names, run_pass
 from learnscope.probe import MetricRow, Probe, ProbeResult
+from learnscope.registry import feature_blocks
 from learnscope.separation.law import fit_law
 from learnscope.separation.moments import ClassMoments, WithinAlong
 
@@ -41,17 +33,15 @@ INPUT = "input"
 _LAYER_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 
 
-def _block_types() -> tuple[type, ...]:
-    from learnscope.models.fixup import FixupBlock
-    from learnscope.models.pyramidnet import PyramidBlock
-    from learnscope.models.resnet import PreActBlock
-
-    return (PreActBlock, PyramidBlock, FixupBlock)
+def is_feature_block(module: nn.Module) -> bool:
+    """Whether `module`'s output is one layer's features: its class is registered in
+    `learnscope.registry.feature_blocks` (the conv families' blocks are; a user's may be)."""
+    return isinstance(module, tuple(feature_blocks[name] for name in feature_blocks))
 
 
 def feature_points(model: nn.Module) -> list[str]:
     """Qualified names of the modules whose outputs are the layers' features (see module doc)."""
-    blocks = [name for name, m in model.named_modules() if isinstance(m, _block_types())]
+    blocks = [name for name, m in model.named_modules() if is_feature_block(m)]
     if blocks:
         return blocks
     points: list[str] = []
@@ -70,7 +60,7 @@ def feature_points(model: nn.Module) -> list[str]:
     if not points:
         names = [n for n, _ in model.named_modules() if n]
         raise ValueError(
-            f"found no layers to measure in {type(model).__name__} (no registry block and no "
+            f"found no layers to measure in {type(model).__name__} (no feature block and no "
             f"Linear/Conv in an nn.Sequential); pass layers=[module or name, ...] from: {names}"
         )
     return points
@@ -79,71 +69,41 @@ def feature_points(model: nn.Module) -> list[str]:
 def _resolve(model: nn.Module, layers: Sequence[nn.Module | str] | None) -> list[str]:
     if layers is None:
         return feature_points(model)
-    names = dict(model.named_modules())
-    paths = {id(m): n for n, m in model.named_modules()}
-    resolved = []
-    for layer in layers:
-        if isinstance(layer, nn.Module):
-            if id(layer) not in paths:
-                raise ValueError(f"module {type(layer).__name__} is not part of the model")
-            resolved.append(paths[id(layer)])
-        elif layer in names:
-            resolved.append(layer)
-        else:
-            raise ValueError(
-                f"unknown layer {layer!r}; modules of the model: {[n for n in names if n]}"
-            )
+    resolved = module_names(model, layers)
     if not resolved:
         raise ValueError("layers is empty; pass None for automatic layers or a non-empty list")
     return resolved
 
 
-class _Capture:
-    """Forward hooks keeping each selected module's output of the current batch."""
+class _Moments(PassState):
+    """The first pass: class moments of the input and of every layer, made at its first batch."""
 
-    def __init__(self, model: nn.Module, names: list[str]) -> None:
-        self.outputs: dict[str, torch.Tensor] = {}
-        modules = dict(model.named_modules())
-        self.handles = [modules[n].register_forward_hook(self._hook(n)) for n in names]
-
-    def _hook(self, name: str):
-        def hook(module, args, output) -> None:
-            if isinstance(output, (tuple, list)):
-                output = output[0]
-            if name in self.outputs:
-                raise ValueError(
-                    f"layer {name!r} ran twice in one forward pass; pick modules applied once"
-                )
-            self.outputs[name] = output.detach()
-
-        return hook
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
+    def __init__(self, method: str, max_dim: int | None) -> None:
+        super().__init__()
+        self.method = method
+        self.max_dim = max_dim
 
 
-def _passes(frozen, data, batch_size, device, names, step, shard=None):
-    """Yield (features by layer in forward order, labels) per batch (the shard's batches)."""
-    capture = _Capture(frozen, names)
-    order: list[str] | None = None
-    what = "separation" + ("" if step is None else f" at step {step}")
-    try:
-        for inputs, labels in iter_batches(data, batch_size, progress=what, shard=shard):
-            check_batch_statistics(frozen, inputs.shape[0], batch_size)
-            labels = check_labels(labels, inputs.shape[0])
-            capture.outputs = {}
-            frozen(inputs.to(device))
-            if order is None:
-                order = list(capture.outputs)
-            missing = [n for n in names if n not in capture.outputs]
-            if missing:
-                raise ValueError(f"layers {missing} did not run in the forward pass")
-            features = {INPUT: inputs}
-            features.update((n, capture.outputs[n]) for n in order)
-            yield features, labels
-    finally:
-        capture.remove()
+def _features(batch: Batch) -> dict:
+    return {INPUT: batch.inputs, **batch.features}
+
+
+def _add_moments(state: _Moments, batch: Batch) -> None:
+    for name, x in _features(batch).items():
+        acc = state.accumulators.get(name)
+        if acc is None:
+            acc = state.accumulators[name] = _accumulator(name, x[0].numel(), state.method,
+                                                          state.max_dim)
+        try:
+            acc.update(x, batch.labels)
+        except ValueError as error:
+            raise ValueError(f"layer {name!r}: {error}") from None
+
+
+def _add_within(state: PassState, batch: Batch) -> None:
+    features = _features(batch)
+    for name, acc in state.accumulators.items():
+        acc.update(features[name], batch.labels)
 
 
 def measure(
@@ -189,37 +149,14 @@ def measure(
     if max_dim is not None and max_dim < 1:
         raise ValueError(f"max_dim must be >= 1, got {max_dim}")
     names = _resolve(model, layers)
-    device = model_device(model)
-    shard = distributed.current_shard()
-    with preserved_rng():
-        frozen = measurement_copy(model, batchnorm)
-        with torch.no_grad():
-            moments: dict[str, ClassMoments] = {}
-            with distributed.fail_together(shard is not None):
-                for features, labels in _passes(frozen, data, batch_size, device, names, step,
-                                                shard):
-                    for name, x in features.items():
-                        acc = moments.get(name)
-                        if acc is None:
-                            acc = moments[name] = _accumulator(name, x[0].numel(), method,
-                                                               max_dim)
-                        try:
-                            acc.update(x, labels)
-                        except ValueError as error:
-                            raise ValueError(f"layer {name!r}: {error}") from None
-            if shard is not None:
-                moments = _reduce_across_ranks(moments, shard)
-            second = {n: WithinAlong(m, balanced) for n, m in moments.items()
-                      if not m.second_moments}
-            if second:
-                with distributed.fail_together(shard is not None):
-                    for features, labels in _passes(frozen, data, batch_size, device, names,
-                                                    step, shard):
-                        for name, acc in second.items():
-                            acc.update(features[name], labels)
-                if shard is not None:
-                    for acc in second.values():
-                        acc.all_reduce()
+    taps = Taps(data, batch_size=batch_size, batchnorm=batchnorm, labels=True, features=names)
+    what = "separation" + ("" if step is None else f" at step {step}")
+    moments = run_pass(model, taps, _Moments(method, max_dim), _add_moments,
+                       description=what).accumulators
+    second = {n: WithinAlong(m, balanced) for n, m in moments.items() if not m.second_moments}
+    if second:
+        second = run_pass(model, taps, PassState(**second), _add_within,
+                          description=what).accumulators
     return {name: (second[name].fuzziness() if name in second
                    else acc.fuzziness(balanced, max_dim)) for name, acc in moments.items()}
 
@@ -235,30 +172,6 @@ def _accumulator(name: str, p: int, method: str, max_dim: int | None) -> ClassMo
             "method='subspace' (exact, no max_dim) or pick narrower layers"
         )
     return ClassMoments(p, second_moments=full)
-
-
-def _reduce_across_ranks(moments: dict[str, ClassMoments], shard: Shard
-                         ) -> dict[str, ClassMoments]:
-    """Every rank's moments summed, on every rank, layers in forward order (collective).
-
-    A rank whose share of the batches was empty has no moments and no layer order; it takes
-    both from the ranks that ran and contributes zeros.
-    """
-    layouts = [
-        layout for layout in distributed.all_gather_objects(
-            [(name, m.num_features, m.second_moments) for name, m in moments.items()])
-        if layout
-    ]
-    if any(layout != layouts[0] for layout in layouts):
-        raise RuntimeError(
-            f"the ranks measured different features ({layouts}); a sharded measurement needs "
-            "the same model on every rank"
-        )
-    reduced: dict[str, ClassMoments] = {}
-    for name, p, full in layouts[0] if layouts else []:
-        local = moments.get(name) or ClassMoments(p, second_moments=full)
-        reduced[name] = local.all_reduce(shard)
-    return reduced
 
 
 LAW_MEASURES = ("law_slope", "law_rho", "law_pearson_r", "law_r2", "law_first", "law_last")
@@ -305,20 +218,6 @@ class Separation(Probe):
         self.method = method
         self.fit_first = fit_first
         self.name = name
-
-    def config(self) -> dict[str, Any]:
-        """The probe's settings (stored with the run)."""
-        return {
-            "type": type(self).__name__,
-            "name": self.name,
-            "layers": None if self.layers is None else [str(x) for x in self.layers],
-            "batchnorm": self.batchnorm,
-            "balanced": self.balanced,
-            "batch_size": self.batch_size,
-            "max_dim": self.max_dim,
-            "method": self.method,
-            "fit_first": self.fit_first,
-        }
 
     def measure(self, model: nn.Module, step: int) -> ProbeResult:
         """D of every layer of `model` and the law fit (see the class docstring)."""

@@ -14,13 +14,17 @@ which is what lets `WithinAlong` measure wide features exactly in O(C p) memory 
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from learnscope.measurement import Shard
+from learnscope import distributed
+from learnscope.engine.accumulators import Accumulator, Reduction
+from learnscope.engine.batches import Shard
+from learnscope.engine.reduction import reduce_one
 
 RTOL = 1e-10  # eigenvalues of Σ_B below RTOL × the largest count as zero in the pseudo-inverse
 
@@ -73,7 +77,7 @@ def between_basis(counts: np.ndarray, means: np.ndarray, balanced: bool):
     return u[:, :keep], eig[:keep]
 
 
-class ClassMoments:
+class ClassMoments(Accumulator):
     """Streaming per-class counts, sums and sums of outer products (float64), then D.
 
     Each class's moments are taken about a reference point (the mean of that class in the first
@@ -175,44 +179,71 @@ class ClassMoments:
         merged._updates = self._updates + other._updates
         return merged
 
-    def all_reduce(self, shard: Shard) -> ClassMoments:
-        """The moments of every rank's batches summed, on every rank (collective).
+    # -- as a pass accumulator: summed across ranks about agreed reference points
 
-        Each class is moved to one common reference point, the one the single-process pass would
-        use (that class's mean in the first global batch holding it, given that batch i is rank
-        i % world's), and the counts, sums and outer-product sums of all ranks are summed in
-        float64 with one all-reduce. The result equals the single-process moments up to float64
-        rounding of the sums.
-        """
-        from learnscope import distributed
+    reduction = Reduction.SUM
 
-        firsts = {label: (shard.global_index(self._first[label]), entry[1])
-                  for label, entry in self._classes.items()}
-        gathered = distributed.all_gather_objects(firsts)
-        labels = sorted(set().union(*gathered))
-        references = {}
-        for label in labels:
-            offers = [ranks[label] for ranks in gathered if label in ranks]
-            references[label] = min(offers, key=lambda offer: offer[0])
+    def kind(self) -> tuple[int, int | None, bool]:
+        """(num_features, num_classes, second_moments): what must agree to merge."""
+        return (self.num_features, self.num_classes, self.second_moments)
+
+    @classmethod
+    def empty(cls, kind: tuple[int, int | None, bool]) -> ClassMoments:
+        num_features, num_classes, second_moments = kind
+        return cls(num_features, num_classes, second_moments=second_moments)
+
+    def sum_plan(self, shard: Shard) -> dict[int, tuple[int, np.ndarray]]:
+        """Each class's first global batch on this rank and its reference point there."""
+        return {label: (shard.global_index(self._first[label]), entry[1])
+                for label, entry in self._classes.items()}
+
+    @staticmethod
+    def _references(plans: Sequence[Any]) -> dict[int, tuple[int, np.ndarray]]:
+        """Per class, the reference the single-process pass would use: that class's mean in the
+        first global batch holding it (the earliest offer of every rank's plan)."""
+        offered = [plan for plan in plans if plan]
+        labels = sorted(set().union(*offered)) if offered else []
+        return {label: min((plan[label] for plan in offered if label in plan),
+                           key=lambda offer: offer[0]) for label in labels}
+
+    def to_sum(self, plans: Sequence[Any]) -> np.ndarray:
+        """Counts, sums and outer-product sums of every class about the agreed references, one
+        row per class (float64), zero for classes this rank did not see."""
+        references = self._references(plans)
         p = self.num_features
         width = 1 + p + (p * p if self.second_moments else 0)
-        packed = np.zeros((len(labels), width))
-        for row, label in enumerate(labels):
+        packed = np.zeros((len(references), width))
+        for row, label in enumerate(references):
             if label in self._classes:
                 count, total, outer = self._shifted(label, references[label][1])
                 packed[row, 0] = count
                 packed[row, 1:1 + p] = total
                 if outer is not None:
                     packed[row, 1 + p:] = outer.reshape(-1)
-        summed = distributed.all_reduce_sum(packed)
+        return packed
+
+    def from_sum(self, summed: np.ndarray, plans: Sequence[Any]) -> ClassMoments:
+        """The whole's moments from the summed rows of `to_sum`."""
+        references = self._references(plans)
+        p = self.num_features
         result = ClassMoments(p, self.num_classes, second_moments=self.second_moments)
-        for row, label in enumerate(labels):
-            first, reference = references[label]
+        for row, (label, (first, reference)) in enumerate(references.items()):
             outer = summed[row, 1 + p:].reshape(p, p).copy() if self.second_moments else None
             result._classes[label] = [int(round(summed[row, 0])), np.array(reference),
                                       summed[row, 1:1 + p].copy(), outer]
             result._first[label] = first
         return result
+
+    def all_reduce(self, shard: Shard) -> ClassMoments:
+        """The moments of every rank's batches summed, on every rank (collective).
+
+        Each class is moved to one common reference point, the one the single-process pass would
+        use (that class's mean in the first global batch holding it, given that batch i is rank
+        i % world's), and the counts, sums and outer-product sums of all ranks are summed in
+        float64 with one all-reduce (`learnscope.engine.reduction`). The result equals the
+        single-process moments up to float64 rounding of the sums.
+        """
+        return reduce_one(self, shard)
 
     @property
     def classes(self) -> list[int]:
@@ -288,7 +319,7 @@ class ClassMoments:
         return float(((sigma_w @ u) * u).sum(axis=0) @ (1.0 / eig))
 
 
-class WithinAlong:
+class WithinAlong(Accumulator):
     """Second pass for wide features: Σ_W along the kept eigenvectors of Σ_B, in O(C p) memory.
 
     Built from a first pass's class means; `update` takes the same batches again and accumulates,
@@ -317,19 +348,42 @@ class WithinAlong:
         np.add.at(self.seen, rows, 1.0)
         return self
 
+    # -- as a pass accumulator: projected squares and counts summed across ranks
+
+    reduction = Reduction.SUM
+
+    def kind(self) -> tuple:
+        return (self.balanced, tuple(self.labels), self.eig.size)
+
+    def merge(self, other: Accumulator) -> WithinAlong:
+        """Both shards' squares and counts together (a new object); same first pass needed."""
+        if not isinstance(other, WithinAlong) or other.kind() != self.kind():
+            raise ValueError("cannot merge second passes built from different first passes")
+        merged = copy.copy(self)
+        merged.squares = self.squares + other.squares
+        merged.seen = self.seen + other.seen
+        return merged
+
+    def to_sum(self, plans: Sequence[Any]) -> np.ndarray:
+        return np.concatenate([self.squares.reshape(-1), self.seen])
+
+    def from_sum(self, summed: np.ndarray, plans: Sequence[Any]) -> WithinAlong:
+        result = copy.copy(self)
+        size = self.squares.size
+        result.squares = summed[:size].reshape(self.squares.shape)
+        result.seen = summed[size:]
+        return result
+
     def all_reduce(self) -> WithinAlong:
         """Sum the projected squares and sample counts over every rank, in place (collective).
 
         Every rank must hold the same first pass (e.g. moments merged with
         `ClassMoments.all_reduce`), hence the same directions u_k.
         """
-        from learnscope import distributed
-
-        size = self.squares.size
-        summed = distributed.all_reduce_sum(np.concatenate([self.squares.reshape(-1),
-                                                            self.seen]))
-        self.squares = summed[:size].reshape(self.squares.shape)
-        self.seen = summed[size:]
+        context = distributed.context()
+        shard = Shard(context.rank, context.world_size)
+        summed = reduce_one(self, shard)
+        self.squares, self.seen = summed.squares, summed.seen
         return self
 
     def fuzziness(self) -> float:
@@ -359,3 +413,4 @@ def fuzziness(features, labels, *, balanced: bool = True, max_dim: int | None = 
     x = as_features(features)
     y = as_labels(labels, x.shape[0])
     return ClassMoments(x.shape[1]).update(x, y).fuzziness(balanced, max_dim)
+

@@ -50,7 +50,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from learnscope import distributed
-from learnscope.measurement import evaluate
+from learnscope.engine.evaluation import evaluate
 from learnscope.train.recipes import Recipe
 
 CHECKPOINT = "checkpoint.pt"
@@ -182,10 +182,7 @@ def train(
         log.info("resumed from the checkpoint in %s at step %d", folder, step)
     else:
         if scope is not None:  # a resumed run killed before its first checkpoint starts over
-            scope.forget_measurements_after(-1)
-            for probe in scope.probes:
-                if hasattr(probe, "load_state_dict"):
-                    probe.load_state_dict({"init": None, "last": None, "init_lost": False})
+            scope.restart()
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         random.seed(seed)
@@ -219,7 +216,7 @@ def train(
     metrics: dict[str, float] = {}
     status = "finished"
     reporter = progress_display.current() if context.is_main else None
-    run_name = getattr(scope, "name", None) or type(model).__name__
+    run_name = (scope.name if scope is not None else None) or type(model).__name__
     task = None if reporter is None else reporter.task(f"train {run_name}", total)
     if task is not None:
         task.update(completed=step)
@@ -264,7 +261,7 @@ def train(
         task.finish()
     if scope is not None:
         scope.flush()
-    if folder is not None and hasattr(scope, "when_finished"):
+    if folder is not None and scope is not None:
         slim_checkpoint_when_finished(
             scope, folder / CHECKPOINT,
             lambda: _checkpoint_state(model, optimizer, scheduler, None, step))
@@ -352,9 +349,7 @@ def epoch_batches(train_set: Dataset, batch_size: int, seed: int, epoch: int,
 def _checkpoint_folder(scope: Any, checkpoint_dir: str | Path | None) -> Path | None:
     if checkpoint_dir is not None:
         return Path(checkpoint_dir)
-    if scope is not None and getattr(scope, "store", None) is not None:
-        return scope.store.artifacts_root / scope.run_id
-    return None
+    return scope.run_folder() if scope is not None else None
 
 
 def _measure(scope: Any, model: nn.Module, step: int, epoch: float, folder: Path | None,
@@ -362,8 +357,9 @@ def _measure(scope: Any, model: nn.Module, step: int, epoch: float, folder: Path
     if scope is None or not scope.schedule(step):
         return False
     scope.measure(step, epoch=epoch)
-    if save_weights and folder is not None:  # folder is None on ranks other than 0
-        _save_atomic(model.state_dict(), folder / "weights" / f"step_{step:09d}.pt")
+    path = scope.weights_file(step) if save_weights else None
+    if path is not None:  # None on ranks other than 0
+        _save_atomic(model.state_dict(), path)
     return True
 
 
@@ -375,9 +371,7 @@ def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
 def _checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                       scope: Any, step: int) -> dict[str, Any]:
     """What a resume after `step` needs; the probes' references only with a `scope`."""
-    probes = {}
-    if scope is not None:
-        probes = {p.name: p.state_dict() for p in scope.probes if hasattr(p, "state_dict")}
+    probes = scope.probe_states() if scope is not None else {}
     return {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": _rng_state(), "probes": probes}
 
@@ -389,9 +383,7 @@ def _apply_checkpoint(state: dict[str, Any], model: nn.Module, optimizer: torch.
     scheduler.load_state_dict(state["scheduler"])
     _set_rng_state(state["rng"])
     if scope is not None:
-        for probe in scope.probes:
-            if probe.name in state["probes"] and hasattr(probe, "load_state_dict"):
-                probe.load_state_dict(state["probes"][probe.name])
+        scope.load_probe_states(state["probes"])
         # steps measured after this checkpoint are measured again (same values, rows replaced),
         # so the probes' "last" reference follows the same path as in an uninterrupted run
         scope.forget_measurements_after(state["step"])
@@ -409,53 +401,42 @@ def measure_since_final(scope: Any, model_factory: Callable[[], nn.Module],
     and rank 0 writes.
     """
     from learnscope import progress as progress_display
-    from learnscope.store import open as open_store
 
-    shared = getattr(scope, "distributed", False)
-    store = None
-    files: list[Path] | str = []
-    if not shared or distributed.is_main():
-        store = open_store(scope.store.path)  # the Scope may have closed its own connection
-        folder = store.artifacts_root / scope.run_id / "weights"
-        files = sorted(folder.glob("step_*.pt")) or (
-            f"no saved weights in {folder}; train with save_weights=True to compare with the "
-            "final state")
+    shared = scope.distributed
+    writes = not shared or distributed.is_main()
+    kept: list[tuple[int, Any]] | str = []
+    if writes:
+        try:
+            kept = scope.saved_weights()
+        except FileNotFoundError as error:
+            kept = str(error)
     if shared:
-        files = distributed.broadcast_object(files)
-    if isinstance(files, str):
-        if store is not None:
-            store.close()
-        raise FileNotFoundError(files)
-    reporter = progress_display.current() if store is not None else None
+        kept = distributed.broadcast_object(kept)
+    if isinstance(kept, str):
+        raise FileNotFoundError(kept)
+    reporter = progress_display.current() if writes else None
     compared = 0
-    try:
-        if shared:
-            distributed.broadcast_module_state(final_model)
-        for probe in scope.probes:
-            if not hasattr(probe, "since_final_rows"):
-                continue
+    if shared:
+        distributed.broadcast_module_state(final_model)
+    for probe in scope.probes:
+        with distributed.sharded() if shared else nullcontext():
+            final = probe.final_reference(final_model)
+        if final is None:
+            continue  # this probe makes no comparison with the final network
+        if reporter is not None:
+            done = reporter.track(kept, f"compare with final state ({probe.name})")
+        else:
+            done = iter(kept)
+        for step, file in done:
+            state = torch.load(file, map_location="cpu", weights_only=True) if writes else None
+            if shared:
+                state = distributed.broadcast_object(state)
+            model = model_factory()
+            model.load_state_dict(state)
+            model.to(next(final_model.parameters()).device)
             with distributed.sharded() if shared else nullcontext():
-                final_counts, _ = probe.count(final_model)
-            if reporter is not None:
-                files_done = reporter.track(files, f"compare with final state ({probe.name})")
-            else:
-                files_done = iter(files)
-            for file in files_done:
-                step = int(file.stem.split("_")[1])
-                state = None
-                if store is not None:
-                    state = torch.load(file, map_location="cpu", weights_only=True)
-                if shared:
-                    state = distributed.broadcast_object(state)
-                model = model_factory()
-                model.load_state_dict(state)
-                model.to(next(final_model.parameters()).device)
-                with distributed.sharded() if shared else nullcontext():
-                    rows = probe.since_final_rows(model, final_counts, step)
-                if store is not None:
-                    store.write_measurement(scope.run_id, step, None, probe.name, rows)
-                compared += 1
-    finally:
-        if store is not None:
-            store.close()
+                rows = probe.since_final_rows(model, final, step)
+            if writes:
+                scope.write_rows(step, probe.name, rows)
+            compared += 1
     return compared

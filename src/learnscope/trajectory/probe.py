@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from learnscope.measurement import MeasurementData, evaluate
+from learnscope.engine.batches import MeasurementData
+from learnscope.engine.evaluation import evaluate
 from learnscope.probe import Probe, ProbeResult
 from learnscope.store.snapshots import DTYPES, check_dtype
 
@@ -202,19 +203,30 @@ class Weights(Probe):
                 rows.append(("model", -1, f"{split}_{measure}", value))
         return ProbeResult(rows=rows, snapshots=vectors, snapshot_dtype=self.dtype)
 
-    def restore_from_store(self, store: Any, run_id: str) -> None:
-        """Continue a resumed run: the first and latest stored snapshot of each trajectory."""
-        table = store.trajectories(run_id)
-        for trajectory in table.loc[table["probe"] == self.name, "trajectory"]:
-            series = store.snapshots(run_id, trajectory, probe=self.name)
-            ends = series.array([int(series.steps[0]), int(series.steps[-1])], dtype="float64")
-            self._first[trajectory], self._last[trajectory] = ends[0], ends[1]
+    # ---------------------------------------------------------------- carried state
+
+    data_parameters = ("train", "test")
+    unrecorded_parameters = ("batch_size",)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The first and the previous stored vector of each trajectory (for the distances)."""
+        return {"first": dict(self._first), "last": dict(self._last)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._first, self._last = dict(state["first"]), dict(state["last"])
+
+    def reset(self) -> None:
+        self._first, self._last = {}, {}
+
+    def state_from_results(self, first: ProbeResult, last: ProbeResult) -> dict[str, Any]:
+        """The first and last stored snapshot of each trajectory (as stored, in float64)."""
+        return {"first": {t: np.asarray(v, dtype=np.float64) for t, v in first.snapshots.items()},
+                "last": {t: np.asarray(v, dtype=np.float64) for t, v in last.snapshots.items()}}
+
+    def describe_data(self) -> dict[str, Any]:
+        """Which of the train / test sets are scored (the data itself is not recorded)."""
+        return {"scored_on": [split for split, data in (("train", self.train),
+                                                       ("test", self.test)) if data is not None]}
 
     def config(self) -> dict[str, Any]:
-        scored = [split for split, data in (("train", self.train), ("test", self.test))
-                  if data is not None]
-        return {
-            **super().config(), "tracks": self.tracked(), "layer": self.layer,
-            "first_layers": self.first_layers, "average_hidden": self.average_hidden,
-            "dtype": self.dtype, "scored_on": scored,
-        }
+        return {**super().config(), "tracks": self.tracked()}

@@ -1,0 +1,95 @@
+"""Every cross-process reduction of a measurement: one place, one order, on every rank.
+
+The rule (what keeps collectives from deadlocking or mixing): every rank calls the same
+collectives, in the same order, with tensors of agreed shapes. A reduction therefore goes:
+
+1. One ``all_gather_objects`` of each rank's *report*: the pass state's ``agreement()`` (e.g. the
+   layer order) and, for each accumulator in the state's order, its key, class, ``kind()`` and
+   (``Reduction.SUM``) its ``sum_plan``. Ranks whose share of the data was empty report nothing
+   and take the rest from the others; the ranks that ran must report the same layout, else
+   every rank raises the same error.
+2. For each accumulator, in the order of the first full report (the same on every rank),
+   the collective of its declared ``Reduction``: ``SUM``, one ``all_reduce_sum`` of
+   ``to_sum(plans)``; ``GATHER``, one ``all_gather_arrays`` of ``to_rows()``. A rank lacking
+   an accumulator contributes ``empty(kind)``.
+
+Nothing else in learnscope's measurement code calls a collective on pass state; a new kind of
+reduction (e.g. partitioned by key hash) is a new entry of ``_REDUCERS``. Collective calls are
+logged at DEBUG on the ``learnscope.engine.reduction`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from learnscope import distributed
+from learnscope.engine.accumulators import Accumulator, Reduction
+from learnscope.engine.batches import Shard
+
+log = logging.getLogger("learnscope.engine.reduction")
+
+
+def _reduce_sum(accumulator: Accumulator, plans: Sequence[Any]) -> Accumulator:
+    summed = distributed.all_reduce_sum(accumulator.to_sum(plans))
+    return accumulator.from_sum(summed, plans)
+
+
+def _reduce_gather(accumulator: Accumulator, plans: Sequence[Any]) -> Accumulator:
+    tables = distributed.all_gather_arrays(accumulator.to_rows())
+    return type(accumulator).from_tables(accumulator.kind(), tables)
+
+
+_REDUCERS: dict[Reduction, Callable[[Accumulator, Sequence[Any]], Accumulator]] = {
+    Reduction.SUM: _reduce_sum,
+    Reduction.GATHER: _reduce_gather,
+}
+
+
+def _plan(accumulator: Accumulator, shard: Shard) -> Any:
+    return accumulator.sum_plan(shard) if accumulator.reduction is Reduction.SUM else None
+
+
+def reduce_across_ranks(
+    accumulators: dict[str, Accumulator], agreement: Any, shard: Shard
+) -> tuple[Any, dict[str, Accumulator]]:
+    """Every rank's accumulators reduced, on every rank: (agreement, {key: whole's state}).
+
+    Collective: every rank must call it after the same pass (see the module docstring).
+    """
+    started = time.perf_counter()
+    layout = [(key, type(acc), acc.kind()) for key, acc in accumulators.items()]
+    plans = {key: _plan(acc, shard) for key, acc in accumulators.items()}
+    log.debug("rank %d/%d: all_gather_objects (layout of %d accumulators)", shard.rank,
+              shard.world, len(layout))
+    reports = distributed.all_gather_objects((agreement, layout, plans))
+    ran = [(agreed, shape) for agreed, shape, _ in reports if agreed or shape]
+    if any(report != ran[0] for report in ran):
+        raise RuntimeError(
+            f"the ranks measured different layers, or measured them differently "
+            f"({[shape for _, shape in ran]}); a sharded measurement needs the same model and "
+            "settings on every rank"
+        )
+    if not ran:
+        return agreement, {}
+    agreement, layout = ran[0]
+    reduced: dict[str, Accumulator] = {}
+    for key, cls, kind in layout:
+        local = accumulators.get(key)
+        if local is None:
+            local = cls.empty(kind)
+        key_plans = [rank_plans.get(key) for _, _, rank_plans in reports]
+        log.debug("rank %d/%d: %s reduction of %r", shard.rank, shard.world,
+                  local.reduction.value, key)
+        reduced[key] = _REDUCERS[local.reduction](local, key_plans)
+    log.debug("rank %d/%d: reduced %d accumulators in %.3f s", shard.rank, shard.world,
+              len(reduced), time.perf_counter() - started)
+    return agreement, reduced
+
+
+def reduce_one(accumulator: Accumulator, shard: Shard) -> Accumulator:
+    """One accumulator reduced across ranks (collective), e.g. outside a pass."""
+    _, reduced = reduce_across_ranks({"state": accumulator}, None, shard)
+    return reduced["state"]
