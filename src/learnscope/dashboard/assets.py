@@ -20,6 +20,7 @@ def plotly_js() -> Any:
 
 
 def plotly_version() -> str:
+    """The installed plotly's version (pages ask for its script with it, to bust caches)."""
     try:
         import plotly
 
@@ -29,6 +30,7 @@ def plotly_version() -> str:
 
 
 def plotly_asset() -> Response:
+    """Plotly's script, cached by browsers for a day (its URL carries the version)."""
     script = plotly_js()
     headers = {"Cache-Control": "public, max-age=86400"}
     if isinstance(script, Path):

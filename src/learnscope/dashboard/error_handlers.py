@@ -19,6 +19,7 @@ __all__ = ["error_response", "install_error_handlers"]
 
 
 def wants_json(request: Request) -> bool:
+    """Whether ``request`` is for a JSON endpoint (``/api/...``) rather than a page."""
     return request.url.path.startswith("/api/")
 
 

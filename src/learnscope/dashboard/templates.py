@@ -48,16 +48,20 @@ def format_duration(seconds: Any) -> str:
 
 
 def or_dash(value: Any) -> Any:
+    """``value``, or ``-`` when it is None."""
     return "-" if value is None else value
 
 
 def format_progress(progress: Any) -> str:
+    """A fraction as a whole percentage (``42%``); ``-`` when unknown."""
     if progress is None or not math.isfinite(progress):
         return "-"
     return f"{100 * progress:.0f}%"
 
 
 def notice_box(title: str, detail: str, hint: str = "", kind: str = "info", ident: str = "") -> str:
+    """A message box: ``title``, ``detail`` and an optional ``hint`` (escaped); ``kind`` (a CSS
+    class: info, warning, error) and ``ident`` (an element id) come from this package."""
     attr = f' id="{ident}"' if ident else ""
     hint_html = f'<p class="hint">{escape(hint)}</p>' if hint else ""
     return (f'<div class="notice {kind}"{attr} role="status"><h2>{escape(title)}</h2>'
@@ -95,6 +99,7 @@ def run_problem(run: Mapping[str, Any]) -> str:
 
 
 def runs_rows(runs: list[dict[str, Any]]) -> str:
+    """The run list's table rows (columns as :data:`RUNS_HEADER`)."""
     rows = []
     for run in runs:
         progress = run["progress"]
