@@ -73,7 +73,8 @@ def dashboard_command(
         if not name or ("*" in name and name != "*") or any(c in name for c in "/ ,"):
             _fail(f"--allowed-host must be a host name or address such as myhost.lan or "
                   f"192.168.1.5 (or '*' for any host), got {name!r}")  # fmt: skip
-    from learnscope.dashboard.app import LOCAL_HOSTS, create_app
+    from learnscope.dashboard.app import create_app
+    from learnscope.dashboard.hosts import LOCAL_HOSTS
 
     app = create_app(
         store, poll_seconds=poll, allowed_hosts=[*([host] if host.strip() else []), *allowed]
