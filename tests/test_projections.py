@@ -314,7 +314,7 @@ def test_som_in_the_data_span_equals_a_minisom_on_the_full_vectors():
         for j, c2 in enumerate(np.linspace(-1, 1, 4)):
             init[i, j] = pca.mean_ + c1 * spread[0] * pca.components_[0] \
                 + c2 * spread[1] * pca.components_[1]
-    order = P._presentation_order(len(X), 400, seed=0)  # one permutation per epoch, seeded
+    order = P.som._presentation_order(len(X), 400, seed=0)  # one permutation per epoch, seeded
     # Principal directions have arbitrary signs; a flipped axis mirrors the trained map.
     best = np.inf
     for flip_rows in (False, True):
@@ -568,7 +568,7 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
     def failing_dump(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(P.joblib, "dump", failing_dump)
+    monkeypatch.setattr(P.io.joblib, "dump", failing_dump)
     with pytest.raises(RuntimeError, match="disk full"):
         save_projection(PCAProjection(), path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["p.joblib"]
