@@ -96,6 +96,13 @@ def _norm(arrays: Iterable[np.ndarray]) -> Normalize:
     return Normalize(low, high)
 
 
+def _layer_norm(layer_indexes: Iterable[int]) -> Normalize:
+    """Colour range of lines coloured by layer depth: the smallest to the largest layer index
+    (at least one apart)."""
+    indexes = sorted(layer_indexes)
+    return Normalize(min(indexes), max(max(indexes), min(indexes) + 1))
+
+
 def _title_prefix(fig: Figure, title: str, prefix: str, width: float | None = None) -> None:
     """The figure's title, wrapped to ``width`` inches when given (so it is never clipped)."""
     text = f"{title}: {prefix}" if prefix else title

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from learnscope.store import Store
 from learnscope.viz import style
 from learnscope.viz.drawing import (
     _figure_notes,
+    _layer_norm,
     _layer_ticks,
     _mark_saturated_cells,
     _mesh,
@@ -23,7 +26,11 @@ from learnscope.viz.pattern_panels import (
     _saturation_grid,
     _wide,
 )
-from learnscope.viz.runs import FigureError, StoreLike, open_runs, x_axis
+from learnscope.viz.runs import FigureError, RunInfo, StoreLike, open_runs, x_axis
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 __all__ = ["curves", "heatmap"]
 
@@ -37,11 +44,7 @@ def heatmap(
     """
     _check_x(x)
     with open_runs(store) as s, style.styled():
-        data, _ = _read_runs(s, [run], None, [measure], probe, "heatmap")
-        info, frame = data[0]
-        table = _wide(frame, measure)
-        xs, xlabel = x_axis(s, info, frame, table.index, x)
-        names = _layer_names(frame)
+        info, table, xs, xlabel, names = _one_run_measure(s, run, measure, probe, x, "heatmap")
         values = table.to_numpy(dtype=float).T
         fig = style.new_figure(6.4, max(2.6, 0.16 * len(names) + 1.6))
         ax = fig.subplots()
@@ -67,13 +70,8 @@ def curves(
     """Any measure of any run over steps, one line per layer coloured by depth (colour bar)."""
     _check_x(x)
     with open_runs(store) as s, style.styled():
-        data, _ = _read_runs(s, [run], None, [measure], probe, "curves")
-        info, frame = data[0]
-        table = _wide(frame, measure)
-        xs, xlabel = x_axis(s, info, frame, table.index, x)
-        names = _layer_names(frame)
-        indexes = sorted(names)
-        norm = Normalize(min(indexes), max(max(indexes), min(indexes) + 1))
+        info, table, xs, xlabel, names = _one_run_measure(s, run, measure, probe, x, "curves")
+        norm = _layer_norm(names)
         cmap = style.truncated_cmap(style.LAYER_CMAP)
         fig = style.new_figure(6.4, 3.6)
         ax = fig.subplots()
@@ -93,6 +91,17 @@ def curves(
         bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         _figure_notes(fig, False, [info])
         return fig
+
+
+def _one_run_measure(
+    s: Store, run: str, measure: str, probe: str | None, x: str, what: str
+) -> tuple[RunInfo, pd.DataFrame, np.ndarray, str, dict[int, str]]:
+    """(run, its ``measure`` as steps x layer indexes, x values, x label, layer names)."""
+    data, _ = _read_runs(s, [run], None, [measure], probe, what)
+    info, frame = data[0]
+    table = _wide(frame, measure)
+    xs, xlabel = x_axis(s, info, frame, table.index, x)
+    return info, table, xs, xlabel, _layer_names(frame)
 
 
 def _check_x(x: str) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
@@ -18,6 +17,7 @@ from learnscope.viz.drawing import (
     WARNING_COLOUR,
     _chance_note,
     _figure_notes,
+    _layer_norm,
     _mark_saturated,
     _mark_saturated_cells,
     _mesh,
@@ -343,8 +343,7 @@ def figure4(
         for row, (info, frame) in enumerate(data):
             wide = {m: _wide(frame, m) for m in _FIGURE1_MEASURES}
             names = _layer_names(frame)
-            indexes = sorted(names)
-            norm = Normalize(min(indexes), max(max(indexes), min(indexes) + 1))
+            norm = _layer_norm(names)
             all_steps = wide["distinct"].index
             xs_all, xlabel = x_axis(s, info, frame, all_steps, "auto")
             x_of = dict(zip(all_steps, xs_all, strict=True))

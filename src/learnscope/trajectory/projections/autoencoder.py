@@ -17,12 +17,11 @@ from learnscope.trajectory.projections.base import (
     _CHUNK_VALUES,
     _check_input,
     _check_int,
+    _fit_standardisation,
     _Projection,
     _row_slices,
     _rows32,
     _seed,
-    _standardisation,
-    _standardised,
 )
 
 
@@ -181,11 +180,7 @@ class AutoencoderProjection(_Projection):
         seed = _seed(self.random_state)
         device = torch.device(self.device)
 
-        if self.standardize:
-            self.mean_, self.scale_ = _standardisation(X)
-        else:
-            self.mean_ = self.scale_ = None
-        standardised = _standardised(X, self.mean_, self.scale_)
+        standardised, self.mean_, self.scale_ = _fit_standardisation(X, self.standardize)
         self.span_mean_ = self.span_basis_ = None
         if self.span and d > n:
             standardised = self._fit_span(standardised)

@@ -128,6 +128,15 @@ def _standardised(
     return out
 
 
+def _fit_standardisation(
+    X: np.ndarray, standardize: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(standardised float32 copy of X, mean, scale) for a fit; mean and scale are None (and the
+    copy is plain float32) when `standardize` is false."""
+    mean, scale = _standardisation(X) if standardize else (None, None)
+    return _standardised(X, mean, scale), mean, scale
+
+
 def _seed(random_state: Any) -> int:
     """An int seed from `random_state` (int, or None for a fresh, non-reproducible one)."""
     if random_state is None:

@@ -14,13 +14,12 @@ from learnscope.trajectory.projections.base import (
     _CHUNK_VALUES,
     _check_input,
     _check_int,
+    _fit_standardisation,
     _import_extra,
     _Projection,
     _row_slices,
     _rows32,
     _seed,
-    _standardisation,
-    _standardised,
 )
 
 
@@ -159,11 +158,7 @@ class SOMProjection(_Projection):
         iterations = _check_int("iterations", iterations, 1)
         seed = _seed(self.random_state)
 
-        if self.standardize:
-            self.mean_, self.scale_ = _standardisation(X)
-        else:
-            self.mean_ = self.scale_ = None
-        Z = _standardised(X, self.mean_, self.scale_)
+        Z, self.mean_, self.scale_ = _fit_standardisation(X, self.standardize)
         coords, to_full = _span_coordinates(Z)
         m = coords.shape[1]
         spread = coords[:, :2].std(axis=0)
