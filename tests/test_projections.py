@@ -561,6 +561,15 @@ def test_save_and_load_give_identical_transforms(tmp_path, cluster_data, fitted_
                                   .transform(X), fitted[0].transform(X))
 
 
+def test_saved_files_name_the_public_package(tmp_path):
+    """A saved projection refers to learnscope.trajectory.projections.<Class> (as before the
+    package was split into modules), not to the module that defines the class."""
+    path = save_projection(PCAProjection().fit(low_rank(n=20, d=10)), tmp_path / "p.joblib")
+    data = path.read_bytes()  # a pickle with raw array bytes: search the module name as bytes
+    assert b"learnscope.trajectory.projections" in data
+    assert b"learnscope.trajectory.projections." not in data
+
+
 def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
     path = save_projection(PCAProjection().fit(low_rank(n=20, d=10)), tmp_path / "p.joblib")
     before = path.read_bytes()

@@ -74,3 +74,10 @@ __all__ = [
     "project_trajectories",
     "save_projection",
 ]
+
+# Saved projections (joblib pickles) name a class by its module: keep naming this package, as
+# before the split, so that files stay readable whatever module inside it holds the class.
+for _estimator in (AutoencoderProjection, PCAProjection, SOMProjection, TSNEProjection,
+                   UMAPProjection):
+    _estimator.__module__ = __name__
+del _estimator
