@@ -314,7 +314,7 @@ def test_som_in_the_data_span_equals_a_minisom_on_the_full_vectors():
         for j, c2 in enumerate(np.linspace(-1, 1, 4)):
             init[i, j] = pca.mean_ + c1 * spread[0] * pca.components_[0] \
                 + c2 * spread[1] * pca.components_[1]
-    order = P._presentation_order(len(X), 400, seed=0)  # one permutation per epoch, seeded
+    order = P.som._presentation_order(len(X), 400, seed=0)  # one permutation per epoch, seeded
     # Principal directions have arbitrary signs; a flipped axis mirrors the trained map.
     best = np.inf
     for flip_rows in (False, True):
@@ -561,6 +561,15 @@ def test_save_and_load_give_identical_transforms(tmp_path, cluster_data, fitted_
                                   .transform(X), fitted[0].transform(X))
 
 
+def test_saved_files_name_the_public_package(tmp_path):
+    """A saved projection refers to learnscope.trajectory.projections.<Class> (as before the
+    package was split into modules), not to the module that defines the class."""
+    path = save_projection(PCAProjection().fit(low_rank(n=20, d=10)), tmp_path / "p.joblib")
+    data = path.read_bytes()  # a pickle with raw array bytes: search the module name as bytes
+    assert b"learnscope.trajectory.projections" in data
+    assert b"learnscope.trajectory.projections." not in data
+
+
 def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
     path = save_projection(PCAProjection().fit(low_rank(n=20, d=10)), tmp_path / "p.joblib")
     before = path.read_bytes()
@@ -568,7 +577,7 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
     def failing_dump(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(P.joblib, "dump", failing_dump)
+    monkeypatch.setattr(P.io.joblib, "dump", failing_dump)
     with pytest.raises(RuntimeError, match="disk full"):
         save_projection(PCAProjection(), path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["p.joblib"]

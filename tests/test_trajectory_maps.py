@@ -114,7 +114,7 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         stream.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(maps.np, "savez_compressed", broken)
+    monkeypatch.setattr(maps.npz_file.np, "savez_compressed", broken)
     with pytest.raises(OSError, match="disk full"):
         make_map(landscape=True).save(path)
     assert path.read_bytes() == before  # the old map is untouched

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from learnscope import store as ls_store
 from learnscope import viz
 from learnscope.cli import app
-from learnscope.viz.data import FigureError
+from learnscope.viz.runs import FigureError
 
 SMALL_DATA = {"normalize": True, "val_fraction": 0.0, "per_class": 16}  # 160 digits
 
@@ -351,6 +351,23 @@ def test_import_is_light_and_no_pyplot_state():
         import matplotlib.pyplot as plt
 
         assert plt.get_fignums() == []
+
+
+def test_old_module_names_still_import_the_same_objects():
+    """viz.data (renamed viz.runs) and viz.figures (split by figure family) keep old imports."""
+    import learnscope.viz.data as old_data
+    import learnscope.viz.figures as figures
+    import learnscope.viz.runs as runs
+    from learnscope.viz import measure_figures, paper_figures
+
+    assert old_data.__all__ == runs.__all__
+    for name in runs.__all__:
+        assert getattr(old_data, name) is getattr(runs, name), name
+    for name in ("figure1", "figure2", "figure3", "figure4"):
+        assert getattr(figures, name) is getattr(paper_figures, name) is getattr(viz, name)
+    for name in ("heatmap", "curves"):
+        assert getattr(figures, name) is getattr(measure_figures, name) is getattr(viz, name)
+    assert viz.save is figures.save and figures.FigureError is FigureError
 
 
 # --------------------------------------------------------------------------- command line

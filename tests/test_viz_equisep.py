@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import learnscope.store as store_mod
 from learnscope import viz
 from learnscope.cli import app
-from learnscope.viz.data import FigureError
+from learnscope.viz.runs import FigureError
 
 LAYERS = 7  # input (0) + 6 layers
 STEPS = (0, 10, 20, 30)

@@ -15,7 +15,7 @@ import learnscope.store as store_mod
 from learnscope import viz
 from learnscope.cli import app
 from learnscope.trajectory.maps import TrajectoryMap, save_map, score_landscape
-from learnscope.viz.data import FigureError
+from learnscope.viz.runs import FigureError
 from learnscope.viz.trajectories import trajectory_colours
 
 

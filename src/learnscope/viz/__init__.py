@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from learnscope.viz.data import FigureError
+from learnscope.viz.runs import FigureError
 
 __all__ = ["FigureError", "curves", "equisep", "equisep_dynamics", "figure1", "figure2",
            "figure3", "figure4", "heatmap", "panels", "save", "save_trajectory_figure",

@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from learnscope.scope import DEFAULT_STORE
 from learnscope.store import StoreError
-from learnscope.viz.data import FigureError
+from learnscope.viz.runs import FigureError
 
 plot_app = typer.Typer(
     help="Draw the figures of the activation-pattern paper (figure1-4), heatmaps or curves "

@@ -15,7 +15,6 @@ points, which is exactly the least squares line when the slope is the least squa
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -27,14 +26,13 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from learnscope.store import Store
 from learnscope.viz import style
-from learnscope.viz.data import FigureError, RunInfo, open_runs, select_runs, x_axis
+from learnscope.viz.runs import FigureError, RunInfo, StoreLike, open_runs, select_runs, x_axis
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["LAW_MEASURES", "equisep", "equisep_dynamics", "fit_line", "law_label"]
 
-StoreLike = Store | str | os.PathLike
 
 #: The measure of the per-layer rows, and the layer of the fit rows.
 FUZZINESS = "fuzziness"

@@ -42,7 +42,7 @@ from matplotlib.colors import LinearSegmentedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from learnscope.store import Store, StoreError
+from learnscope.store import StoreError
 from learnscope.trajectory.maps import (
     SUPPORT_STEPS,
     Landscape,
@@ -53,8 +53,8 @@ from learnscope.trajectory.maps import (
     support_radius,
 )
 from learnscope.viz import style
-from learnscope.viz.data import FigureError, open_runs
-from learnscope.viz.figures import _norm  # one colour range over several arrays
+from learnscope.viz.drawing import _edges, _norm  # cell edges; one colour range for several
+from learnscope.viz.runs import FigureError, StoreLike, open_runs
 
 __all__ = [
     "GROUP_FAMILIES",
@@ -65,7 +65,6 @@ __all__ = [
     "trajectory_figure_from_store",
 ]
 
-StoreLike = Store | str | os.PathLike
 
 #: Colour families of the groups, in order of their first network (then repeated).
 GROUP_FAMILIES = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys")
@@ -111,14 +110,6 @@ def _landscape_cmap():
 def _score_cmap():
     return colormaps[style.VALUE_CMAP].with_extremes(bad=MISSING_COLOUR)
 
-
-
-
-def _edges(centres: np.ndarray) -> np.ndarray:
-    """Cell edges around increasing centres (half-way between neighbours)."""
-    middle = (centres[1:] + centres[:-1]) / 2
-    return np.concatenate([[2 * centres[0] - middle[0]], middle,
-                           [2 * centres[-1] - middle[-1]]])
 
 
 # --------------------------------------------------------------------------- the figure
