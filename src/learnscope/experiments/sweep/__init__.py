@@ -56,6 +56,12 @@ one store transaction (``Store.claim_run``) before it trains, and a run that a l
 is reported ``skipped`` with a message naming that process. A run last written from another host
 counts as owned until it has not been written for an hour
 (:data:`learnscope.store.db.OTHER_HOST_STALE_S`).
+
+Modules: ``results`` (:class:`SweepResult`), ``devices`` (which device each worker trains
+on), ``run_spec`` (one run in a worker or task), ``plan`` (the runs a sweep skips),
+``local_pool`` (worker processes, their process groups, signals and parent watch),
+``ray_runner`` (Ray tasks); :func:`sweep` here ties them together. All log to the
+``learnscope.experiments.sweep`` logger.
 """
 
 
