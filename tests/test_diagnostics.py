@@ -116,10 +116,11 @@ def test_an_invalid_level_is_a_one_line_error_with_exit_code_2(logging_off, tmp_
 SWEEP_CLI = """
 import sys
 from learnscope import cli
+from learnscope.cli import preset_runs
 from learnscope.experiments.presets import RunSpec
 
 specs = [RunSpec(**fields) for fields in eval(sys.argv[1])]
-cli._expand_preset = lambda *args, **options: specs
+preset_runs.expand_preset = lambda *args, **options: specs
 sys.argv = ["learnscope", *sys.argv[2:]]
 cli.main()
 """

@@ -450,7 +450,7 @@ def test_ctrl_c_in_the_trajectories_experiment_prints_the_resume_command(tmp_pat
     from typer.testing import CliRunner
 
     from learnscope import cli
-    from learnscope.trajectory import cli as trajectory_cli
+    from learnscope.cli import trajectories as trajectory_cli
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from learnscope.scope import DEFAULT_STORE
+from learnscope.defaults import DEFAULT_STORE
 
 EXTRA = "pip install 'learnscope[dashboard]'"
 _ALL_ADDRESSES = ("0.0.0.0", "::", "")

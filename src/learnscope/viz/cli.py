@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from learnscope.scope import DEFAULT_STORE
+from learnscope.defaults import DEFAULT_STORE
 from learnscope.store import StoreError
 from learnscope.viz.runs import FigureError
 
