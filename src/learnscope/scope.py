@@ -37,13 +37,13 @@ import torch
 from torch import nn
 
 from learnscope import distributed as dist
+from learnscope.defaults import DEFAULT_STORE
 from learnscope.probe import Probe, ProbeResult
 from learnscope.store import Store
 from learnscope.store import open as open_store
 from learnscope.store.artifacts import load_artifacts, write_artifact_files, write_manifest
 from learnscope.train.schedules import Schedule, every
 
-DEFAULT_STORE = "runs/learnscope.db"
 WEIGHTS = "weights"  # the folder of kept states in a run's folder (save_weights)
 #: Statuses a run ends in for good: a finished or diverged run is reused, never resumed.
 FINAL_STATUSES = ("finished", "diverged")
