@@ -24,6 +24,7 @@ import pytest
 
 import learnscope
 import learnscope.store as store_mod
+import learnscope.store.connection as store_connection
 import learnscope.store.db as store_db
 from learnscope.store import Store, StoreError
 
@@ -594,7 +595,7 @@ def test_journal_mode_option_and_environment(tmp_path: Path, monkeypatch) -> Non
 
 
 def test_delete_mode_needs_the_wal_store_closed_elsewhere(db_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(store_db, "JOURNAL_SWITCH_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(store_connection, "JOURNAL_SWITCH_TIMEOUT_S", 0.2)
     with store_mod.open(db_path) as wal:  # another writer holds the store in WAL mode
         started = time.monotonic()
         with pytest.raises(StoreError, match="same journal mode") as info:

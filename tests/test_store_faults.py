@@ -26,6 +26,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import learnscope as ls
+import learnscope.store.connection as store_connection
 import learnscope.store.db as store_db
 from learnscope import cli
 from learnscope.store import Store, StoreError
@@ -183,7 +184,7 @@ def test_immutable_only_when_the_folder_cannot_be_written(tmp_path: Path, monkey
     for a read-only open leads to immutable mode only when the folder cannot be written."""
     path = tmp_path / "runs.db"
     run_id = _write_store(path)
-    real_open = store_db._open_read_only
+    real_open = store_connection._open_read_only
     opened_as = []
 
     def open_like_on_a_read_only_mount(where: Path, *, immutable: bool):
@@ -192,12 +193,12 @@ def test_immutable_only_when_the_folder_cannot_be_written(tmp_path: Path, monkey
             raise sqlite3.OperationalError("unable to open database file")
         return real_open(where, immutable=immutable)
 
-    monkeypatch.setattr(store_db, "_open_read_only", open_like_on_a_read_only_mount)
-    monkeypatch.setattr(store_db, "_folder_writable", lambda folder: True)
+    monkeypatch.setattr(store_connection, "_open_read_only", open_like_on_a_read_only_mount)
+    monkeypatch.setattr(store_connection, "_folder_writable", lambda folder: True)
     with pytest.raises(StoreError, match="unable to open database file"):
         Store(path, read_only=True)  # a writable folder: a real failure, not hidden
     assert opened_as == [False]
-    monkeypatch.setattr(store_db, "_folder_writable", lambda folder: folder != tmp_path)
+    monkeypatch.setattr(store_connection, "_folder_writable", lambda folder: folder != tmp_path)
     with pytest.warns(RuntimeWarning, match="immutable"):
         with Store(path, read_only=True) as store:
             assert store.immutable and store.metrics(run=run_id)["value"].tolist() == [1.5, 2.25]

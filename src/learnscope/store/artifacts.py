@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from .layout import artifact_file_name, safe_component
 
 MANIFEST = "manifest.json"
 
 
 def safe_filename(name: str) -> str:
-    """A file-name-safe version of a layer name."""
-    return re.sub(r"[^A-Za-z0-9_.#-]", "_", name) or "_"
+    """A file-name-safe version of a layer name (:func:`learnscope.store.layout.safe_component`,
+    keeping ``#``)."""
+    return safe_component(name, keep="#")
 
 
 def write_artifact_files(folder: str | Path, objects: dict[str, Any],
@@ -36,7 +38,7 @@ def write_artifact_files(folder: str | Path, objects: dict[str, Any],
     (folder / MANIFEST).unlink(missing_ok=True)
     files: dict[str, str] = {}
     for name, obj in objects.items():
-        filename = safe_filename(name) + suffix
+        filename = artifact_file_name(name, suffix)
         if filename in files.values():
             filename = f"{safe_filename(name)}-{len(files)}{suffix}"
         obj.save(folder / filename)

@@ -26,7 +26,6 @@ Memory
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import safe_filename
+from .errors import StoreError
+from .layout import chunk_file, trajectory_folder_name
 
 #: Storage types of snapshot values and their on-disk (little-endian) numpy dtypes.
 DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
@@ -58,16 +58,11 @@ def rows_per_chunk(size: int, dtype: str) -> int:
     return max(1, CHUNK_BYTES // (size * DTYPES[dtype].itemsize))
 
 
-def folder_name(trajectory: str) -> str:
-    """File-system name of a trajectory's folder; distinct names never share a folder."""
-    safe = safe_filename(trajectory)
-    if safe == trajectory:
-        return safe
-    return f"{safe}-{hashlib.sha1(trajectory.encode()).hexdigest()[:8]}"
+#: The folder name of a trajectory (see :mod:`learnscope.store.layout`).
+folder_name = trajectory_folder_name
 
-
-def chunk_path(folder: Path, chunk: int) -> Path:
-    return folder / f"chunk_{chunk:05d}.bin"
+#: The path of a chunk file (see :mod:`learnscope.store.layout`).
+chunk_path = chunk_file
 
 
 def write_row(folder: Path, chunk: int, row: int, values: np.ndarray) -> None:
@@ -160,8 +155,6 @@ class SnapshotSeries:
             except FileNotFoundError:
                 length = -1
             if length < needed:
-                from .db import StoreError
-
                 found = "is missing" if length < 0 else f"has {length} bytes, {needed} needed"
                 raise StoreError(
                     f"The snapshot file {path} {found}: the artifact folder was changed or "
