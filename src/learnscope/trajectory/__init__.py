@@ -9,8 +9,24 @@
 - The experiment (scratch vs pre-trained): `learnscope.experiments.trajectories`.
 
 See docs/trajectories.md.
+
+`Weights` and `weight_layers` are imported on first use (PEP 562): reading a stored map
+(`learnscope.trajectory.maps`, the dashboard) does not import torch.
 """
 
-from .probe import Weights, weight_layers
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .probe import Weights, weight_layers
 
 __all__ = ["Weights", "weight_layers"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import probe
+
+        return getattr(probe, name)
+    raise AttributeError(f"module 'learnscope.trajectory' has no attribute {name!r}")
