@@ -39,12 +39,12 @@ from torch import nn
 from learnscope import distributed as dist
 from learnscope.defaults import DEFAULT_STORE
 from learnscope.probe import Probe, ProbeResult
-from learnscope.store import Store
+from learnscope.store import Store, layout
 from learnscope.store import open as open_store
 from learnscope.store.artifacts import load_artifacts, write_artifact_files, write_manifest
 from learnscope.train.schedules import Schedule, every
 
-WEIGHTS = "weights"  # the folder of kept states in a run's folder (save_weights)
+WEIGHTS = layout.WEIGHTS_FOLDER  # the folder of kept states in a run's folder (save_weights)
 #: Statuses a run ends in for good: a finished or diverged run is reused, never resumed.
 FINAL_STATUSES = ("finished", "diverged")
 
@@ -229,13 +229,13 @@ class Scope:
         """The run's artifact folder in the store (None where this process does not write)."""
         if self.store is None or self.run_id is None:
             return None
-        return self.store.artifacts_root / self.run_id
+        return layout.run_folder(self.store.artifacts_root, self.run_id)
 
     def weights_file(self, step: int) -> Path | None:
         """Where the model's weights at `step` are kept (for comparisons with the final
         network): a file in the run's folder; None where this process does not write."""
         folder = self.run_folder()
-        return None if folder is None else folder / WEIGHTS / f"step_{step:09d}.pt"
+        return None if folder is None else layout.weights_file(folder, step)
 
     def saved_weights(self) -> list[tuple[int, Path]]:
         """(step, file) of every kept state, by step; FileNotFoundError when there is none."""
@@ -243,8 +243,8 @@ class Scope:
         if folder is None:
             raise FileNotFoundError("this Scope keeps no store (store=None), hence no saved "
                                     "weights; give it a store and train with save_weights=True")
-        folder = folder / WEIGHTS
-        files = sorted(folder.glob("step_*.pt"))
+        folder = layout.weights_folder(folder)
+        files = sorted(folder.glob(layout.WEIGHTS_GLOB))
         if not files:
             raise FileNotFoundError(
                 f"no saved weights in {folder}; train with save_weights=True to compare with "

@@ -34,20 +34,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from learnscope.store import layout
+
 DONE = ("finished",)
 FAILED = ("failed", "diverged")
 STATES = ("finished", "running", "interrupted", "failed", "diverged")
 PENDING = "pending"  # planned, not in the store yet
 
 
-def _plans_folder(store_path: str | os.PathLike[str]) -> Path:
-    path = Path(store_path).expanduser().resolve()
-    return path.with_name(path.with_suffix("").name + ".artifacts") / "plans"
+def _artifacts_root(store_path: str | os.PathLike[str]) -> Path:
+    return layout.artifacts_root(Path(store_path).expanduser().resolve())
 
 
 def _plan_file(store_path: str | os.PathLike[str], experiment: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
-    return _plans_folder(store_path) / f"{safe}.json"
+    return layout.plan_file(_artifacts_root(store_path), experiment)
 
 
 def record_plan(store_path: str | os.PathLike[str], experiment: str, names: list[str],
@@ -106,7 +106,7 @@ def base_name(run_name: str) -> str:
 
 def planned_experiments(store_path: str | os.PathLike[str]) -> list[str]:
     """Experiments with a recorded plan."""
-    folder = _plans_folder(store_path)
+    folder = layout.plans_folder(_artifacts_root(store_path))
     if not folder.exists():
         return []
     names = []

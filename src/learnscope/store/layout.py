@@ -95,11 +95,22 @@ def chunk_file(folder: Path, chunk: int) -> Path:
     return folder / f"chunk_{chunk:05d}.bin"
 
 
+def weights_folder(run_folder: Path) -> Path:
+    """Folder of the weights saved at each measurement, in a run folder (or a trainer's
+    checkpoint_dir); its files match :data:`WEIGHTS_GLOB`."""
+    return run_folder / WEIGHTS_FOLDER
+
+
 def weights_file(run_folder: Path, step: int) -> Path:
     """The model weights saved at ``step``, in a run folder (or a trainer's checkpoint_dir)."""
-    return run_folder / WEIGHTS_FOLDER / f"step_{step:09d}.pt"
+    return weights_folder(run_folder) / f"step_{step:09d}.pt"
+
+
+def plans_folder(root: Path) -> Path:
+    """Folder of the experiments' plans."""
+    return root / PLANS_FOLDER
 
 
 def plan_file(root: Path, experiment: str) -> Path:
     """The plan (run names and identities) recorded for ``experiment``."""
-    return root / PLANS_FOLDER / f"{safe_component(experiment)}.json"
+    return plans_folder(root) / f"{safe_component(experiment)}.json"

@@ -51,9 +51,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from learnscope import distributed
 from learnscope.engine.evaluation import evaluate
+from learnscope.store import layout
 from learnscope.train.recipes import Recipe
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = layout.CHECKPOINT_FILE
 
 log = logging.getLogger(__name__)
 

@@ -39,14 +39,7 @@ def map_folder(store: Store, run_id: str) -> Path:
 
 def map_file(store: Store, run_id: str) -> Path:
     """The path of ``run_id``'s map file (it may not exist); creates no folder."""
-    if store.read_only:
-        return map_folder(store, run_id) / MAP_FILE
-    from learnscope.store import Store as StoreClass
-
-    # a writable store's artifact_dir creates the folder: ask a read-only view for the path
-    store.run(run_id)  # an unknown run raises StoreError here, as artifact_dir would
-    with StoreClass(store.path, read_only=True) as reader:
-        return map_folder(reader, run_id) / MAP_FILE
+    return store.artifact_path(run_id, 0, MAP_PROBE) / MAP_FILE
 
 
 def save_map(store: Store, run_id: str, tmap: TrajectoryMap) -> Path:
