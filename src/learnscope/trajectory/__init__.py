@@ -30,3 +30,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(probe, name)
     raise AttributeError(f"module 'learnscope.trajectory' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
