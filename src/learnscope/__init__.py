@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from learnscope.probe import Probe, ProbeResult
     from learnscope.scope import Scope
     from learnscope.separation import Separation
-    from learnscope.train.schedules import at, at_epochs, end, every, every_epoch
+    from learnscope.schedules import at, at_epochs, end, every, every_epoch
     from learnscope.trajectory import Weights
 
 #: Each lazily imported name and the module it comes from (a submodule: itself).
@@ -37,11 +37,11 @@ _LAZY = {
     "Scope": "learnscope.scope",
     "Separation": "learnscope.separation",
     "Weights": "learnscope.trajectory",
-    "at": "learnscope.train.schedules",
-    "at_epochs": "learnscope.train.schedules",
-    "end": "learnscope.train.schedules",
-    "every": "learnscope.train.schedules",
-    "every_epoch": "learnscope.train.schedules",
+    "at": "learnscope.schedules",
+    "at_epochs": "learnscope.schedules",
+    "end": "learnscope.schedules",
+    "every": "learnscope.schedules",
+    "every_epoch": "learnscope.schedules",
     "data": "learnscope.data",
     "models": "learnscope.models",
     "patterns": "learnscope.patterns",

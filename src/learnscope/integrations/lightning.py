@@ -46,7 +46,7 @@ except ImportError as _lightning_error:
 from learnscope.probe import Probe
 from learnscope.scope import DEFAULT_STORE, Scope
 from learnscope.store import Store
-from learnscope.train.schedules import Schedule
+from learnscope.schedules import Schedule
 
 __all__ = ["LearnscopeCallback"]
 

@@ -4,7 +4,7 @@
 """
 
 from learnscope.train import recipes, trainer  # noqa: F401 - the documented ls.train.<module>
-from learnscope.train.schedules import (
+from learnscope.schedules import (
     At,
     AtEpochs,
     End,
