@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+import learnscope.data
+import learnscope.experiments.presets
+import learnscope.models
+import learnscope.trajectory.projections  # noqa: F401 - with the others: see below
 from learnscope import registry
+
+# The built-in names register themselves when their modules are imported. Importing those
+# modules here, before any test, makes the built-ins part of what `registries_restored` restores
+# to; a module first imported inside a test would otherwise have its registrations undone after
+# that test and be missing (already imported, never registered again) from every later one.
 
 
 @pytest.fixture

@@ -127,9 +127,10 @@ LEAVES = ("learnscope.registry", "learnscope.diagnostics", "learnscope.threads",
           "learnscope.store.layout")
 CORE = ("learnscope.engine", "learnscope.patterns.measures", "learnscope.patterns.counts",
         "learnscope.patterns.keys", "learnscope.separation.moments", "learnscope.separation.law",
-        "learnscope.separation.measure")
+        "learnscope.separation.layerwise")
 VIEWS = ("learnscope.viz", "learnscope.dashboard", "learnscope.exports")
-PROBES = ("learnscope.probe", "learnscope.patterns.probe", "learnscope.trajectory.probe",
+PROBES = ("learnscope.probe", "learnscope.patterns.activation_patterns",
+          "learnscope.trajectory.weights_probe", "learnscope.separation.layerwise",
           "learnscope.scope")
 
 # (who, what it must not import, what it may import all the same, why)
@@ -143,8 +144,8 @@ LAYER_RULES = [
     (("learnscope.train",), ("learnscope.store", "learnscope.cli") + VIEWS,
      ("learnscope.store.layout",), "the trainer talks to the store only through Scope"),
     (VIEWS, ("learnscope.train", "learnscope.engine", "learnscope.scope",
-             "learnscope.patterns.probe", "learnscope.separation.measure",
-             "learnscope.trajectory.probe", "learnscope.experiments"), (),
+             "learnscope.patterns.activation_patterns", "learnscope.separation.layerwise",
+             "learnscope.trajectory.weights_probe", "learnscope.experiments"), (),
      "views read the store; they do not train or measure"),
 ]
 

@@ -24,9 +24,9 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from learnscope import data, models, patterns, store, train, trajectory
     from learnscope.patterns import ActivationPatterns
     from learnscope.probe import Probe, ProbeResult
+    from learnscope.schedules import at, at_epochs, end, every, every_epoch
     from learnscope.scope import Scope
     from learnscope.separation import Separation
-    from learnscope.schedules import at, at_epochs, end, every, every_epoch
     from learnscope.trajectory import Weights
 
 #: Each lazily imported name and the module it comes from (a submodule: itself).

@@ -39,10 +39,10 @@ from torch import nn
 from learnscope import distributed as dist
 from learnscope.defaults import DEFAULT_STORE
 from learnscope.probe import Probe, ProbeResult
+from learnscope.schedules import Schedule, every
 from learnscope.store import Store, layout
 from learnscope.store import open as open_store
 from learnscope.store.artifacts import load_artifacts, write_artifact_files, write_manifest
-from learnscope.schedules import Schedule, every
 
 WEIGHTS = layout.WEIGHTS_FOLDER  # the folder of kept states in a run's folder (save_weights)
 #: Statuses a run ends in for good: a finished or diverged run is reused, never resumed.

@@ -44,9 +44,9 @@ except ImportError as _lightning_error:
         ) from _lightning_error
 
 from learnscope.probe import Probe
+from learnscope.schedules import Schedule
 from learnscope.scope import DEFAULT_STORE, Scope
 from learnscope.store import Store
-from learnscope.schedules import Schedule
 
 __all__ = ["LearnscopeCallback"]
 

@@ -5,15 +5,15 @@
 """
 
 from learnscope.patterns import measures
-from learnscope.patterns.counts import PatternCounter, PatternCounts
-from learnscope.patterns.keys import PatternLayout, pack, unpack
-from learnscope.patterns.layers import ActivationTap, register_activation
-from learnscope.patterns.probe import (
+from learnscope.patterns.activation_patterns import (
     ActivationPatterns,
     NonFiniteActivationError,
     count,
     count_layers,
 )
+from learnscope.patterns.counts import PatternCounter, PatternCounts
+from learnscope.patterns.keys import PatternLayout, pack, unpack
+from learnscope.patterns.layers import ActivationTap, register_activation
 
 __all__ = [
     "ActivationPatterns",

@@ -8,14 +8,22 @@
 Definitions and the streaming computation: `learnscope.separation.moments`.
 """
 
+import sys
+
+from learnscope.separation import layerwise
 from learnscope.separation.law import LawFit, fit_law
-from learnscope.separation.measure import (
+from learnscope.separation.layerwise import (
     LAW_MEASURES,
     Separation,
     feature_points,
     measure,
 )
 from learnscope.separation.moments import ClassMoments, WithinAlong, fuzziness
+
+# Old imports of the module `learnscope.separation.measure` (now `layerwise`) keep working; an
+# alias in sys.modules rather than a file, so that importing it never rebinds the package's
+# `measure` (the function) to a module.
+sys.modules[f"{__name__}.measure"] = layerwise
 
 __all__ = [
     "LAW_MEASURES",

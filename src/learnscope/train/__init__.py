@@ -3,7 +3,6 @@
 `ls.train.recipes.get(name)` and `ls.train.trainer.train(...)` work after `import learnscope`.
 """
 
-from learnscope.train import recipes, trainer  # noqa: F401 - the documented ls.train.<module>
 from learnscope.schedules import (
     At,
     AtEpochs,
@@ -20,6 +19,7 @@ from learnscope.schedules import (
     every_epoch,
     parse,
 )
+from learnscope.train import recipes, trainer  # noqa: F401 - the documented ls.train.<module>
 
 __all__ = [
     "At",

@@ -1,7 +1,8 @@
 """Weight-space trajectories: parameter snapshots of several networks and their 2-D projections.
 
 - `Weights`: the probe (snapshots every measured step, with train / test scores), see
-  `learnscope.trajectory.probe`; snapshots are read back with `Store.snapshots(run, trajectory)`.
+  `learnscope.trajectory.weights_probe`; snapshots are read back with
+  `Store.snapshots(run, trajectory)`.
 - `learnscope.trajectory.projections`: PCA, autoencoder, SOM, t-SNE, UMAP and chains, as
   scikit-learn estimators; `project_trajectories(projection, arrays, fit_on="all"|"first")`.
 - `learnscope.trajectory.maps`: the drawable result (TrajectoryMap, score landscapes), saved
@@ -19,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .probe import Weights, weight_layers
+    from .weights_probe import Weights, weight_layers
 
 __all__ = ["Weights", "weight_layers"]
 

@@ -1,0 +1,451 @@
+"""Count every activation pattern of every layer over a dataset; the ActivationPatterns probe.
+
+`count(model, data)` is the one-off measurement; `ActivationPatterns` wraps it for a Scope, keeps
+the first (init) and previous (last) counts, and turns counts into measure rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from learnscope.engine.batches import MeasurementData
+from learnscope.engine.passes import PassState, Taps, run_pass
+from learnscope.patterns import measures as M
+from learnscope.patterns.counts import DEFAULT_TABLE_SIZE, PatternCounter, PatternCounts
+from learnscope.patterns.keys import PatternLayout, pack
+from learnscope.patterns.layers import (
+    ActivationTap,
+    no_layers_message,
+    resolve_layer_selection,
+    unknown_layer_message,
+)
+from learnscope.probe import MetricRow, Probe, ProbeResult
+
+UNIT_DIMS = ("auto", "channels", "last")
+MAX_QUEUED_BATCHES = 64  # layer-batches of keys waiting to be counted
+
+
+class NonFiniteActivationError(ValueError):
+    """A layer's input held NaN or inf during a measurement pass."""
+
+    def __init__(self, layer: str, step: int | None, bad: int, total: int) -> None:
+        where = f" at step {step}" if step is not None else ""
+        super().__init__(
+            f"layer {layer!r}{where}: {bad} of {total} activation inputs are NaN or inf; the "
+            "model has diverged (lower the learning rate, or check the inputs for NaN)"
+        )
+        self.layer = layer
+        self.step = step
+
+
+class _PatternState(PassState):
+    """One pass's pattern counters, fed by the activation tap (see `_ActivationInstrument`).
+
+    Each layer's input is packed into keys during the forward pass; the counting (NumPy, which
+    releases the GIL) runs on one background thread, in order, while the forward pass goes on,
+    with a bounded backlog capping the memory held by queued keys. Once closed, its
+    accumulators are the layers' PatternCounts and its agreement the layer order.
+    """
+
+    def __init__(
+        self,
+        selection: set[str] | None,
+        *,
+        labelled: bool,
+        mode: str,
+        table_size: int,
+        unit_dim: str,
+        has_conv1d: bool,
+        step: int | None,
+    ) -> None:
+        super().__init__()
+        self.selection = selection
+        self.labelled = labelled
+        self.mode = mode
+        self.table_size = table_size
+        self.unit_dim = unit_dim
+        self.has_conv1d = has_conv1d
+        self.step = step
+        self.layer_order: list[str] = []  # every activation layer that ran, forward order
+        self.counters: dict[str, PatternCounter] = {}
+        self.workspace: dict = {}  # packing scratch buffers, reused across layers and batches
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learnscope-count")
+        self._backlog: deque[Future] = deque()
+        self._batch_labels: tuple[object, np.ndarray] | None = None  # (batch, its labels)
+
+    def _unit_axis(self, z: torch.Tensor) -> int:
+        if self.unit_dim == "channels":
+            return 1
+        if self.unit_dim == "last":
+            return z.dim() - 1
+        # auto: channels first for images/volumes; a 3-D input is (n, channels, length) in a
+        # model with Conv1d, else (n, positions, units) as in a sequence model's linear layers
+        if z.dim() == 3 and not self.has_conv1d:
+            return 2
+        return 1
+
+    def _labels(self) -> np.ndarray:
+        batch = self.batch
+        if self._batch_labels is None or self._batch_labels[0] is not batch:
+            self._batch_labels = (batch, batch.labels.cpu().numpy())
+        return self._batch_labels[1]
+
+    def __call__(self, name: str, z: torch.Tensor, breakpoints: tuple, kind: str) -> None:
+        if name not in self.layer_order:
+            self.layer_order.append(name)
+        if self.selection is not None and name not in self.selection:
+            return
+        if z.dim() < 2:
+            z = z.reshape(-1, 1)
+        if not bool(torch.isfinite(z.sum())) and not bool(torch.isfinite(z).all()):
+            bad = int((~torch.isfinite(z)).sum())
+            raise NonFiniteActivationError(name, self.step, bad, z.numel())
+        axis = self._unit_axis(z)
+        counter = self.counters.get(name)
+        if counter is None:
+            layout = PatternLayout(int(z.shape[axis]), tuple(breakpoints))
+            counter = PatternCounter(
+                layout, labelled=self.labelled, mode=self.mode, table_size=self.table_size
+            )
+            self.counters[name] = counter
+        keys = pack(z.detach(), counter.layout, axis, self.workspace)
+        labels = None
+        if self.labelled:
+            batch_labels = self._labels()
+            labels = np.repeat(batch_labels, keys.shape[0] // batch_labels.shape[0])
+        self._backlog.append(self._worker.submit(counter.add, keys, labels))
+        while len(self._backlog) > MAX_QUEUED_BATCHES:
+            self._backlog.popleft().result()
+
+    def close(self) -> None:
+        """Wait for all queued counting (re-raising its errors), stop the worker, and make the
+        counters' results the state's accumulators."""
+        try:
+            while self._backlog:
+                self._backlog.popleft().result()
+        finally:
+            self._worker.shutdown(wait=True, cancel_futures=True)
+        self.accumulators = {name: c.result() for name, c in self.counters.items()}
+
+    def agreement(self) -> list[str]:
+        return self.layer_order
+
+
+class _ActivationInstrument:
+    """The pass instrument tapping every activation's input into a `_PatternState`."""
+
+    def __init__(self) -> None:
+        self.tap: ActivationTap | None = None
+
+    @contextmanager
+    def attach(self, model: nn.Module, state: PassState) -> Iterator[None]:
+        with ActivationTap(model, state) as tap:
+            self.tap = tap
+            yield
+
+    def after_batch(self) -> None:
+        # a model whose first forward pass made no functional activation call (the usual
+        # static graph) is not intercepted any further: it only costs time
+        self.tap.stop_functional_if_unused()
+
+
+def count_layers(
+    model: nn.Module,
+    data: MeasurementData,
+    *,
+    batch_size: int = 256,
+    batchnorm: str = "train",
+    labels: bool = False,
+    mode: str = "exact",
+    table_size: int = DEFAULT_TABLE_SIZE,
+    layers: Sequence[nn.Module | str] | None = None,
+    unit_dim: str = "auto",
+    step: int | None = None,
+) -> tuple[dict[str, PatternCounts], dict[str, int]]:
+    """Like `count`, but also returns each layer's forward-order index among all activations."""
+    if mode not in ("exact", "hashlist"):
+        raise ValueError(f"unknown counting mode {mode!r}; use 'exact' or 'hashlist'")
+    if unit_dim not in UNIT_DIMS:
+        raise ValueError(f"unit_dim must be one of {UNIT_DIMS}, got {unit_dim!r}")
+    selection = resolve_layer_selection(model, layers)
+    state = _PatternState(
+        selection,
+        labelled=labels,
+        mode=mode,
+        table_size=table_size,
+        unit_dim=unit_dim,
+        has_conv1d=any(isinstance(m, nn.Conv1d) for m in model.modules()),
+        step=step,
+    )
+    taps = Taps(data, batch_size=batch_size, batchnorm=batchnorm, labels=labels,
+                instruments=(_ActivationInstrument(),))
+    what = "count patterns" + ("" if step is None else f" at step {step}")
+    state = run_pass(model, taps, state, description=what)
+    layer_order = state.agreed or []
+    if not layer_order:
+        raise ValueError(no_layers_message(model))
+    if selection is not None and selection - set(layer_order):
+        raise ValueError(unknown_layer_message(selection - set(layer_order), layer_order))
+    local = state.accumulators
+    counts = {name: local[name] for name in layer_order if name in local}
+    index = {name: i for i, name in enumerate(layer_order)}
+    return counts, {name: index[name] for name in counts}
+
+
+def count(
+    model: nn.Module,
+    data: MeasurementData,
+    *,
+    batch_size: int = 256,
+    batchnorm: str = "train",
+    labels: bool = False,
+    mode: str = "exact",
+    table_size: int = DEFAULT_TABLE_SIZE,
+    layers: Sequence[nn.Module | str] | None = None,
+    unit_dim: str = "auto",
+) -> dict[str, PatternCounts]:
+    """Count every activation pattern of every activation layer over `data`.
+
+    The pass runs on a frozen copy of the model and leaves the model, its BatchNorm statistics
+    and all random states exactly as they were. Inside `learnscope.distributed.sharded()` with
+    several ranks (torchrun) it is collective: each rank counts its share of the batches and
+    every rank returns the counts of the whole set, identical to a single-process count.
+
+    Args:
+        model: any nn.Module; ReLU-like modules and functional calls are found automatically.
+        data: inputs tensor, (inputs, labels) pair, Dataset, or non-shuffling DataLoader.
+        batch_size: samples per forward pass (ignored for a DataLoader). With BatchNorm in train
+            mode the batch size changes the statistics, so keep it fixed across measurements.
+        batchnorm: "train" (batch statistics, as in the paper) or "eval" (running statistics).
+        labels: also count joint (pattern, label) occurrences (needs labelled data).
+        mode: "exact" (default) or "hashlist" (the paper's fixed-size hash table).
+        table_size: counters per layer in hash-list mode.
+        layers: restrict to these modules or layer names (default: all).
+        unit_dim: where the units are: "auto", "channels" (axis 1) or "last".
+
+    Returns:
+        {layer name: PatternCounts}, in forward order.
+    """
+    counts, _ = count_layers(
+        model,
+        data,
+        batch_size=batch_size,
+        batchnorm=batchnorm,
+        labels=labels,
+        mode=mode,
+        table_size=table_size,
+        layers=layers,
+        unit_dim=unit_dim,
+    )
+    return counts
+
+
+REFERENCES = ("init", "last")
+
+
+class ActivationPatterns(Probe):
+    """Probe: counts the activation patterns of every layer and reports their measures.
+
+    Each measurement reports, per layer, the single-measurement measures (`evaluations`,
+    `distinct`, `distinct_frac`, `max_count`, `max_frac`, `entropy`, `rel_entropy`), with labels
+    `joint_entropy`, `conditional_entropy`, `mutual_information`, in hash-list mode `occupancy`,
+    and comparisons against the first measurement ("init") and the previous one ("last"):
+    `<added|removed|jaccard|jaccard_t|weighted_jaccard>_since_<init|last>`. At the first
+    measurement `*_since_init` compares the state with itself and `*_since_last` is NaN.
+
+    Args:
+        data: the measurement dataset (see `count`), typically the whole training set.
+        labels: count joint pattern-label occurrences and report the label measures.
+        batch_size, batchnorm, mode, table_size, layers, unit_dim: as in `count`.
+        measures: report only these measures (default: all available).
+        compare_to: references to compare with, subset of ("init", "last").
+        jaccard_threshold: T of `jaccard_t` (patterns with count > T).
+        save_counts: also return the counts as artifacts, for the store to keep.
+        name: the probe's name in the store.
+    """
+
+    def __init__(
+        self,
+        data: MeasurementData,
+        *,
+        labels: bool = False,
+        batch_size: int = 256,
+        batchnorm: str = "train",
+        mode: str = "exact",
+        table_size: int = DEFAULT_TABLE_SIZE,
+        layers: Sequence[nn.Module | str] | None = None,
+        measures: Sequence[str] | None = None,
+        compare_to: Sequence[str] = REFERENCES,
+        jaccard_threshold: int = M.DEFAULT_JACCARD_THRESHOLD,
+        save_counts: bool = False,
+        unit_dim: str = "auto",
+        name: str = "patterns",
+    ) -> None:
+        unknown_refs = set(compare_to) - set(REFERENCES)
+        if unknown_refs:
+            raise ValueError(f"unknown references {sorted(unknown_refs)}; use {REFERENCES}")
+        if mode not in ("exact", "hashlist"):
+            raise ValueError(f"unknown counting mode {mode!r}; use 'exact' or 'hashlist'")
+        if batchnorm not in ("train", "eval"):
+            raise ValueError(f"batchnorm must be 'train' or 'eval', got {batchnorm!r}")
+        self.data = data
+        self.labels = labels
+        self.batch_size = batch_size
+        self.batchnorm = batchnorm
+        self.mode = mode
+        self.table_size = table_size
+        self.layers = layers
+        self.compare_to = tuple(compare_to)
+        self.jaccard_threshold = jaccard_threshold
+        self.save_counts = save_counts
+        self.unit_dim = unit_dim
+        self.name = name
+        available = self.available_measures()
+        if measures is not None:
+            unknown = [m for m in measures if m not in available]
+            if unknown:
+                raise ValueError(f"unknown measure(s) {unknown}; available: {available}")
+        self.measures = list(measures) if measures is not None else available
+        self.init_counts: dict[str, PatternCounts] | None = None
+        self.last_counts: dict[str, PatternCounts] | None = None
+        self._init_lost = False  # resumed without saved counts: since-init cannot be computed
+
+    def available_measures(self) -> list[str]:
+        """Names of every measure this probe can report with its settings."""
+        names = list(M.SINGLE)
+        if self.labels:
+            names += list(M.LABELLED)
+        if self.mode == "hashlist":
+            names.append("occupancy")
+        for reference in self.compare_to:
+            names += [f"{c}_since_{reference}" for c in M.COMPARISONS]
+        return names
+
+    unrecorded_parameters = ("save_counts",)
+
+    def config_value(self, key: str, value: Any) -> Any:
+        """The table size is recorded in hash-list mode only (exact mode has no table)."""
+        if key == "table_size" and self.mode != "hashlist":
+            return None
+        return super().config_value(key, value)
+
+    def count(self, model: nn.Module, step: int | None = None) -> tuple[dict, dict]:
+        """Count the patterns of `model` on the probe's data: (counts, layer indexes)."""
+        return count_layers(
+            model,
+            self.data,
+            batch_size=self.batch_size,
+            batchnorm=self.batchnorm,
+            labels=self.labels,
+            mode=self.mode,
+            table_size=self.table_size,
+            layers=self.layers,
+            unit_dim=self.unit_dim,
+            step=step,
+        )
+
+    def _comparison(self, name: str, counts: PatternCounts, ref: PatternCounts | None) -> float:
+        if ref is None:
+            return math.nan
+        if name == "jaccard_t":
+            return float(M.jaccard(ref, counts, threshold=self.jaccard_threshold))
+        return float(M.COMPARISONS[name](ref, counts))
+
+    def rows_for(
+        self,
+        counts: dict[str, PatternCounts],
+        index: dict[str, int],
+        references: dict[str, dict[str, PatternCounts] | None],
+    ) -> list[MetricRow]:
+        """Measure rows for counts by layer, comparing with reference counts by layer."""
+        wanted = set(self.measures)
+        rows: list[MetricRow] = []
+        for layer, layer_counts in counts.items():
+            i = index[layer]
+            for name, fn in M.SINGLE.items():
+                if name in wanted:
+                    rows.append((layer, i, name, float(fn(layer_counts))))
+            if self.labels:
+                for name, fn in M.LABELLED.items():
+                    if name in wanted:
+                        rows.append((layer, i, name, float(fn(layer_counts))))
+            if "occupancy" in wanted:
+                rows.append((layer, i, "occupancy", float(layer_counts.occupancy)))
+            for reference, by_layer in references.items():
+                ref = by_layer.get(layer) if by_layer is not None else None
+                for name in M.COMPARISONS:
+                    measure = f"{name}_since_{reference}"
+                    if measure in wanted:
+                        rows.append((layer, i, measure, self._comparison(name, layer_counts, ref)))
+        return rows
+
+    def measure(self, model: nn.Module, step: int) -> ProbeResult:
+        """Count the patterns of `model` and report the measures (see the class docstring)."""
+        counts, index = self.count(model, step)
+        if self.init_counts is None and not self._init_lost:
+            self.init_counts = counts
+        references = {"init": self.init_counts, "last": self.last_counts}
+        rows = self.rows_for(counts, index, {r: references[r] for r in self.compare_to})
+        self.last_counts = counts
+        return ProbeResult(rows=rows, artifacts=dict(counts) if self.save_counts else {})
+
+    def state_dict(self) -> dict[str, Any]:
+        """The init and last reference counts (for checkpoints)."""
+        return {"init": self.init_counts, "last": self.last_counts, "init_lost": self._init_lost}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore references saved by `state_dict`."""
+        self.init_counts, self.last_counts = state["init"], state["last"]
+        self._init_lost = state["init_lost"]
+
+    def reset(self) -> None:
+        """No reference yet: the next measurement is the run's first ("init")."""
+        self.init_counts, self.last_counts, self._init_lost = None, None, False
+
+    def state_from_results(self, first: ProbeResult, last: ProbeResult) -> dict[str, Any]:
+        """References from the counts saved with the first and last stored measurements.
+
+        Without saved counts (save_counts=False) the since-init and since-last comparisons of
+        the resumed part are NaN rather than silently relative to the wrong state.
+        """
+        if not first.artifacts or not last.artifacts:
+            return {"init": None, "last": None, "init_lost": True}
+        return {"init": dict(first.artifacts), "last": dict(last.artifacts), "init_lost": False}
+
+    def load_artifact(self, path: Path) -> PatternCounts:
+        """One layer's counts saved by a measurement (`save_counts=True`)."""
+        return PatternCounts.load(path)
+
+    def final_reference(self, model: nn.Module) -> dict[str, PatternCounts]:
+        """The final network's counts, which `since_final_rows` compares states with."""
+        return self.count(model)[0]
+
+    def since_final_rows(
+        self, model: nn.Module, final_counts: dict[str, PatternCounts], step: int
+    ) -> list[MetricRow]:
+        """Count `model` and compare it with the final network's counts: `*_since_final` rows."""
+        counts, index = self.count(model, step)
+        rows: list[MetricRow] = []
+        for layer, layer_counts in counts.items():
+            for name in M.COMPARISONS:
+                value = self._comparison(name, layer_counts, final_counts.get(layer))
+                rows.append((layer, index[layer], f"{name}_since_final", value))
+        return rows
+
+    @staticmethod
+    def load_counts(folder: str | Path) -> dict[str, PatternCounts]:
+        """Read counts saved for one measurement (a folder of `<layer>.npz` files + manifest);
+        a convenience for users, not used when a run resumes (the Scope hands the counts)."""
+        from learnscope.store.artifacts import load_artifacts
+
+        return load_artifacts(folder, PatternCounts.load)
