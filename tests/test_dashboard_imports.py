@@ -17,7 +17,8 @@ pytest.importorskip("plotly", reason="the dashboard extra is not installed")
 pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
 
 #: What the dashboard may import of learnscope (its own modules aside), with what they import.
-ALLOWED = ("learnscope.store", "learnscope.health", "learnscope.trajectory.maps")
+ALLOWED = ("learnscope.store", "learnscope.health", "learnscope.trajectory.maps",
+           "learnscope.defaults")  # the last: constants only (names of the law's rows)
 
 SERVE_EVERYTHING = """
     import json, sys, warnings

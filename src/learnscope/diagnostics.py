@@ -151,3 +151,10 @@ def enable_from_env() -> None:
         return
     if level is not None:
         enable_logging(level)
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a stored or reported error: its type and message, at most 2000 characters
+    (the type's bare name: stable when a class moves between modules)."""
+    message = str(error)
+    return (f"{type(error).__name__}: {message}" if message else type(error).__name__)[:2000]

@@ -41,7 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from learnscope.diagnostics import rank_from_env
+from learnscope.diagnostics import describe_error, rank_from_env
 from learnscope.engine.batches import Shard
 
 BACKENDS = ("gloo", "nccl")
@@ -144,7 +144,7 @@ def shutdown(*, synchronise: bool = True, timeout: float = 60.0) -> None:
         try:
             _bounded_barrier(timeout)
         except Exception as error:  # noqa: BLE001 - a peer that is gone must not stop the exit
-            print(f"learnscope: ranks did not meet before shutdown ({_describe(error)}); "
+            print(f"learnscope: ranks did not meet before shutdown ({describe_error(error)}); "
                   "destroying the process group anyway", file=sys.stderr)
     dist.destroy_process_group()
     gc.collect()
@@ -402,9 +402,6 @@ def current_shard() -> Shard | None:
     return Shard(ctx.rank, ctx.world_size) if ctx.distributed else None
 
 
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:2000]
-
 
 @contextmanager
 def fail_together(active: bool = True) -> Iterator[None]:
@@ -421,7 +418,7 @@ def fail_together(active: bool = True) -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        all_gather_objects(_describe(error))
+        all_gather_objects(describe_error(error))
         raise
     outcomes = all_gather_objects(None)
     failed = [(rank, message) for rank, message in enumerate(outcomes) if message is not None]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numbers
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
@@ -38,6 +37,7 @@ from torch import nn
 
 from learnscope import distributed as dist
 from learnscope.defaults import DEFAULT_STORE
+from learnscope.diagnostics import describe_error
 from learnscope.probe import Probe, ProbeResult
 from learnscope.schedules import Schedule, every
 from learnscope.store import Store, layout
@@ -311,7 +311,7 @@ class Scope:
             raise
         except BaseException as error:
             with dist.deferred_termination():
-                self.finish("failed", error=_describe(error))
+                self.finish("failed", error=describe_error(error))
             raise
         self._last_step = global_step
         # snapshots are on disk once stored (or, on ranks other than 0, not kept at all):
@@ -431,9 +431,5 @@ class Scope:
             self.interrupt()
         else:
             with dist.deferred_termination():
-                self.finish("failed", error=_describe(exc))
+                self.finish("failed", error=describe_error(exc))
 
-
-def _describe(error: BaseException) -> str:
-    last = traceback.format_exception_only(type(error), error)[-1].strip()
-    return last[:2000]

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from fastapi.responses import JSONResponse
 
+from learnscope.defaults import LAW_MEASURES
 from learnscope.health import RunHealth, assess_run, assess_runs, short_error
 from learnscope.store import Store
 from learnscope.store.db import parse_time
@@ -36,7 +37,6 @@ PREFERRED_MEASURES = ("entropy", "rel_entropy", "distinct_frac", "distinct")
 #: (layer "law", index -1), sent by ``/api/runs/{run}/separation`` without the ``law_`` prefix.
 SEPARATION_MEASURE = "fuzziness"
 SEPARATION_PROBE = "separation"
-LAW_MEASURES = ("law_slope", "law_rho", "law_pearson_r", "law_r2", "law_first", "law_last")
 
 _SUMMARY_KEYS = (
     "id", "name", "experiment", "status", "created_at", "updated_at", "finished_at",

@@ -31,19 +31,19 @@ SMALL_RECIPES below and in docs/reproducing.md. Any setting can be overridden.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import torch
-
-from learnscope.patterns import ActivationPatterns
+from learnscope.experiments.execution import execute, plan, run_identity
+from learnscope.experiments.specs import (
+    PROBE_REGISTRY,
+    PROBES,
+    RunSpec,
+    make_probe,
+    register_probe,
+)
 from learnscope.registry import Registry
-from learnscope.separation import Separation
-from learnscope.trajectory import Weights
 
 SCALES = ("small", "paper")
 
@@ -94,32 +94,6 @@ SMALL_RECIPES: dict[str, dict[str, Any]] = {
 SMALL_EPOCHS = 6
 SMALL_EARLY_STEPS = 150  # Figure 1: every update of the first 1.7 epochs (paper: 3,000, 7.7)
 SMALL_SEEDS = 5  # entropycurve: mean and band over 5 seeds (paper: 25)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything one run needs; `name` and the fingerprint of `run_identity(spec)` identify
-    it in the store (reuse, resume)."""
-
-    preset: str
-    name: str
-    model: str
-    model_options: dict[str, Any] = field(default_factory=dict)
-    dataset: str = "digits"
-    data_options: dict[str, Any] = field(default_factory=dict)
-    recipe: str = "multistep"
-    recipe_options: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    max_steps: int | None = None
-    schedule: str = "every 1"
-    probe_options: dict[str, Any] = field(default_factory=dict)
-    since_final: bool = False
-    device: str = "cpu"
-    probe: str = "patterns"
-
-    def config(self) -> dict[str, Any]:
-        """JSON-friendly settings (stored with the run)."""
-        return json.loads(json.dumps(asdict(self), default=list))
 
 
 def _scale_settings(scale: str) -> dict[str, Any]:
@@ -422,223 +396,9 @@ PRESET_REGISTRY.add("trajectories", Preset(None))  # learnscope.trajectory.cli
 #: The presets with runs (`learnscope sweep` takes them), as registered by this module.
 PRESETS = sweepable()
 
-#: Probes by name, for RunSpec.probe: factories (measurement data, **probe_options) -> Probe.
-#: The measurement data are the run's training samples, un-augmented (DataSplits.measure).
-PROBE_REGISTRY: Registry[Callable[..., Any]] = Registry("probe")
-register_probe = PROBE_REGISTRY.register
-PROBE_REGISTRY.add("patterns", ActivationPatterns)
-PROBE_REGISTRY.add("separation", Separation)
-
-
-@register_probe("weights")
-def _weights(data: Any, **options: Any) -> Weights:
-    return Weights(train=data, **options)  # train / test scores of the snapshots: data first
-
-
-#: The built-in probe names (PROBE_REGISTRY is the live list).
-PROBES = PROBE_REGISTRY.names()
-
-
-def _make_probe(spec: RunSpec, data: Any) -> Any:
-    """The probe `spec.probe` over the measurement set (training samples, un-augmented)."""
-    return PROBE_REGISTRY[spec.probe](data, **spec.probe_options)
-
-
-def run_identity(spec: RunSpec) -> dict[str, Any]:
-    """The settings of `spec` that decide what it measures, resolved; its fingerprint hashes them.
-
-    Everything but the run's name, its preset label and the device, with the training recipe
-    resolved to all of its hyperparameters (so a changed recipe default changes the
-    fingerprint) and the schedule normalised, plus the measurement version.
-    """
-    from learnscope.experiments.identity import with_version
-    from learnscope.train import parse, recipes
-
-    recipe = recipes.get(spec.recipe, **spec.recipe_options)
-    return with_version({
-        "model": spec.model, "model_options": spec.model_options,
-        "dataset": spec.dataset, "data_options": spec.data_options,
-        "recipe": asdict(recipe), "steps": spec.max_steps, "seed": spec.seed,
-        "schedule": repr(parse(spec.schedule)), "probe": spec.probe,
-        "probe_options": spec.probe_options, "since_final": spec.since_final,
-    })
-
-
-def plan(specs: list[RunSpec], store: str | Path, *, rerun: bool = False
-         ) -> list[tuple[RunSpec, Any]]:
-    """What `execute` would do with each spec now: (spec, RunClaim) pairs; writes nothing.
-
-    A RunClaim's action is "reuse", "resume", "new" or "busy", with a one-line reason
-    (learnscope.experiments.identity.describe words it). A store that does not exist yet plans
-    every run new.
-    """
-    import learnscope as ls
-    from learnscope.experiments.identity import fingerprint
-    from learnscope.store.db import NO_RUN_REASON, RunClaim
-
-    path = Path(store).expanduser()
-    if not path.exists():
-        return [(spec, RunClaim("new", spec.name, reason=NO_RUN_REASON))
-                for spec in specs]
-    planned = []
-    with ls.store.open(path, read_only=True) as s:
-        for spec in specs:
-            identity = run_identity(spec)
-            planned.append((spec, s.plan_run(spec.name, fingerprint(identity), identity,
-                                             rerun=rerun)))
-    return planned
-
-
-def execute(
-    spec: RunSpec,
-    store: str | Path,
-    *,
-    rerun: bool = False,
-    on_step: Callable[[int, int], None] | None = None,
-    notify: Callable[[str], None] | None = None,
-) -> tuple[str, str]:
-    """Run `spec`: reuse, resume or start its run (see the module docstring); (run id, status).
-
-    status: "finished" or "diverged" (trained now), "skipped" (a finished run with the same
-    name and fingerprint is reused) or "busy" (another live process is training it: left to
-    that process). `rerun=True` starts a fresh run even when a finished one exists. `notify`
-    receives one line about a busy run or a new run's reason (e.g. settings that differ).
-
-    Launched with torchrun, every rank calls it: it joins the process group
-    (`learnscope.distributed.init_from_env`: gloo for a CPU run, NCCL for `device="cuda"` with a
-    GPU per rank), rank 0 alone claims the run in the store (`Store.claim_run`) and tells the
-    others, and training and measurement are shared among the ranks (see
-    `learnscope.train.trainer`); only rank 0 writes. An exception (on any rank) marks the run
-    failed and Ctrl-C leaves it interrupted; running the same command again resumes it from
-    its last checkpoint.
-    """
-    import learnscope as ls
-    from learnscope import distributed
-    from learnscope.experiments.identity import busy_message, claim, fingerprint
-    from learnscope.store.db import NO_RUN_REASON
-    from learnscope.train.trainer import measure_since_final
-
-    context = distributed.init_from_env(
-        backend=None if str(spec.device).startswith("cuda") else "gloo")
-    identity = run_identity(spec)
-
-    def decide(prepared: _Prepared | None) -> Any:
-        """Rank 0 plans (prepared None: writes nothing) or claims the run; every rank's copy."""
-        decision = None
-        with distributed.fail_together(context.distributed):
-            if context.is_main:
-                with ls.store.open(store) as s:
-                    if prepared is None:
-                        decision = s.plan_run(spec.name, fingerprint(identity), identity,
-                                              rerun=rerun)
-                    else:
-                        decision = claim(s, spec.name, identity, {"user": spec.config()},
-                                         experiment=spec.preset, total_steps=prepared.total,
-                                         rerun=rerun)
-        return distributed.broadcast_object(decision)
-
-    decision = decide(None)  # a reused or busy run needs no data
-    prepared = None
-    if decision.action in ("new", "resume"):
-        prepared = _prepare(spec)  # before the claim: a bad setting leaves no run behind
-        decision = decide(prepared)
-    if decision.action == "reuse":
-        return decision.run_id, "skipped"
-    if decision.action == "busy":
-        if notify is not None:
-            notify(busy_message(decision))
-        return decision.run_id, "busy"
-    if notify is not None and decision.action == "new" and decision.reason != NO_RUN_REASON:
-        notify(f"{decision.name}: new run ({decision.reason})")
-    scope = None
-    try:
-        scope = ls.Scope(prepared.model, [prepared.probe], prepared.schedule, store,
-                         name=decision.name, experiment=spec.preset, config=spec.config(),
-                         total_steps=prepared.total, steps_per_epoch=prepared.steps_per_epoch,
-                         resume=decision.run_id, distributed=context.distributed)
-        result = _train(spec, prepared, scope, decision.action == "resume", on_step)
-        if result.status == "finished" and spec.since_final:
-            measure_since_final(scope, prepared.build, prepared.model)
-    except KeyboardInterrupt:
-        with distributed.deferred_termination():
-            _abandon(scope, store, decision.run_id, context, None)
-        raise
-    except BaseException as error:
-        with distributed.deferred_termination():
-            _abandon(scope, store, decision.run_id, context, _describe(error))
-        raise
-    scope.finish(result.status)
-    return scope.run_id, result.status
-
-
-def _abandon(scope: Any, store: str | Path, run_id: str, context: Any, error: str | None
-             ) -> None:
-    """Mark the claimed run failed (`error`), or interrupted (None: Ctrl-C), once it stops."""
-    import learnscope as ls
-
-    if scope is not None:
-        if error is None:
-            scope.interrupt()
-        else:
-            scope.finish("failed", error=error)
-    elif context.is_main:  # stopped before its Scope existed
-        with ls.store.open(store) as s:
-            if error is None:
-                s.release_run(run_id)
-            else:
-                s.set_status(run_id, "failed", error=error)
-
-
-@dataclass
-class _Prepared:
-    """What a run trains and measures, built from its spec before it is claimed."""
-
-    splits: Any
-    recipe: Any
-    build: Callable[[], torch.nn.Module]
-    model: torch.nn.Module
-    probe: Any
-    schedule: Any
-    steps_per_epoch: int
-    total: int
-
-
-def _prepare(spec: RunSpec) -> _Prepared:
-    """Load the data and build the model, recipe, probe and schedule of `spec`."""
-    import learnscope as ls
-    from learnscope.train import parse, recipes
-
-    splits = ls.data.load(spec.dataset, seed=spec.seed, **spec.data_options)
-    recipe = recipes.get(spec.recipe, **spec.recipe_options)
-    in_shape = splits.input_shape
-
-    def build() -> torch.nn.Module:
-        options = {"num_classes": splits.num_classes, **spec.model_options}
-        if ls.models.flattens_input(spec.model):
-            options.setdefault("in_features", math.prod(in_shape))
-        elif len(in_shape) == 3:
-            options.setdefault("in_channels", in_shape[0])
-        return ls.models.create(spec.model, **options)
-
-    torch.manual_seed(spec.seed)
-    model = build()
-    steps_per_epoch = -(-len(splits.train) // recipe.batch_size)
-    total = spec.max_steps or recipe.epochs * steps_per_epoch
-    return _Prepared(splits, recipe, build, model, _make_probe(spec, splits.measure),
-                     parse(spec.schedule), steps_per_epoch, total)
-
-
-def _train(spec: RunSpec, prepared: _Prepared, scope: Any, resumed: bool,
-           on_step: Callable[[int, int], None] | None) -> Any:
-    """Train the claimed run of `spec` under `scope` (from its checkpoint when `resumed`)."""
-    from learnscope.train.trainer import train
-
-    splits = prepared.splits
-    return train(prepared.model, splits.train, prepared.recipe, scope=scope,
-                 val_set=splits.val, test_set=splits.test, max_steps=spec.max_steps,
-                 seed=spec.seed, device=spec.device, resume=resumed,
-                 save_weights=spec.since_final, on_step=on_step)
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:2000]
+_make_probe = make_probe  # the name older code uses
+__all__ = [  # what this module offers, re-exports from specs and execution included
+    "PRESETS", "PRESET_REGISTRY", "PROBES", "PROBE_REGISTRY", "SCALES", "RunSpec", "execute",
+    "expand", "plan", "register_preset", "register_probe", "run_identity", "run_only",
+    "sweepable",
+]

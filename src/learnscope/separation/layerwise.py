@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from learnscope.defaults import LAW_MEASURES
 from learnscope.engine.batches import MeasurementData
 from learnscope.engine.passes import Batch, PassState, Taps, module_names, run_pass
 from learnscope.probe import MetricRow, Probe, ProbeResult
@@ -174,7 +175,6 @@ def _accumulator(name: str, p: int, method: str, max_dim: int | None) -> ClassMo
     return ClassMoments(p, second_moments=full)
 
 
-LAW_MEASURES = ("law_slope", "law_rho", "law_pearson_r", "law_r2", "law_first", "law_last")
 
 
 class Separation(Probe):

@@ -24,6 +24,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
+from learnscope.defaults import LAW_MEASURES
 from learnscope.store import Store
 from learnscope.viz import style
 from learnscope.viz.runs import FigureError, RunInfo, StoreLike, open_runs, select_runs, x_axis
@@ -38,7 +39,6 @@ __all__ = ["LAW_MEASURES", "equisep", "equisep_dynamics", "fit_line", "law_label
 FUZZINESS = "fuzziness"
 LAW_LAYER = "law"
 #: The fit measures, as stored.
-LAW_MEASURES = ("law_slope", "law_rho", "law_pearson_r", "law_r2", "law_first", "law_last")
 
 _HOW_TO_RECORD = ("record them with the equi-separation preset (`learnscope run equisep`) or add "
          "ls.Separation(...) to the Scope's probes")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-import traceback
 from dataclasses import dataclass
+
+from learnscope.diagnostics import describe_error  # noqa: F401 - kept here for old imports
 
 #: Statuses of a :class:`SweepResult`.
 OUTCOMES = ("finished", "skipped", "diverged", "failed")
@@ -37,7 +38,3 @@ class SweepResult:
         return self.status != "failed"
 
 
-
-def describe_error(error: BaseException) -> str:
-    """The last line of `error`'s traceback (its type and message), at most 2000 characters."""
-    return traceback.format_exception_only(type(error), error)[-1].strip()[:2000]
