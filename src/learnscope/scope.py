@@ -38,6 +38,7 @@ from torch import nn
 from learnscope import distributed as dist
 from learnscope.defaults import DEFAULT_STORE
 from learnscope.diagnostics import describe_error
+from learnscope.engine.batches import unwrap_model
 from learnscope.probe import Probe, ProbeResult
 from learnscope.schedules import Schedule, every
 from learnscope.store import Store, layout
@@ -53,7 +54,9 @@ class Scope:
     """Measures `model` with `probes` whenever `schedule` fires, writing to `store`.
 
     Args:
-        model: the model being trained (never modified by measuring).
+        model: the model being trained (never modified by measuring); one wrapped by
+            torch.compile, DistributedDataParallel or DataParallel is measured through the
+            module it wraps (same weights, the inner module's layer names).
         probes: probe instances (ActivationPatterns, ...); names must be unique.
         schedule: when to measure (default: every step).
         store: path of the SQLite store, an open Store, or None to keep results in memory only.
@@ -121,7 +124,7 @@ class Scope:
         self._when_finished: list[Callable[[], None]] = []
         full_config = {
             "user": config or {},
-            "model": type(model).__name__,
+            "model": type(unwrap_model(model)).__name__,
             "parameters": sum(p.numel() for p in model.parameters()),
             "schedule": repr(self.schedule),
             "probes": [p.config() for p in probes],
@@ -301,7 +304,8 @@ class Scope:
                 dist.broadcast_module_state(self.model)
             for probe in todo:
                 with dist.sharded() if self.distributed else nullcontext():
-                    result = probe.measure(self.model, global_step)
+                    # through torch.compile / DDP / DataParallel: the module they run
+                    result = probe.measure(unwrap_model(self.model), global_step)
                 results[probe.name] = result
                 if self.store is not None:
                     self._write(global_step, epoch, probe.name, result)

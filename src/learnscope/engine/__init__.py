@@ -1,6 +1,7 @@
 """The measurement engine: one pass for every probe, accumulators, and their reduction.
 
-- `batches`: the data in fixed batches, sharding, the frozen model copy, RNG restore;
+- `batches`: the data in fixed batches, sharding, the frozen model copy, RNG restore, and
+  `unwrap_model` (the module inside torch.compile / DDP / DataParallel, which is measured);
 - `passes`: `run_pass(model, taps, state, update)`, `Taps`, `Batch`, `PassState`;
 - `accumulators`: `Accumulator` (pure `merge`, a declared `Reduction`), `Sum`;
 - `reduction`: every cross-process reduction, in one place and one order;
@@ -19,6 +20,7 @@ _EXPORTS = {
     "Accumulator": "accumulators", "Reduction": "accumulators", "Sum": "accumulators",
     "EmptyDatasetError": "batches", "MeasurementData": "batches", "Shard": "batches",
     "iter_batches": "batches", "measurement_copy": "batches", "preserved_rng": "batches",
+    "unwrap_model": "batches",
     "Batch": "passes", "PassState": "passes", "Taps": "passes", "run_pass": "passes",
     "reduce_across_ranks": "reduction", "evaluate": "evaluation",
 }

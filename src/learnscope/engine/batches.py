@@ -94,6 +94,24 @@ def preserved_rng() -> Iterator[None]:
         random.setstate(python_state)
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module a wrapper runs: `torch.compile`'s OptimizedModule (`_orig_mod`),
+    DistributedDataParallel and DataParallel (`.module`), nested wrappers unwrapped fully.
+
+    The same object the wrapper holds (same parameters, no copy), so measuring it measures the
+    wrapped model, under the inner module's layer and parameter names; any other module is
+    returned as it is.
+    """
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module) and \
+                type(model).__name__ == "OptimizedModule":
+            model = model._orig_mod
+        else:
+            return model
+
+
 def measurement_copy(model: nn.Module, batchnorm: str = "train") -> nn.Module:
     """A frozen copy of `model` for measuring: eval mode (no dropout), BatchNorm as requested.
 
@@ -104,6 +122,7 @@ def measurement_copy(model: nn.Module, batchnorm: str = "train") -> nn.Module:
     """
     if batchnorm not in BATCHNORM_MODES:
         raise ValueError(f"batchnorm must be 'train' or 'eval', got {batchnorm!r}")
+    model = unwrap_model(model)
     try:
         clone = copy.deepcopy(model)
     except Exception as error:  # noqa: BLE001 - report any copy failure with the fix

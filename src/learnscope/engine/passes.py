@@ -43,6 +43,7 @@ from learnscope.engine.batches import (
     measurement_copy,
     model_device,
     preserved_rng,
+    unwrap_model,
 )
 from learnscope.engine.reduction import reduce_across_ranks
 
@@ -121,7 +122,9 @@ class PassState:
 
 
 def module_names(model: nn.Module, layers: Sequence[nn.Module | str]) -> list[str]:
-    """Qualified names of `layers` (modules of `model` or their names), in the given order."""
+    """Qualified names of `layers` (modules of `model` or their names), in the given order;
+    names are those inside any wrapper (`unwrap_model`), as the measurement copy has them."""
+    model = unwrap_model(model)
     names = dict(model.named_modules())
     paths = {id(m): n for n, m in model.named_modules()}
     resolved = []

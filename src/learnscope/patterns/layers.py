@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from learnscope.engine.batches import unwrap_model
+
 BreakpointsFn = Callable[[nn.Module], tuple[float, ...]]
 
 _MODULE_BREAKPOINTS: dict[type[nn.Module], BreakpointsFn] = {
@@ -191,6 +193,7 @@ class ActivationTap:
 
 def activation_module_types(model: nn.Module) -> dict[str, int]:
     """Types of torch activation modules in `model` (supported or not), with their counts."""
+    model = unwrap_model(model)
     found: dict[str, int] = {}
     for module in model.modules():
         if type(module).__module__ == "torch.nn.modules.activation":
@@ -201,6 +204,7 @@ def activation_module_types(model: nn.Module) -> dict[str, int]:
 
 def no_layers_message(model: nn.Module) -> str:
     """Error text for a model in which no supported activation layer ran."""
+    model = unwrap_model(model)
     found = activation_module_types(model)
     listing = ", ".join(f"{k} x{v}" for k, v in sorted(found.items())) or "none"
     return (
@@ -218,7 +222,7 @@ def resolve_layer_selection(
     """Turn a user's layer list (modules or names) into a set of layer names (None = all)."""
     if layers is None:
         return None
-    paths = {id(m): path for path, m in model.named_modules()}
+    paths = {id(m): path for path, m in unwrap_model(model).named_modules()}
     names: set[str] = set()
     for layer in layers:
         if isinstance(layer, nn.Module):

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from learnscope.defaults import LAW_MEASURES
-from learnscope.engine.batches import MeasurementData
+from learnscope.engine.batches import MeasurementData, unwrap_model
 from learnscope.engine.passes import Batch, PassState, Taps, module_names, run_pass
 from learnscope.probe import MetricRow, Probe, ProbeResult
 from learnscope.registry import feature_blocks
@@ -42,6 +42,7 @@ def is_feature_block(module: nn.Module) -> bool:
 
 def feature_points(model: nn.Module) -> list[str]:
     """Qualified names of the modules whose outputs are the layers' features (see module doc)."""
+    model = unwrap_model(model)  # torch.compile / DDP / DataParallel: the names inside
     blocks = [name for name, m in model.named_modules() if is_feature_block(m)]
     if blocks:
         return blocks

@@ -50,6 +50,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from learnscope import distributed
+from learnscope.engine.batches import unwrap_model
 from learnscope.engine.evaluation import evaluate
 from learnscope.store import layout
 from learnscope.train.recipes import Recipe
@@ -145,7 +146,9 @@ def train(
     """Train `model` with `recipe`, measuring through `scope` (a learnscope.Scope or None).
 
     Args:
-        model: the model (moved to `device`).
+        model: the model (moved to `device`); it may be wrapped by torch.compile (trained
+            through the compiled forward, measured through the module it wraps); checkpoints
+            and kept weights hold the inner module's state dict, without wrapper prefixes.
         train_set: training Dataset of (input, label) items (augmentation, if any, inside it).
         recipe: optimizer and schedule settings (`learnscope.train.recipes.get(name)`).
         scope: measures at step 0 and after every update when its schedule fires.
@@ -360,7 +363,7 @@ def _measure(scope: Any, model: nn.Module, step: int, epoch: float, folder: Path
     scope.measure(step, epoch=epoch)
     path = scope.weights_file(step) if save_weights else None
     if path is not None:  # None on ranks other than 0
-        _save_atomic(model.state_dict(), path)
+        _save_atomic(unwrap_model(model).state_dict(), path)
     return True
 
 
@@ -373,13 +376,14 @@ def _checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, schedu
                       scope: Any, step: int) -> dict[str, Any]:
     """What a resume after `step` needs; the probes' references only with a `scope`."""
     probes = scope.probe_states() if scope is not None else {}
-    return {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    return {"step": step, "model": unwrap_model(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": _rng_state(), "probes": probes}
 
 
 def _apply_checkpoint(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
                       scheduler: Any, scope: Any) -> int:
-    model.load_state_dict(state["model"])
+    unwrap_model(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     _set_rng_state(state["rng"])

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learnscope.engine.batches import MeasurementData
+from learnscope.engine.batches import MeasurementData, unwrap_model
 from learnscope.engine.evaluation import evaluate
 from learnscope.probe import Probe, ProbeResult
 from learnscope.store.snapshots import DTYPES, check_dtype
@@ -127,7 +127,9 @@ class Weights(Probe):
         return "all parameters"
 
     def vectors(self, model: nn.Module) -> dict[str, np.ndarray]:
-        """The current trajectories' vectors (float32), keyed by trajectory name."""
+        """The current trajectories' vectors (float32), keyed by trajectory name (those of
+        the module inside torch.compile / DDP / DataParallel, under its own names)."""
+        model = unwrap_model(model)
         if self.layer is not None:
             return {self.layer: _flat(self._layer_parameters(model, self.layer))}
         if self.first_layers is not None:
