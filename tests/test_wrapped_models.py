@@ -199,3 +199,53 @@ def test_training_a_compiled_model_stores_the_plain_runs_rows_and_state(tmp_path
     assert list(kept) == list(plain.state_dict())
     checkpoint = torch.load(compiled_scope.run_folder() / "checkpoint.pt", weights_only=False)
     assert list(checkpoint["model"]) == list(compiled.state_dict())
+
+
+def lightning_rows(wrap, module: str | None = None) -> dict:
+    """Rows per step of a one-epoch Lightning fit of `wrap(LightningModule)`, measured by the
+    callback (on `module`, an attribute path, or the LightningModule itself)."""
+    pl = pytest.importorskip("lightning.pytorch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from learnscope.integrations.lightning import LearnscopeCallback
+
+    class Classifier(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = make_model()
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return nn.functional.cross_entropy(self(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    x, y = labelled_data(96, seed=4)
+    probes = [ls.ActivationPatterns((x, y), batch_size=48, labels=True),
+              ls.Weights(first_layers=2)]
+    callback = LearnscopeCallback(probes, ls.every(1), None, module=module)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1,
+                         callbacks=[callback], max_epochs=1)
+    classifier = Classifier()
+    classifier.net = wrap(classifier.net) if module else classifier.net
+    trainer.fit(classifier if module else wrap(classifier),
+                DataLoader(TensorDataset(x, y), batch_size=32))
+    return {step: {p: r.rows for p, r in results.items()}
+            for step, results in callback.scope.results.items()}
+
+
+@pytest.mark.parametrize("module", [None, "net"])
+def test_the_lightning_callback_measures_a_compiled_module_as_the_plain_one(module):
+    """A compiled LightningModule (`trainer.fit(torch.compile(module))`, whose forward Lightning
+    replaces by a compiled one) or a compiled submodule chosen with `module="net"`."""
+    want = lightning_rows(lambda m: m, module)
+    got = lightning_rows(lambda m: torch.compile(m, backend="eager"), module)
+    assert sorted(want) == [0, 1, 2, 3] and got == want
+    layers = {row[0] for rows in want[3].values() for row in rows}
+    prefix = "net." if module is None else ""
+    assert {f"{prefix}2", f"{prefix}4", f"{prefix}0", f"{prefix}3"} <= layers

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import random
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -130,6 +131,7 @@ def measurement_copy(model: nn.Module, batchnorm: str = "train") -> nn.Module:
             f"cannot copy {type(model).__name__} for a side-effect-free measurement pass "
             f"({error}); make the model deep-copyable (copy.deepcopy(model) must work)"
         ) from error
+    _rebind_wrapped_forward(clone, model)
     clone.eval()
     if batchnorm == "train":
         for module in clone.modules():
@@ -138,6 +140,18 @@ def measurement_copy(model: nn.Module, batchnorm: str = "train") -> nn.Module:
     for parameter in clone.parameters():
         parameter.requires_grad_(False)
     return clone
+
+
+def _rebind_wrapped_forward(clone: nn.Module, model: nn.Module) -> None:
+    """A forward set on the instance that wraps the model's own bound forward (Lightning's
+    `trainer.fit(torch.compile(module))` sets `module.forward = torch.compile(module.forward)`)
+    would, once copied, still run the original model: the copy runs that forward's function
+    bound to the copy instead, uncompiled."""
+    forward = clone.__dict__.get("forward")
+    while forward is not None and not isinstance(forward, types.MethodType):
+        forward = getattr(forward, "__wrapped__", None)
+    if forward is not None and forward.__self__ is model:
+        clone.forward = types.MethodType(forward.__func__, clone)
 
 
 def model_device(model: nn.Module) -> torch.device:
