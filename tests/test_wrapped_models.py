@@ -20,7 +20,7 @@ import learnscope as ls
 from learnscope.engine import unwrap_model
 from learnscope.patterns.counts import PatternCounts
 from learnscope.train import recipes
-from learnscope.train.trainer import train
+from learnscope.train.trainer import measure_since_final, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -181,6 +181,10 @@ def test_training_a_compiled_model_stores_the_plain_runs_rows_and_state(tmp_path
         recipe = recipes.get("multistep", epochs=2, batch_size=16, milestones=(1,))
         result = train(net, Clusters(), recipe, scope=scope, seed=3, save_weights=True,
                        checkpoint_every=4)
+        # every kept state compared with the final network, loaded into the same kind of model
+        factory = (lambda: torch.compile(make_model(), backend="eager")) if compiled \
+            else make_model
+        assert measure_since_final(scope, factory, net) == 5
         scope.finish(result.status)
         return model, scope
 
@@ -191,6 +195,7 @@ def test_training_a_compiled_model_stores_the_plain_runs_rows_and_state(tmp_path
     want = store.metrics(run=plain_scope.run_id)[columns].sort_values(columns[:4])
     got = store.metrics(run=compiled_scope.run_id)[columns].sort_values(columns[:4])
     assert len(want) > 0 and set(want["layer"]) >= {"2", "4", "0", "3"}
+    assert "jaccard_since_final" in set(want["measure"])
     np.testing.assert_array_equal(got[columns[:4]].to_numpy(), want[columns[:4]].to_numpy())
     np.testing.assert_allclose(got["value"].to_numpy(), want["value"].to_numpy(), rtol=1e-6)
     # the kept weights and the checkpoint hold the inner module's state dict, no prefixes

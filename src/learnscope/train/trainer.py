@@ -437,7 +437,7 @@ def measure_since_final(scope: Any, model_factory: Callable[[], nn.Module],
             if shared:
                 state = distributed.broadcast_object(state)
             model = model_factory()
-            model.load_state_dict(state)
+            unwrap_model(model).load_state_dict(state)  # kept without wrapper prefixes
             model.to(next(final_model.parameters()).device)
             with distributed.sharded() if shared else nullcontext():
                 rows = probe.since_final_rows(model, final, step)
