@@ -10,6 +10,8 @@ which trains through the compiled forward at a fraction of the compile time on a
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -254,3 +256,27 @@ def test_the_lightning_callback_measures_a_compiled_module_as_the_plain_one(modu
     layers = {row[0] for rows in want[3].values() for row in rows}
     prefix = "net." if module is None else ""
     assert {f"{prefix}2", f"{prefix}4", f"{prefix}0", f"{prefix}3"} <= layers
+
+
+def test_two_ranks_measure_a_ddp_model_as_one_process_measures_the_plain_one(tmp_path):
+    from test_distributed import WORKERS, check_ran, torchrun
+
+    torch.manual_seed(0)
+    model = make_model()
+    x, y = labelled_data(203, seed=6)  # 13 batches of 16, the last of 11
+    torch.save({"model": model, "x": x, "y": y}, tmp_path / "inputs.pt")
+    check_ran(torchrun(WORKERS / "wrapped.py", str(tmp_path / "inputs.pt"), str(tmp_path)))
+    want = ls.patterns.count(model, (x, y), batch_size=16, labels=True)
+    want_d = ls.separation.measure(model, (x, y), batch_size=16)
+    want_w = ls.Weights(first_layers=2).measure(model, 0).rows
+    for rank in (0, 1):
+        folder = tmp_path / f"rank{rank}"
+        results = json.loads((folder / "results.json").read_text())
+        for kind in ("ddp", "compiled_ddp"):
+            assert results[f"{kind}_layers"] == list(want) == ["2", "4"]
+            assert_same_counts({n: PatternCounts.load(folder / kind / f"{n}.npz") for n in want},
+                               want)
+        assert list(results["separation"]) == list(want_d)
+        np.testing.assert_allclose(list(results["separation"].values()), list(want_d.values()),
+                                   rtol=1e-10)
+        assert [tuple(row) for row in results["weights"]] == want_w
