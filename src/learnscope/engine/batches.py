@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import random
+import sys
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,11 +104,14 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     wrapped model, under the inner module's layer and parameter names; any other module is
     returned as it is.
     """
+    # torch.compile's wrapper class exists only once torch._dynamo is loaded (not by importing
+    # torch): without it no model can be compiled, and it is not loaded here
+    dynamo = sys.modules.get("torch._dynamo.eval_frame")
+    compiled = getattr(dynamo, "OptimizedModule", ())
     while True:
         if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module) and \
-                type(model).__name__ == "OptimizedModule":
+        elif isinstance(model, compiled):
             model = model._orig_mod
         else:
             return model
