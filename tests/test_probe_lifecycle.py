@@ -236,3 +236,22 @@ def test_passes_and_reductions_are_logged_at_debug(caplog):
                    if r.name == "learnscope.engine.reduction"]
     assert any("all_gather_objects" in m for m in collectives)
     assert any("sum reduction of 'state'" in m for m in collectives)
+
+
+def test_an_accumulator_reduced_in_a_way_it_does_not_implement_says_what_to_define():
+    from learnscope.engine.accumulators import Accumulator, Reduction
+
+    class Half(Accumulator):
+        reduction = Reduction.SUM
+
+        def kind(self):
+            return "half"
+
+        def merge(self, other):
+            return self
+
+    with pytest.raises(TypeError, match="Half is reduced by sum but does not define to_sum "
+                                        "and from_sum"):
+        Half().to_sum([None])
+    with pytest.raises(TypeError, match="does not define to_rows and from_tables"):
+        Half.from_tables("half", [])

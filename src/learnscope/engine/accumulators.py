@@ -71,21 +71,28 @@ class Accumulator(ABC):
 
     def to_sum(self, plans: Sequence[Any]) -> np.ndarray:
         """The array to sum across ranks, given every rank's `sum_plan` (rank order)."""
-        raise NotImplementedError(f"{type(self).__name__} does not reduce by sum")
+        raise _undeclared(type(self), "sum", "to_sum and from_sum")
 
     def from_sum(self, summed: np.ndarray, plans: Sequence[Any]) -> Accumulator:
         """The whole's state from the summed array (a new object)."""
-        raise NotImplementedError(f"{type(self).__name__} does not reduce by sum")
+        raise _undeclared(type(self), "sum", "to_sum and from_sum")
 
     # -- Reduction.GATHER
     def to_rows(self) -> np.ndarray:
         """This shard's rows (a 2-D array; columns and dtype equal on every rank)."""
-        raise NotImplementedError(f"{type(self).__name__} does not reduce by gathering")
+        raise _undeclared(type(self), "gathering", "to_rows and from_tables")
 
     @classmethod
     def from_tables(cls, kind: Hashable, tables: Sequence[np.ndarray]) -> Accumulator:
         """The whole's state from every rank's rows (rank order)."""
-        raise NotImplementedError(f"{cls.__name__} does not reduce by gathering")
+        raise _undeclared(cls, "gathering", "to_rows and from_tables")
+
+
+def _undeclared(kind: type, reduction: str, methods: str) -> TypeError:
+    """The error for an accumulator reduced in a way it does not implement (its declared
+    `reduction` and its methods disagree)."""
+    return TypeError(f"{kind.__name__} is reduced by {reduction} but does not define {methods}; "
+                     "define them, or declare the reduction it implements")
 
 
 class Sum(Accumulator):

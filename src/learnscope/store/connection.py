@@ -36,7 +36,7 @@ JOURNAL_ENV = "LEARNSCOPE_STORE_JOURNAL"
 #: Seconds an open in ``delete`` mode waits for other connections to a WAL store to close.
 JOURNAL_SWITCH_TIMEOUT_S = 5.0
 
-_SCHEMA_TODO = (
+_SCHEMA_REMEDY = (
     "The file was changed outside learnscope, or is damaged: restore it from a copy, or move "
     "it away (learnscope then starts a new store at that path)."
 )
@@ -168,7 +168,7 @@ def _connect(path: Path, journal: str = "wal") -> sqlite3.Connection:
         ) from exc
     except SchemaMismatch as exc:
         conn.close()
-        raise _open_error(path, str(exc), _SCHEMA_TODO) from exc
+        raise _open_error(path, str(exc), _SCHEMA_REMEDY) from exc
     except ValueError as exc:
         conn.close()
         raise _open_error(
@@ -346,7 +346,7 @@ def _connect_read_only(path: Path) -> tuple[sqlite3.Connection, bool]:
         raise _open_error(path, f"the database cannot be read ({exc})", move_away) from exc
     if differences:
         conn.close()
-        raise _open_error(path, mismatch_message(differences, version), _SCHEMA_TODO)
+        raise _open_error(path, mismatch_message(differences, version), _SCHEMA_REMEDY)
     return conn, immutable
 
 
