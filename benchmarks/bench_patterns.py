@@ -3,10 +3,15 @@
 Network: a ResNet-20-shaped pre-activation CIFAR net (19 ReLU layers of 16/32/64 channels).
 Data: 2,048 CIFAR-shaped inputs (3x32x32), batch 128, BatchNorm in train mode (as the pass uses).
 Variants, interleaved in every repeat so drift hits all alike:
-  forward   plain no-grad forward pass over all batches (what a pass costs at the very least)
-  exact     learnscope.patterns.count(mode="exact"): every evaluation of every layer counted
-  hashlist  learnscope.patterns.count(mode="hashlist"): the paper's fixed-size table (2**20 slots)
-Prints medians and ratios to the forward pass as a Markdown table.
+  forward          plain no-grad forward pass over all batches (what a pass costs at the least)
+  exact-BACKEND    learnscope.patterns.count(mode="exact", backend=BACKEND): every evaluation of
+                   every layer counted; "numpy" counts on the host, "torch" on the activations'
+                   device (only the final tables cross to the host)
+  hashlist-BACKEND learnscope.patterns.count(mode="hashlist", backend=BACKEND): the paper's
+                   fixed-size table (2**20 slots per layer)
+`--backend all` (the default) times both backends, `--backend auto` the one `count` picks for the
+device. Prints medians and ratios to the forward pass as a Markdown table, with the peak device
+memory of each variant on CUDA.
 
 Allocator: glibc malloc adapts its mmap/trim thresholds to what was freed before, so whether a
 forward pass's big intermediate tensors cost fresh page faults depends on what ran just before it;
@@ -15,6 +20,7 @@ re-runs itself with fixed thresholds (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESH
 state of a long training process) unless --default-malloc is given.
 
     python benchmarks/bench_patterns.py [--repeats 5] [--samples 2048] [--device cpu|cuda]
+        [--backend all|auto|numpy|torch]
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--backend", default="all", choices=("all", "auto", "numpy", "torch"),
+                        help="counting backend(s) to time (default: numpy and torch)")
     parser.add_argument("--default-malloc", action="store_true",
                         help="keep glibc's adaptive malloc thresholds (noisier timings)")
     args = parser.parse_args()
@@ -103,23 +111,32 @@ def main() -> None:
             for start in range(0, args.samples, args.batch_size):
                 frozen(inputs[start : start + args.batch_size])
 
-    def exact() -> None:
-        P.count(model, inputs, batch_size=args.batch_size, mode="exact")
+    def measurement(mode: str, backend: str):
+        def run() -> None:
+            P.count(model, inputs, batch_size=args.batch_size, mode=mode, backend=backend)
 
-    def hashlist() -> None:
-        P.count(model, inputs, batch_size=args.batch_size, mode="hashlist")
+        return run
 
-    variants = {"forward": forward, "exact": exact, "hashlist": hashlist}
-    forward()  # warm-up
-    exact()
+    backends = ("numpy", "torch") if args.backend == "all" else (args.backend,)
+    variants = {"forward": forward}
+    for mode in ("exact", "hashlist"):
+        for backend in backends:
+            variants[f"{mode}-{backend}"] = measurement(mode, backend)
+    for fn in variants.values():  # warm-up
+        fn()
     times: dict[str, list[float]] = {name: [] for name in variants}
+    peaks: dict[str, int] = {}
     for _ in range(args.repeats):
         for name, fn in variants.items():
             sync(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
             fn()
             sync(device)
             times[name].append(time.perf_counter() - start)
+            if device.type == "cuda":
+                peaks[name] = max(peaks.get(name, 0), torch.cuda.max_memory_allocated())
 
     counts = P.count(model, inputs, batch_size=args.batch_size)
     evaluations = sum(c.evaluations for c in counts.values())
@@ -129,13 +146,16 @@ def main() -> None:
           f"{torch.get_num_threads()}, {args.samples} inputs, batch {args.batch_size}, "
           f"{layers} ReLU layers, {evaluations:,} evaluations counted, {args.repeats} repeats, "
           f"allocator: {allocator}")
-    print("| variant | median s | min s | max s | ratio of medians | median of paired ratios |")
-    print("|---|---|---|---|---|---|")
+    memory = " peak device MiB |" if peaks else ""
+    print("| variant | median s | min s | max s | ratio of medians | median of paired ratios |"
+          + memory)
+    print("|---|---|---|---|---|---|" + ("---|" if peaks else ""))
     for name, values in times.items():
         median = statistics.median(values)
         paired = statistics.median(v / f for v, f in zip(values, times["forward"], strict=True))
+        peak = f" {peaks[name] / 2**20:.0f} |" if peaks else ""
         print(f"| {name} | {median:.3f} | {min(values):.3f} | {max(values):.3f} | "
-              f"{median / base:.2f}x | {paired:.2f}x |")
+              f"{median / base:.2f}x | {paired:.2f}x |" + peak)
 
 
 if __name__ == "__main__":

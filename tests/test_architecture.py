@@ -126,6 +126,7 @@ LEAVES = ("learnscope.registry", "learnscope.diagnostics", "learnscope.threads",
           "learnscope.defaults", "learnscope._version", "learnscope.schedules",
           "learnscope.store.layout")
 CORE = ("learnscope.engine", "learnscope.patterns.measures", "learnscope.patterns.counts",
+        "learnscope.patterns.device_counts",
         "learnscope.patterns.keys", "learnscope.separation.moments", "learnscope.separation.law",
         "learnscope.separation.layerwise")
 VIEWS = ("learnscope.viz", "learnscope.dashboard", "learnscope.exports")

@@ -1,4 +1,8 @@
-"""Exact pattern counting against a brute-force reference: a dict over tuples of unit states."""
+"""Exact pattern counting against a brute-force reference: a dict over tuples of unit states.
+
+Every counting test runs on both backends: "numpy" (keys counted on the host) and "torch" (the
+device-resident counter of `learnscope.patterns.device_counts`, here on the CPU); the torch
+backend is also checked on CUDA when a GPU is present."""
 
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import learnscope.patterns as P
-from learnscope.patterns.counts import PatternCounter, hash_rows
+from learnscope.patterns.counts import DENSE_MAX_CELLS, FOLD_MIN_ROWS, PatternCounter, hash_rows
+from learnscope.patterns.device_counts import DevicePatternCounter
 from learnscope.patterns.keys import PatternLayout, pack, unpack
 
 WIDTHS = [1, 7, 16, 33, 64, 65, 130]
+BACKENDS = ["numpy", "torch"]
 
 # activation module, breakpoints, values to draw inputs from (hitting every breakpoint exactly)
 ACTIVATIONS = {
@@ -66,10 +72,11 @@ def draw(shape, values, rng: np.random.Generator, repeats: int = 1) -> torch.Ten
     return torch.from_numpy(np.ascontiguousarray(base))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
 @pytest.mark.parametrize("kind", ["linear", "conv"])
-def test_exact_counts_equal_brute_force(width, activation, kind):
+def test_exact_counts_equal_brute_force(width, activation, kind, backend):
     make, breakpoints, values = ACTIVATIONS[activation]
     rng = np.random.default_rng()
     if kind == "linear":
@@ -78,7 +85,7 @@ def test_exact_counts_equal_brute_force(width, activation, kind):
         z = draw((12, width, 3, 2), values, rng)
     z = z[torch.from_numpy(rng.permutation(z.shape[0]))]
     model = nn.Sequential(make())
-    counts = P.count(model, z, batch_size=37)
+    counts = P.count(model, z, batch_size=37, backend=backend)
     assert list(counts) == ["0"]
     got = counts["0"]
     expected = brute_force(z, breakpoints, 1)
@@ -88,12 +95,18 @@ def test_exact_counts_equal_brute_force(width, activation, kind):
     assert as_counter(got) == expected
 
 
-@pytest.mark.parametrize("width", [5, 16, 70])
-def test_joint_label_counts_equal_brute_force(width):
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("width", [5, 16, 20, 70])
+def test_joint_label_counts_equal_brute_force(width, backend):
+    # width 20 with 5 labels: 2**20 keys x 5 labels outgrow the dense table, which spills to
+    # the sorted one while counting
     rng = np.random.default_rng()
     z = draw((40, width, 2, 2), [-1.0, 0.0, 1.0], rng)
-    y = torch.from_numpy(rng.integers(0, 4, size=40))
-    counts = P.count(nn.Sequential(nn.ReLU()), (z, y), labels=True, batch_size=16)["0"]
+    y = torch.from_numpy(rng.integers(0, 5 if width == 20 else 4, size=40))
+    y[-1] = 4 if width == 20 else 3  # the largest label comes last: the table grows late
+    assert width != 20 or (1 << width) * 5 > DENSE_MAX_CELLS  # (so width 20 spills)
+    counts = P.count(nn.Sequential(nn.ReLU()), (z, y), labels=True, batch_size=16,
+                     backend=backend)["0"]
     expected = brute_force(z, (0.0,), 1, labels=y)
     assert as_joint_counter(counts) == expected
     marginal: Counter = Counter()
@@ -102,10 +115,11 @@ def test_joint_label_counts_equal_brute_force(width):
     assert as_counter(counts) == marginal
 
 
-def test_units_last_for_sequence_inputs_and_channels_for_conv1d():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_units_last_for_sequence_inputs_and_channels_for_conv1d(backend):
     rng = np.random.default_rng()
     z = draw((6, 5, 9), [-1.0, 0.0, 1.0], rng)  # (n, positions, units)
-    seq = P.count(nn.Sequential(nn.ReLU()), z)["0"]
+    seq = P.count(nn.Sequential(nn.ReLU()), z, backend=backend)["0"]
     assert seq.width == 9 and as_counter(seq) == brute_force(z, (0.0,), 2)
 
     class Conv1dNet(nn.Module):
@@ -117,7 +131,8 @@ def test_units_last_for_sequence_inputs_and_channels_for_conv1d():
         def forward(self, x):
             return self.act(x) + 0 * self.conv(x)
 
-    conv = P.count(Conv1dNet(), z)["act"]  # a model with Conv1d: (n, channels, length)
+    # a model with Conv1d: (n, channels, length)
+    conv = P.count(Conv1dNet(), z, backend=backend)["act"]
     assert conv.width == 5 and as_counter(conv) == brute_force(z, (0.0,), 1)
 
 
@@ -166,31 +181,36 @@ def test_pack_layout_is_the_documented_bit_order():
     assert pack(wide, PatternLayout(65, (0.0,)), 1).tolist() == [[-(2**63), 1]]
 
 
-def test_counter_folds_many_batches_exactly():
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("words", [1, 2])
+def test_counter_folds_many_batches_exactly(backend, words):
     rng = np.random.default_rng()
-    layout = PatternLayout(40, (0.0,))
-    counter = PatternCounter(layout)
+    layout = PatternLayout(40 if words == 1 else 100, (0.0,))
+    counter = PatternCounter(layout) if backend == "numpy" else DevicePatternCounter(layout)
     seen: list[np.ndarray] = []
     for _ in range(30):  # 30 batches of 10k keys from a 150k-key space: many folds
-        keys = rng.integers(0, 150_000, size=(10_000, 1)) * 7_919
-        counter.add(keys)
-        seen.append(keys[:, 0])
+        keys = rng.integers(0, 150_000, size=(10_000, words)) * 7_919 - 2**40  # signs mixed
+        counter.add(keys if backend == "numpy" else torch.from_numpy(keys))
+        seen.append(keys)
+    assert 30 * 10_000 > 2 * FOLD_MIN_ROWS  # (several folds happened)
     result = counter.result()
-    values, frequencies = np.unique(np.concatenate(seen), return_counts=True)
-    assert np.array_equal(result.keys[:, 0], values)
+    values, frequencies = np.unique(np.concatenate(seen), axis=0, return_counts=True)
+    assert np.array_equal(result.keys, values)  # same (signed lexicographic) order
     assert np.array_equal(result.counts, frequencies)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("labels", [False, True])
 @pytest.mark.parametrize("width", [6, 40, 100])
-def test_two_halves_merge_to_the_whole(width, labels):
+def test_two_halves_merge_to_the_whole(width, labels, backend):
     rng = np.random.default_rng()
     z = draw((80, width, 2, 2), [-1.0, 0.0, 1.0], rng)
     y = torch.from_numpy(rng.integers(0, 3, size=80))
     model = nn.Sequential(nn.ReLU())
-    first = P.count(model, (z[:33], y[:33]) if labels else z[:33], labels=labels)["0"]
-    second = P.count(model, (z[33:], y[33:]) if labels else z[33:], labels=labels)["0"]
-    whole = P.count(model, (z, y) if labels else z, labels=labels)["0"]
+    options = dict(labels=labels, backend=backend)
+    first = P.count(model, (z[:33], y[:33]) if labels else z[:33], **options)["0"]
+    second = P.count(model, (z[33:], y[33:]) if labels else z[33:], **options)["0"]
+    whole = P.count(model, (z, y) if labels else z, **options)["0"]
     merged = first.merge(second)
     assert np.array_equal(merged.keys, whole.keys)
     assert np.array_equal(merged.counts, whole.counts)
@@ -208,15 +228,16 @@ def test_merge_rejects_different_layers():
         a.merge(b)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("width", [10, 48, 90])
-def test_hashlist_equals_exact_with_a_large_table(width):
+def test_hashlist_equals_exact_with_a_large_table(width, backend):
     # seeded: with ~200 keys in 2^22 slots a collision has a ~0.5% chance, which is the hash
     # list's real behaviour, not a defect; these draws are known to be collision-free
     rng = np.random.default_rng(width)
     z = draw((200, width), [-1.0, 0.0, 1.0], rng, repeats=4)
     model = nn.Sequential(nn.ReLU())
-    exact = P.count(model, z)["0"]
-    hashed = P.count(model, z, mode="hashlist", table_size=1 << 22)["0"]
+    exact = P.count(model, z, backend=backend)["0"]
+    hashed = P.count(model, z, mode="hashlist", table_size=1 << 22, backend=backend)["0"]
     assert hashed.mode == "hashlist" and exact.occupancy is None
     assert hashed.distinct == exact.distinct  # no collision among a few hundred keys
     assert sorted(hashed.counts.tolist()) == sorted(exact.counts.tolist())
@@ -227,14 +248,15 @@ def test_hashlist_equals_exact_with_a_large_table(width):
         )
 
 
-def test_hashlist_collisions_merge_into_slots():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hashlist_collisions_merge_into_slots(backend):
     rng = np.random.default_rng()
     z = draw((300, 20), [-1.0, 1.0], rng)
     model = nn.Sequential(nn.ReLU())
-    exact = P.count(model, z)["0"]
-    one = P.count(model, z, mode="hashlist", table_size=1)["0"]
+    exact = P.count(model, z, backend=backend)["0"]
+    one = P.count(model, z, mode="hashlist", table_size=1, backend=backend)["0"]
     assert one.distinct == 1 and one.occupancy == 1.0 and one.counts.tolist() == [300]
-    small = P.count(model, z, mode="hashlist", table_size=7)["0"]
+    small = P.count(model, z, mode="hashlist", table_size=7, backend=backend)["0"]
     slots = (hash_rows(exact.keys) % np.uint64(7)).astype(np.int64)
     expected = Counter()
     for slot, c in zip(slots.tolist(), exact.counts.tolist(), strict=True):
@@ -245,11 +267,12 @@ def test_hashlist_collisions_merge_into_slots():
     assert small.occupancy == len(expected) / 7
 
 
-def test_save_and_load_round_trip(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_save_and_load_round_trip(tmp_path, backend):
     rng = np.random.default_rng()
     z = draw((60, 70), [-1.0, 1.0], rng)
     y = torch.from_numpy(rng.integers(0, 5, size=60))
-    counts = P.count(nn.Sequential(nn.ReLU6()), (z, y), labels=True)["0"]
+    counts = P.count(nn.Sequential(nn.ReLU6()), (z, y), labels=True, backend=backend)["0"]
     path = counts.save(tmp_path / "layer.npz")
     loaded = P.PatternCounts.load(path)
     assert loaded.width == 70 and loaded.breakpoints == (0.0, 6.0) and loaded.has_labels

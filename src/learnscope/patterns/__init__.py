@@ -1,6 +1,7 @@
 """Activation patterns: exact counting of every on/off pattern of every ReLU-like layer.
 
     counts = learnscope.patterns.count(model, data)        # {layer: PatternCounts}
+    learnscope.patterns.count(model, data, backend="torch")  # counted on the activations' device
     learnscope.patterns.measures.entropy(counts["fc1"])
 """
 
@@ -12,12 +13,14 @@ from learnscope.patterns.activation_patterns import (
     count_layers,
 )
 from learnscope.patterns.counts import PatternCounter, PatternCounts
-from learnscope.patterns.keys import PatternLayout, pack, unpack
+from learnscope.patterns.device_counts import DevicePatternCounter
+from learnscope.patterns.keys import PatternLayout, pack, pack_keys, unpack
 from learnscope.patterns.layers import ActivationTap, register_activation
 
 __all__ = [
     "ActivationPatterns",
     "ActivationTap",
+    "DevicePatternCounter",
     "NonFiniteActivationError",
     "PatternCounter",
     "PatternCounts",
@@ -26,6 +29,7 @@ __all__ = [
     "count_layers",
     "measures",
     "pack",
+    "pack_keys",
     "register_activation",
     "unpack",
 ]

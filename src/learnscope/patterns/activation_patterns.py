@@ -21,8 +21,14 @@ from torch import nn
 from learnscope.engine.batches import MeasurementData
 from learnscope.engine.passes import PassState, Taps, run_pass
 from learnscope.patterns import measures as M
-from learnscope.patterns.counts import DEFAULT_TABLE_SIZE, PatternCounter, PatternCounts
-from learnscope.patterns.keys import PatternLayout, pack
+from learnscope.patterns.counts import (
+    DEFAULT_TABLE_SIZE,
+    PatternCounter,
+    PatternCounts,
+    check_counting_mode,
+)
+from learnscope.patterns.device_counts import DevicePatternCounter
+from learnscope.patterns.keys import PatternLayout, pack_keys
 from learnscope.patterns.layers import (
     ActivationTap,
     no_layers_message,
@@ -32,6 +38,21 @@ from learnscope.patterns.layers import (
 from learnscope.probe import MetricRow, Probe, ProbeResult
 
 UNIT_DIMS = ("auto", "channels", "last")
+BACKENDS = ("auto", "numpy", "torch")
+
+
+def check_backend(backend: str) -> None:
+    """Raise ValueError unless `backend` is one of BACKENDS."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown counting backend {backend!r}; use one of {BACKENDS}")
+
+
+def resolved_backend(backend: str, device: torch.device) -> str:
+    """The backend that counts keys on `device`: "auto" is NumPy on the CPU (measured faster
+    there, see benchmarks/RESULTS.md) and torch, on the device, anywhere else."""
+    if backend != "auto":
+        return backend
+    return "numpy" if device.type == "cpu" else "torch"
 MAX_QUEUED_BATCHES = 64  # layer-batches of keys waiting to be counted
 
 
@@ -51,9 +72,10 @@ class NonFiniteActivationError(ValueError):
 class _PatternState(PassState):
     """One pass's pattern counters, fed by the activation tap (see `_ActivationInstrument`).
 
-    Each layer's input is packed into keys during the forward pass; the counting (NumPy, which
-    releases the GIL) runs on one background thread, in order, while the forward pass goes on,
-    with a bounded backlog capping the memory held by queued keys. Once closed, its
+    Each layer's input is packed into keys during the forward pass, on its device; the counting
+    (NumPy on the host, or torch on the keys' device: see `backend`; both release the GIL) runs
+    on one background thread, in order, while the forward pass goes on, with a bounded backlog
+    capping the memory held by queued keys. Once closed, its
     accumulators are the layers' PatternCounts and its agreement the layer order.
     """
 
@@ -67,8 +89,10 @@ class _PatternState(PassState):
         unit_dim: str,
         has_conv1d: bool,
         step: int | None,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
+        self.backend = backend
         self.selection = selection
         self.labelled = labelled
         self.mode = mode
@@ -81,7 +105,7 @@ class _PatternState(PassState):
         self.workspace: dict = {}  # packing scratch buffers, reused across layers and batches
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learnscope-count")
         self._backlog: deque[Future] = deque()
-        self._batch_labels: tuple[object, np.ndarray] | None = None  # (batch, its labels)
+        self._batch_labels: dict[str, tuple[object, Any]] = {}  # device: (batch, its labels)
 
     def _unit_axis(self, z: torch.Tensor) -> int:
         if self.unit_dim == "channels":
@@ -94,11 +118,15 @@ class _PatternState(PassState):
             return 2
         return 1
 
-    def _labels(self) -> np.ndarray:
+    def _labels(self, device: torch.device | None) -> np.ndarray | torch.Tensor:
+        """This batch's labels: a NumPy array (device None) or a tensor on `device`."""
         batch = self.batch
-        if self._batch_labels is None or self._batch_labels[0] is not batch:
-            self._batch_labels = (batch, batch.labels.cpu().numpy())
-        return self._batch_labels[1]
+        where = str(device)
+        cached = self._batch_labels.get(where)
+        if cached is None or cached[0] is not batch:
+            labels = batch.labels.cpu().numpy() if device is None else batch.labels.to(device)
+            cached = self._batch_labels[where] = (batch, labels)
+        return cached[1]
 
     def __call__(self, name: str, z: torch.Tensor, breakpoints: tuple, kind: str) -> None:
         if name not in self.layer_order:
@@ -114,15 +142,22 @@ class _PatternState(PassState):
         counter = self.counters.get(name)
         if counter is None:
             layout = PatternLayout(int(z.shape[axis]), tuple(breakpoints))
-            counter = PatternCounter(
-                layout, labelled=self.labelled, mode=self.mode, table_size=self.table_size
-            )
+            settings = dict(labelled=self.labelled, mode=self.mode, table_size=self.table_size)
+            if resolved_backend(self.backend, z.device) == "torch":
+                counter = DevicePatternCounter(layout, device=z.device, **settings)
+            else:
+                counter = PatternCounter(layout, **settings)
             self.counters[name] = counter
-        keys = pack(z.detach(), counter.layout, axis, self.workspace)
+        on_device = isinstance(counter, DevicePatternCounter)
+        keys = pack_keys(z.detach(), counter.layout, axis, self.workspace)
+        if not on_device:
+            keys = keys.cpu().numpy()
         labels = None
         if self.labelled:
-            batch_labels = self._labels()
-            labels = np.repeat(batch_labels, keys.shape[0] // batch_labels.shape[0])
+            batch_labels = self._labels(keys.device if on_device else None)
+            per_sample = keys.shape[0] // batch_labels.shape[0]
+            labels = (batch_labels.repeat_interleave(per_sample) if on_device
+                      else np.repeat(batch_labels, per_sample))
         self._backlog.append(self._worker.submit(counter.add, keys, labels))
         while len(self._backlog) > MAX_QUEUED_BATCHES:
             self._backlog.popleft().result()
@@ -171,10 +206,11 @@ def count_layers(
     layers: Sequence[nn.Module | str] | None = None,
     unit_dim: str = "auto",
     step: int | None = None,
+    backend: str = "auto",
 ) -> tuple[dict[str, PatternCounts], dict[str, int]]:
     """Like `count`, but also returns each layer's forward-order index among all activations."""
-    if mode not in ("exact", "hashlist"):
-        raise ValueError(f"unknown counting mode {mode!r}; use 'exact' or 'hashlist'")
+    check_counting_mode(mode, table_size)
+    check_backend(backend)
     if unit_dim not in UNIT_DIMS:
         raise ValueError(f"unit_dim must be one of {UNIT_DIMS}, got {unit_dim!r}")
     selection = resolve_layer_selection(model, layers)
@@ -186,6 +222,7 @@ def count_layers(
         unit_dim=unit_dim,
         has_conv1d=any(isinstance(m, nn.Conv1d) for m in model.modules()),
         step=step,
+        backend=backend,
     )
     taps = Taps(data, batch_size=batch_size, batchnorm=batchnorm, labels=labels,
                 instruments=(_ActivationInstrument(),))
@@ -213,6 +250,7 @@ def count(
     table_size: int = DEFAULT_TABLE_SIZE,
     layers: Sequence[nn.Module | str] | None = None,
     unit_dim: str = "auto",
+    backend: str = "auto",
 ) -> dict[str, PatternCounts]:
     """Count every activation pattern of every activation layer over `data`.
 
@@ -232,6 +270,10 @@ def count(
         table_size: counters per layer in hash-list mode.
         layers: restrict to these modules or layer names (default: all).
         unit_dim: where the units are: "auto", "channels" (axis 1) or "last".
+        backend: where keys are counted: "numpy" (on the host), "torch" (on the activations'
+            device, only the final tables cross to the host; on the CPU too) or "auto" (NumPy
+            for CPU activations, torch for any other device). Every backend gives identical
+            counts.
 
     Returns:
         {layer name: PatternCounts}, in forward order.
@@ -246,6 +288,7 @@ def count(
         table_size=table_size,
         layers=layers,
         unit_dim=unit_dim,
+        backend=backend,
     )
     return counts
 
@@ -266,7 +309,9 @@ class ActivationPatterns(Probe):
     Args:
         data: the measurement dataset (see `count`), typically the whole training set.
         labels: count joint pattern-label occurrences and report the label measures.
-        batch_size, batchnorm, mode, table_size, layers, unit_dim: as in `count`.
+        batch_size, batchnorm, mode, table_size, layers, unit_dim, backend: as in `count`
+            (`backend` is recorded in the config only when it is not "auto": it never changes
+            the results, and runs measured before it existed keep their fingerprints).
         measures: report only these measures (default: all available).
         compare_to: references to compare with, subset of ("init", "last").
         jaccard_threshold: T of `jaccard_t` (patterns with count > T).
@@ -289,13 +334,14 @@ class ActivationPatterns(Probe):
         jaccard_threshold: int = M.DEFAULT_JACCARD_THRESHOLD,
         save_counts: bool = False,
         unit_dim: str = "auto",
+        backend: str = "auto",
         name: str = "patterns",
     ) -> None:
         unknown_refs = set(compare_to) - set(REFERENCES)
         if unknown_refs:
             raise ValueError(f"unknown references {sorted(unknown_refs)}; use {REFERENCES}")
-        if mode not in ("exact", "hashlist"):
-            raise ValueError(f"unknown counting mode {mode!r}; use 'exact' or 'hashlist'")
+        check_counting_mode(mode, table_size)
+        check_backend(backend)
         if batchnorm not in ("train", "eval"):
             raise ValueError(f"batchnorm must be 'train' or 'eval', got {batchnorm!r}")
         self.data = data
@@ -309,6 +355,7 @@ class ActivationPatterns(Probe):
         self.jaccard_threshold = jaccard_threshold
         self.save_counts = save_counts
         self.unit_dim = unit_dim
+        self.backend = backend
         self.name = name
         available = self.available_measures()
         if measures is not None:
@@ -339,6 +386,14 @@ class ActivationPatterns(Probe):
             return None
         return super().config_value(key, value)
 
+    def config(self) -> dict[str, Any]:
+        """The settings stored with the run; `backend` only when not the default "auto" (it
+        never changes the counts, and earlier runs' fingerprints stay valid)."""
+        config = super().config()
+        if config.get("backend") == "auto":
+            del config["backend"]
+        return config
+
     def count(self, model: nn.Module, step: int | None = None) -> tuple[dict, dict]:
         """Count the patterns of `model` on the probe's data: (counts, layer indexes)."""
         return count_layers(
@@ -352,6 +407,7 @@ class ActivationPatterns(Probe):
             layers=self.layers,
             unit_dim=self.unit_dim,
             step=step,
+            backend=self.backend,
         )
 
     def _comparison(self, name: str, counts: PatternCounts, ref: PatternCounts | None) -> float:

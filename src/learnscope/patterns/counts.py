@@ -372,31 +372,40 @@ class PatternCounts(Accumulator):
             )
 
 
-class _SortedTable:
-    """Exact counts of int64 rows; memory ~ distinct rows (pending batches fold in regularly)."""
+FOLD_MIN_ROWS = 1 << 16  # pending (unique row, count) pairs below this never trigger a fold
 
-    def __init__(self, columns: int) -> None:
-        self.rows = np.zeros((0, columns), dtype=np.int64)
-        self.counts = np.zeros(0, dtype=np.int64)
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+
+class _SortedTable:
+    """Exact counts of int64 rows; memory ~ distinct rows (pending batches fold in regularly).
+
+    Fold policy: the per-batch (unique row, count) pairs wait in a pending list until they
+    outnumber max(FOLD_MIN_ROWS, rows in the table); then table and pending are concatenated,
+    sorted and equal rows summed. The same policy serves NumPy arrays (the default) and torch
+    tensors on any device (`sum_unique` and `concatenate` given by `device_counts`).
+    """
+
+    def __init__(self, rows, counts, sum_unique=sum_unique_rows, concatenate=np.concatenate):
+        self.rows, self.counts = rows, counts
+        self._sum_unique, self._concatenate = sum_unique, concatenate
+        self._pending: list[tuple] = []
         self._pending_rows = 0
 
-    def add(self, rows: np.ndarray, counts: np.ndarray | None = None) -> None:
-        uniq, summed = sum_unique_rows(rows, counts)
+    def add(self, rows, counts=None) -> None:
+        uniq, summed = self._sum_unique(rows, counts)
         self._pending.append((uniq, summed))
         self._pending_rows += uniq.shape[0]
-        if self._pending_rows > max(1 << 16, self.rows.shape[0]):
+        if self._pending_rows > max(FOLD_MIN_ROWS, self.rows.shape[0]):
             self._fold()
 
     def _fold(self) -> None:
         if not self._pending:
             return
-        rows = np.concatenate([self.rows] + [r for r, _ in self._pending])
-        counts = np.concatenate([self.counts] + [c for _, c in self._pending])
-        self.rows, self.counts = sum_unique_rows(rows, counts)
+        rows = self._concatenate([self.rows] + [r for r, _ in self._pending])
+        counts = self._concatenate([self.counts] + [c for _, c in self._pending])
+        self.rows, self.counts = self._sum_unique(rows, counts)
         self._pending, self._pending_rows = [], 0
 
-    def table(self) -> tuple[np.ndarray, np.ndarray]:
+    def table(self) -> tuple:
         self._fold()
         return self.rows, self.counts
 
@@ -407,6 +416,10 @@ class _DenseTable:
     def __init__(self, key_space: int) -> None:
         self.key_space = key_space
         self.cells = np.zeros((key_space, 1), dtype=np.int64)
+
+    @property
+    def cell_count(self) -> int:
+        return self.cells.size
 
     def add(self, keys: np.ndarray, labels: np.ndarray | None) -> None:
         if labels is not None:
@@ -431,8 +444,19 @@ class _DenseTable:
         return key.reshape(-1, 1).astype(np.int64), counts
 
 
+def check_counting_mode(mode: str, table_size: int) -> None:
+    """Raise ValueError for an unknown counting mode or a hash list without counters."""
+    if mode not in ("exact", "hashlist"):
+        raise ValueError(f"unknown counting mode {mode!r}; use 'exact' or 'hashlist'")
+    if mode == "hashlist" and table_size < 1:
+        raise ValueError(f"hash-list table_size must be >= 1, got {table_size}")
+
+
 class PatternCounter:
     """Accumulates the pattern keys of one layer batch by batch; `result()` gives PatternCounts.
+
+    Counts NumPy arrays on the host; `device_counts.DevicePatternCounter` is the same counter
+    for torch tensors on their device (it overrides the table and row methods below).
 
     Args:
         layout: the layer's packing layout.
@@ -449,21 +473,38 @@ class PatternCounter:
         mode: str = "exact",
         table_size: int = DEFAULT_TABLE_SIZE,
     ) -> None:
-        if mode not in ("exact", "hashlist"):
-            raise ValueError(f"unknown counting mode {mode!r}; use 'exact' or 'hashlist'")
-        if mode == "hashlist" and table_size < 1:
-            raise ValueError(f"hash-list table_size must be >= 1, got {table_size}")
+        check_counting_mode(mode, table_size)
         self.layout = layout
         self.labelled = labelled
         self.mode = mode
         self.table_size = table_size if mode == "hashlist" else None
         key_space = table_size if mode == "hashlist" else layout.key_space
-        self._dense: _DenseTable | None = None
-        self._sorted: _SortedTable | None = None
+        self._dense = None
+        self._sorted = None
         if 0 < key_space and (mode == "hashlist" or key_space <= DENSE_MAX_KEY_SPACE):
-            self._dense = _DenseTable(key_space)
+            self._dense = self._new_dense(key_space)
         else:
-            self._sorted = _SortedTable(layout.words + int(labelled))
+            self._sorted = self._new_sorted(layout.words + int(labelled))
+
+    # -- what a counter for another array type overrides
+
+    def _new_dense(self, key_space: int) -> _DenseTable:
+        return _DenseTable(key_space)
+
+    def _new_sorted(self, columns: int) -> _SortedTable:
+        return _SortedTable(np.zeros((0, columns), dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+    def _slots(self, keys: np.ndarray) -> np.ndarray:
+        """Hash-list mode: each key row's slot, as a (E, 1) int64 array."""
+        return (hash_rows(keys) % np.uint64(self.table_size)).astype(np.int64).reshape(-1, 1)
+
+    def _with_labels(self, keys: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return np.column_stack([keys, labels])
+
+    def _to_host(self, rows, counts) -> tuple[np.ndarray, np.ndarray]:
+        return rows, counts
+
+    # --
 
     def add(self, keys: np.ndarray, labels: np.ndarray | None = None) -> None:
         """Count a batch: keys (E, words) int64 from `keys.pack`, labels (E,) int64 if labelled."""
@@ -472,18 +513,18 @@ class PatternCounter:
         if not self.labelled:
             labels = None
         if self.mode == "hashlist":
-            keys = (hash_rows(keys) % np.uint64(self.table_size)).astype(np.int64).reshape(-1, 1)
+            keys = self._slots(keys)
         if self._dense is not None:
             self._dense.add(keys[:, 0], labels)
-            if self._dense.cells.size > DENSE_MAX_CELLS and self.mode == "exact":
+            if self._dense.cell_count > DENSE_MAX_CELLS and self.mode == "exact":
                 self._spill_to_sorted()
             return
-        rows = keys if labels is None else np.column_stack([keys, labels])
+        rows = keys if labels is None else self._with_labels(keys, labels)
         self._sorted.add(rows)
 
     def _spill_to_sorted(self) -> None:
         rows, counts = self._dense.rows(self.labelled)
-        self._sorted = _SortedTable(rows.shape[1])
+        self._sorted = self._new_sorted(rows.shape[1])
         self._sorted.add(rows, counts)
         self._dense = None
 
@@ -493,6 +534,7 @@ class PatternCounter:
             rows, counts = self._dense.rows(self.labelled)
         else:
             rows, counts = self._sorted.table()
+        rows, counts = self._to_host(rows, counts)
         return PatternCounts.from_rows(
             rows,
             counts,

@@ -127,10 +127,10 @@ def _state_buffer(
     return buffer
 
 
-def pack(
+def pack_keys(
     z: torch.Tensor, layout: PatternLayout, unit_dim: int, workspace: dict | None = None
-) -> np.ndarray:
-    """Pack the activation input `z` into pattern keys, one row per evaluation.
+) -> torch.Tensor:
+    """Pack the activation input `z` into pattern keys on z's device, one row per evaluation.
 
     Args:
         z: the layer's input. `unit_dim` is the axis of the d units; axis 0 is the sample axis and
@@ -140,8 +140,9 @@ def pack(
         workspace: optional dict in which scratch buffers are kept for reuse across batches.
 
     Returns:
-        int64 array of shape (E, words); evaluations are ordered sample-major (all positions of
-        sample 0 first), so `np.repeat(labels, E // n)` aligns per-sample labels with rows.
+        int64 tensor of shape (E, words) on z's device; evaluations are ordered sample-major (all
+        positions of sample 0 first), so repeating per-sample labels E // n times aligns them
+        with the rows.
     """
     d = z.shape[unit_dim]
     if d != layout.width:
@@ -171,13 +172,23 @@ def pack(
         # (n, words, n_chunks, P) -> (n, P, words, n_chunks) -> (E, words, n_chunks)
         chunks = chunks.permute(0, 3, 1, 2).reshape(n * positions, words, len(offsets))
 
-    parts = chunks.to(torch.int64).cpu().numpy()
+    parts = chunks.to(torch.int64)
+    joined = parts[:, :, 0]
     if len(offsets) == 1:
-        return np.ascontiguousarray(parts[:, :, 0])
-    joined = parts[:, :, 0].astype(np.uint64)
+        return joined.contiguous()
+    joined = joined.clone()
     for i, offset in enumerate(offsets[1:], start=1):
-        joined |= parts[:, :, i].astype(np.uint64) << np.uint64(offset)
-    return joined.view(np.int64)
+        # chunks hold at most 24 bits, so the shift of the last chunk of a word may reach the
+        # sign bit: int64 shifts wrap like uint64 ones (two's complement), bit-exactly
+        joined.bitwise_or_(parts[:, :, i].bitwise_left_shift(offset))
+    return joined
+
+
+def pack(
+    z: torch.Tensor, layout: PatternLayout, unit_dim: int, workspace: dict | None = None
+) -> np.ndarray:
+    """`pack_keys` brought to the host: an int64 array of shape (E, words) (see `pack_keys`)."""
+    return pack_keys(z, layout, unit_dim, workspace).cpu().numpy()
 
 
 def unpack(keys: np.ndarray, layout: PatternLayout) -> np.ndarray:
