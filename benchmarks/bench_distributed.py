@@ -24,6 +24,9 @@ Per rank it records:
                 elsewhere; all_reduce: nbytes x 2 (W - 1) / W (a ring all-reduce's traffic);
                 all_to_all / all_to_all_single: the input chunks addressed to other ranks;
                 gather / reduce: nbytes on non-destination ranks. Also the time spent inside them.
+  CPU seconds   time.process_time() of the pass (all threads of the rank): on a shared machine
+                wall times are dominated by other processes, CPU time much less so.
+Table cells with one value per rank are medians over the repeats, rank 0 first.
   peak memory   resource.getrusage(RUSAGE_SELF).ru_maxrss (the process's lifetime high-water
                 mark, model and data included) and the measurement's own peak: VmHWM after the
                 timed pass (reset through /proc/self/clear_refs once model and data are built,
@@ -175,10 +178,10 @@ def worker(args: argparse.Namespace) -> None:
         ls.patterns.count(model, warm, batch_size=args.batch_size, labels=True, **options)
         distributed.barrier()
         ledger.recording = True
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         counts = ls.patterns.count(model, (x, y), batch_size=args.batch_size, labels=True,
                                    **options)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         ledger.recording = False
         pass_peak = resident_kib("VmHWM") - rss_before if peak_reset else None
     digest = hashlib.sha256()
@@ -187,6 +190,7 @@ def worker(args: argparse.Namespace) -> None:
             digest.update(layer.encode() + np.ascontiguousarray(array).tobytes())
     result = {
         "rank": context.rank, "world": context.world_size, "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "bytes_sent": ledger.bytes_sent, "collective_seconds": ledger.seconds,
         "calls": ledger.calls, "rss_before_kib": rss_before, "pass_peak_kib": pass_peak,
         "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
@@ -288,10 +292,10 @@ def main() -> None:
         print(f"oversubscribed: world {', '.join(map(str, oversubscribed))} on {cores} cores "
               "(ranks share cores; their times say nothing about scaling)")
     base = statistics.median(rep[0]["seconds"] for rep in runs[variants[0]])
-    print("| world | merge | median s | min s | max s | speed-up vs world 1 | MiB sent per rank "
-          "(median, per rank) | s in collectives (rank 0) | pass peak RSS MiB per rank | "
+    print("| world | merge | median s | min s | max s | speed-up vs world 1 | CPU s per rank | "
+          "MiB sent per rank | s in collectives (rank 0) | pass peak RSS MiB per rank | "
           "ru_maxrss MiB per rank |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for world, merge in variants:
         reps = runs[(world, merge)]
         seconds = [rep[0]["seconds"] for rep in reps]
@@ -302,7 +306,8 @@ def main() -> None:
 
         median = statistics.median(seconds)
         print(f"| {world} | {merge} | {median:.2f} | {min(seconds):.2f} | {max(seconds):.2f} | "
-              f"{base / median:.2f}x | {per_rank('bytes_sent', 2**20)} | "
+              f"{base / median:.2f}x | {per_rank('cpu_seconds', 1)} | "
+              f"{per_rank('bytes_sent', 2**20)} | "
               f"{statistics.median(rep[0]['collective_seconds'] for rep in reps):.2f} | "
               f"{per_rank('pass_peak_kib', 1024)} | {per_rank('maxrss_kib', 1024)} |")
 

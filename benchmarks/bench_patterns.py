@@ -21,7 +21,9 @@ repeat so drift hits all alike:
                    on the device. Tables of --table-size counters, or the sizes the paper's code
                    gives ResNet-20 with --paper-table-sizes (8e8 counters, 3.2 GB in all).
 `--backend all` (the default) times both backends, `--backend auto` the one `count` picks for the
-device. Prints medians and ratios to the forward pass as a Markdown table, and the peak memory of
+device. Prints medians and ratios to the forward pass as a Markdown table (wall time, and the
+process's CPU time, all threads: on a shared machine less disturbed by other processes than wall
+time, though it also counts spinning threads), and the peak memory of
 each variant, measured in a fresh process per variant (one pass): on the CPU the peak RSS above
 the RSS once model and inputs are built (VmHWM, reset through /proc/self/clear_refs), on CUDA
 torch.cuda.max_memory_allocated above the memory allocated before the pass.
@@ -38,7 +40,7 @@ on this machine that alone swings a forward pass between 2.3 s and 4.5 s. The sc
 re-runs itself with fixed thresholds (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_: the steady
 state of a long training process) unless --default-malloc is given.
 
-    python benchmarks/bench_patterns.py [--device cpu|cuda] [--inputs 2048] [--repeats 5]
+    python benchmarks/bench_patterns.py [--device cpu|cuda] [--inputs 2048] [--repeats 3]
         [--backend all|auto|numpy|torch] [--table-size 1048576] [--paper-table-sizes]
 """
 
@@ -287,7 +289,7 @@ def main() -> None:
                         help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--inputs", "--samples", dest="inputs", type=int, default=2048,
                         help="CIFAR-shaped inputs per pass")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--backend", default="all", choices=("all", "auto", "numpy", "torch"),
                         help="counting backend(s) to time (default: numpy and torch)")
@@ -325,13 +327,15 @@ def main() -> None:
     for fn in chosen.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {name: [] for name in chosen}
+    cpu_times: dict[str, list[float]] = {name: [] for name in chosen}
     for _ in range(args.repeats):
         for name, fn in chosen.items():
             sync(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             fn()
             sync(device)
             times[name].append(time.perf_counter() - start)
+            cpu_times[name].append(time.process_time() - cpu_start)
 
     peaks: dict[str, dict] = {}
     if not args.skip_memory:
@@ -356,9 +360,10 @@ def main() -> None:
     memory = ""
     if peaks:
         memory = " peak device MiB | peak RSS MiB |" if on_cuda else " peak RSS MiB |"
-    print("| variant | median s | min s | max s | ratio of medians | median of paired ratios |"
-          + memory)
-    print("|---|---|---|---|---|---|" + "---|" * memory.count("|"))
+    print("| variant | median s | min s | max s | ratio of medians | median of paired ratios | "
+          "median CPU s | CPU ratio |" + memory)
+    print("|---|---|---|---|---|---|---|---|" + "---|" * memory.count("|"))
+    cpu_base = statistics.median(cpu_times["forward"])
     for name, values in times.items():
         median = statistics.median(values)
         paired = statistics.median(v / f for v, f in zip(values, times["forward"], strict=True))
@@ -366,8 +371,10 @@ def main() -> None:
         if peaks:
             device_peak = f" {peaks[name]['device_mib']:.0f} |" if on_cuda else ""
             peak = f"{device_peak} {peaks[name]['rss_mib']:.0f} |"
+        cpu = statistics.median(cpu_times[name])
         print(f"| {name} | {median:.3f} | {min(values):.3f} | {max(values):.3f} | "
-              f"{median / base:.2f}x | {paired:.2f}x |" + peak)
+              f"{median / base:.2f}x | {paired:.2f}x | {cpu:.3f} | {cpu / cpu_base:.2f}x |"
+              + peak)
 
 
 if __name__ == "__main__":
