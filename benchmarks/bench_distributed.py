@@ -32,9 +32,11 @@ Table cells with one value per rank are medians over the repeats, rank 0 first.
                 timed pass (reset through /proc/self/clear_refs once model and data are built,
                 before a small warm-up pass) minus VmRSS at that point (measured in the same
                 place for every variant, so the warm-up's smaller peak is inside it).
-The script checks that every variant gave the same counts as world 1 (a digest of every
-layer's tables). Like bench_patterns.py it pins glibc's malloc thresholds for the measured
-processes (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) unless --default-malloc is given.
+The script checks that every variant gave the same counts as world 1: per layer, an order-free
+checksum of the counted rows (rank 0's with gather; with partition each rank holds a disjoint
+part of every layer's rows, and the parts' checksums add up to the whole's). Like
+bench_patterns.py it pins glibc's malloc thresholds for the measured processes
+(MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) unless --default-malloc is given.
 
     python benchmarks/bench_distributed.py [--inputs 10000] [--worlds 1,2,4] [--repeats 3]
         [--merges gather,partition] [--batch-size 128]
@@ -44,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import inspect
 import json
 import os
@@ -149,6 +150,22 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def row_checksum(counts) -> str:
+    """An order-free checksum of a layer's counted rows (keys, label, count): the sum, modulo
+    2**64, of a 64-bit hash of every row. Disjoint partitions of the rows add up to the whole's."""
+    from learnscope.patterns.counts import hash_rows
+
+    return str(int(hash_rows(counts.to_rows()).sum(dtype=np.uint64)))
+
+
+def whole_checksums(ranks: list[dict]) -> dict[str, int]:
+    """The whole counts' checksum per layer: rank 0's, or the sum over ranks of partitions."""
+    if not ranks[0]["partitioned"]:
+        return {layer: int(v) for layer, v in ranks[0]["checksums"].items()}
+    return {layer: sum(int(r["checksums"][layer]) for r in ranks) % 2**64
+            for layer in ranks[0]["checksums"]}
+
+
 def supports_merge_option() -> bool:
     import learnscope as ls
 
@@ -184,17 +201,16 @@ def worker(args: argparse.Namespace) -> None:
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         ledger.recording = False
         pass_peak = resident_kib("VmHWM") - rss_before if peak_reset else None
-    digest = hashlib.sha256()
-    for layer, c in counts.items():
-        for array in (c.keys, c.counts, c.joint_index, c.joint_labels, c.joint_counts):
-            digest.update(layer.encode() + np.ascontiguousarray(array).tobytes())
+    partitioned = args.merge == "partition" and context.world_size > 1
+    checksums = {layer: row_checksum(c) for layer, c in counts.items()}
     result = {
         "rank": context.rank, "world": context.world_size, "seconds": seconds,
         "cpu_seconds": cpu_seconds,
         "bytes_sent": ledger.bytes_sent, "collective_seconds": ledger.seconds,
         "calls": ledger.calls, "rss_before_kib": rss_before, "pass_peak_kib": pass_peak,
         "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        "digest": digest.hexdigest(), "evaluations": sum(c.evaluations for c in counts.values()),
+        "partitioned": partitioned, "checksums": checksums,
+        "evaluations": sum(c.evaluations for c in counts.values()),
         "distinct": sum(c.distinct for c in counts.values()),
     }
     Path(args.out, f"rank{context.rank}.json").write_text(json.dumps(result))
@@ -279,8 +295,8 @@ def main() -> None:
                   + "/".join(f"{r['bytes_sent'] / 2**20:.1f}" for r in ranks) + " MiB",
                   file=sys.stderr, flush=True)
     reference = runs[variants[0]][0][0]
-    same = all(r["digest"] == reference["digest"] for v in variants for rep in runs[v]
-               for r in rep)
+    expected = whole_checksums(runs[variants[0]][0])
+    same = all(whole_checksums(rep) == expected for v in variants for rep in runs[v])
     oversubscribed = [w for w in worlds if w > cores]
     print(f"device: cpu ({platform.processor() or platform.machine()}), {cores} cores, torch "
           f"{torch.__version__}, resnet20, {args.inputs:,} inputs, batch {args.batch_size}, "
