@@ -18,8 +18,12 @@ repeat so drift hits all alike:
                    (h * 54059) per number, wrapping int64), taken mod the table size, counted into
                    a fresh zeroed table with index_add_ and added to the layer's running table;
                    at the end each layer's occupied slots, entropy and largest count are computed
-                   on the device. Tables of --table-size counters, or the sizes the paper's code
-                   gives ResNet-20 with --paper-table-sizes (8e8 counters, 3.2 GB in all).
+                   on the device. Tables of --paper-table-size counters (default 1,048,573, the
+                   largest prime below 2**20: the paper's sizes are not powers of two, and with a
+                   power of two its multiply-xor hash keeps only the low bits of every number, so
+                   a 32-unit layer's slot would depend on its first 20 units only), or the sizes
+                   the paper's code gives ResNet-20 with --paper-table-sizes (8e8 counters,
+                   3.2 GB in all).
 `--backend all` (the default) times both backends, `--backend auto` the one `count` picks for the
 device. Prints medians and ratios to the forward pass as a Markdown table (wall time, and the
 process's CPU time, all threads: on a shared machine less disturbed by other processes than wall
@@ -41,7 +45,8 @@ re-runs itself with fixed thresholds (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESH
 state of a long training process) unless --default-malloc is given.
 
     python benchmarks/bench_patterns.py [--device cpu|cuda] [--inputs 2048] [--repeats 3]
-        [--backend all|auto|numpy|torch] [--table-size 1048576] [--paper-table-sizes]
+        [--backend all|auto|numpy|torch] [--table-size 1048576]
+        [--paper-table-size 1048573 | --paper-table-sizes] [--check-only]
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ def paper_table_sizes(layers: int) -> list[int]:
     if layers != len(PAPER_RESNET20_FACTORS):
         raise SystemExit(f"--paper-table-sizes: the paper's sizes are for ResNet-20's "
                          f"{len(PAPER_RESNET20_FACTORS)} ReLU layers, this model has {layers}; "
-                         "drop the option to use --table-size for every layer")
+                         "drop the option to use --paper-table-size for every layer")
     total = sum(PAPER_RESNET20_FACTORS)
     return [int(f / total * PAPER_COUNTER_BUDGET) for f in PAPER_RESNET20_FACTORS]
 
@@ -182,13 +187,15 @@ def expected_paper_table(counts: P.PatternCounts, size: int) -> tuple[np.ndarray
     return table, packed_distinct
 
 
-def check_paper_algorithm(model: nn.Module, inputs: torch.Tensor, table_sizes: list[int]) -> str:
+def check_paper_algorithm(model: nn.Module, inputs: torch.Tensor, table_sizes: list[int],
+                          table_size: int) -> str:
     """Fail unless PaperHashLists fills exactly the tables derived from learnscope's exact
-    counts; a summary line of how the hash lists differ from exact counting, per width."""
+    counts; a summary line of how the hash lists differ from exact counting, per width
+    (learnscope's hash list with `table_size` counters per layer)."""
     exact = P.count(model, inputs, batch_size=inputs.shape[0])
     paper = PaperHashLists(model, table_sizes).tables(inputs, inputs.shape[0])
-    ours = {size: P.count(model, inputs, batch_size=inputs.shape[0], mode="hashlist",
-                          table_size=size) for size in sorted(set(table_sizes))}
+    ours = P.count(model, inputs, batch_size=inputs.shape[0], mode="hashlist",
+                   table_size=table_size)
     if list(paper) != list(exact):
         raise AssertionError(f"layers differ: paper {list(paper)}, learnscope {list(exact)}")
     summary: dict[int, list[int]] = {}
@@ -199,7 +206,7 @@ def check_paper_algorithm(model: nn.Module, inputs: torch.Tensor, table_sizes: l
                                  "from learnscope's exact counts")
         row = summary.setdefault(counts.width, [0, 0, 0, 0, 0])
         for i, value in enumerate((1, counts.distinct, packed_distinct,
-                                   int((paper[name] != 0).sum()), ours[size][name].distinct)):
+                                   int((paper[name] != 0).sum()), ours[name].distinct)):
             row[i] += value
     return "; ".join(
         f"width {width} ({n} layers): exact distinct {d:,}, after the paper's packing {pd:,}, "
@@ -271,7 +278,9 @@ def peak_memory_of(name: str, args: argparse.Namespace) -> None:
 
 def table_sizes_for(model: nn.Module, args: argparse.Namespace) -> list[int]:
     layers = sum(isinstance(m, nn.ReLU) for m in model.modules())
-    return paper_table_sizes(layers) if args.paper_table_sizes else [args.table_size] * layers
+    if args.paper_table_sizes:
+        return paper_table_sizes(layers)
+    return [args.paper_table_size] * layers
 
 
 def check_device(text: str) -> None:
@@ -294,12 +303,17 @@ def main() -> None:
     parser.add_argument("--backend", default="all", choices=("all", "auto", "numpy", "torch"),
                         help="counting backend(s) to time (default: numpy and torch)")
     parser.add_argument("--table-size", type=int, default=P.counts.DEFAULT_TABLE_SIZE,
-                        help="counters per layer of both hash lists (default 2**20)")
+                        help="counters per layer of learnscope's hash list (default 2**20)")
+    parser.add_argument("--paper-table-size", type=int, default=1_048_573,
+                        help="counters per layer of the paper's hash list (default 1,048,573, "
+                             "the largest prime below 2**20)")
     parser.add_argument("--paper-table-sizes", action="store_true",
                         help="give the paper's hash list the per-layer sizes of the paper's code "
                              "(8e8 int32 counters: 3.2 GB, and as much again per batch)")
     parser.add_argument("--skip-check", action="store_true",
                         help="skip checking the paper's algorithm against exact counts")
+    parser.add_argument("--check-only", action="store_true",
+                        help="only check the paper's algorithm against exact counts")
     parser.add_argument("--skip-memory", action="store_true",
                         help="skip the per-variant peak-memory runs (fresh processes)")
     parser.add_argument("--default-malloc", action="store_true",
@@ -307,8 +321,10 @@ def main() -> None:
     parser.add_argument("--peak-memory-of", help=argparse.SUPPRESS)
     args = parser.parse_args()
     check_device(args.device)
-    if args.inputs < 1 or args.batch_size < 1 or args.repeats < 1 or args.table_size < 1:
-        raise SystemExit("--inputs, --batch-size, --repeats and --table-size must be >= 1")
+    if min(args.inputs, args.batch_size, args.repeats, args.table_size,
+           args.paper_table_size) < 1:
+        raise SystemExit("--inputs, --batch-size, --repeats, --table-size and "
+                         "--paper-table-size must be >= 1")
     if not args.default_malloc and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(1 << 28),
                    MALLOC_TRIM_THRESHOLD_=str(1 << 30))
@@ -322,7 +338,10 @@ def main() -> None:
     table_sizes = table_sizes_for(model, args)
     if not args.skip_check:
         print("check of the paper's algorithm (one batch): passed; "
-              + check_paper_algorithm(model, inputs[: args.batch_size], table_sizes), flush=True)
+              + check_paper_algorithm(model, inputs[: args.batch_size], table_sizes,
+                                      args.table_size), flush=True)
+    if args.check_only:
+        return
     chosen = variants(model, inputs, args, table_sizes)
     for fn in chosen.values():  # warm-up
         fn()
@@ -350,8 +369,9 @@ def main() -> None:
     base = statistics.median(times["forward"])
     on_cuda = device.type == "cuda"
     where = torch.cuda.get_device_name(device) if on_cuda else platform.processor() or "cpu"
-    sizes = ("the paper's per-layer sizes" if args.paper_table_sizes
-             else f"{args.table_size:,} per layer")
+    paper_sizes = ("the paper's per-layer sizes" if args.paper_table_sizes
+                   else f"{args.paper_table_size:,}")
+    sizes = f"learnscope {args.table_size:,} per layer, paper {paper_sizes}"
     print(f"device: {device} ({where}), torch {torch.__version__}, threads "
           f"{torch.get_num_threads()}, resnet20, {args.inputs:,} inputs, batch {args.batch_size}, "
           f"{len(counts)} ReLU layers, {evaluations:,} evaluations and {distinct:,} distinct "
