@@ -253,7 +253,8 @@ def parse_worlds(text: str) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--inputs", type=int, default=10_000)
+    parser.add_argument("--inputs", "--samples", dest="inputs", type=int, default=10_000,
+                        help="CIFAR-shaped inputs per pass")
     parser.add_argument("--worlds", default="1,2,4", help="world sizes, comma-separated")
     parser.add_argument("--merges", default="gather,partition",
                         help="merge modes to time, comma-separated: gather, partition")
@@ -269,6 +270,9 @@ def main() -> None:
         worker(args)
         return
     worlds = parse_worlds(args.worlds)
+    if min(args.inputs, args.repeats, args.batch_size) < 1:
+        raise SystemExit(f"--inputs {args.inputs}, --repeats {args.repeats}, --batch-size "
+                         f"{args.batch_size}: each must be >= 1")
     merges = [m for m in args.merges.split(",") if m]
     unknown = sorted(set(merges) - set(MERGES))
     if unknown or not merges:
