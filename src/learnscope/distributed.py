@@ -304,6 +304,44 @@ def all_gather_arrays(array: np.ndarray) -> list[np.ndarray]:
     return [g[:size].cpu().numpy() for g, size in zip(gathered, sizes, strict=True)]
 
 
+def all_to_all_arrays(array: np.ndarray, owners: np.ndarray) -> list[np.ndarray]:
+    """Send row i of the 2-D `array` to rank `owners[i]`; returns the rows every rank sent
+    this one, in rank order (each rank's rows in their original order).
+
+    Columns and dtype must agree across ranks. Two ``all_to_all_single`` calls (gloo supports
+    them on the CPU, NCCL on GPUs): the row counts, then the rows, so every rank sends and
+    receives only its own traffic: no rank ever holds the other ranks' rows for one another.
+    One process: every owner must be 0 and the array comes back as it is.
+    """
+    ctx = context()
+    owners = np.asarray(owners, dtype=np.int64)
+    if array.ndim != 2 or owners.shape != (array.shape[0],):
+        raise ValueError(f"all_to_all_arrays takes a 2-D array and one owner per row, got "
+                         f"shapes {array.shape} and {owners.shape}")
+    if owners.size and (owners.min() < 0 or owners.max() >= ctx.world_size):
+        raise ValueError(f"owners must be ranks in [0, {ctx.world_size}), got "
+                         f"[{owners.min()}, {owners.max()}]")
+    if not ctx.distributed:
+        return [array]
+    device = _comm_device()
+    order = np.argsort(owners, kind="stable")
+    send_rows = np.bincount(owners, minlength=ctx.world_size)
+    sent = torch.from_numpy(np.ascontiguousarray(array[order]).reshape(-1)).to(device)
+    counts = torch.from_numpy(send_rows.astype(np.int64)).to(device)
+    received_rows = torch.empty_like(counts)
+    log.debug("all_to_all_arrays: rank %d of %d, sends %d x %d %s (%d bytes, %s rows per rank)",
+              ctx.rank, ctx.world_size, array.shape[0], array.shape[1], array.dtype,
+              array.nbytes, send_rows.tolist())
+    dist.all_to_all_single(received_rows, counts)
+    receive_rows = received_rows.cpu().numpy()
+    columns = array.shape[1]
+    received = torch.empty(int(receive_rows.sum()) * columns, dtype=sent.dtype, device=device)
+    dist.all_to_all_single(received, sent, (receive_rows * columns).tolist(),
+                           (send_rows * columns).tolist())
+    parts = np.split(received.cpu().numpy().reshape(-1, columns), np.cumsum(receive_rows)[:-1])
+    return parts
+
+
 def all_reduce_sum(value: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     """The element-wise sum over ranks of a tensor or NumPy array, as a new tensor / array.
 
