@@ -5,9 +5,9 @@ collectives, in the same order, with tensors of agreed shapes. A reduction there
 
 1. One ``all_gather_objects`` of each rank's *report*: the pass state's ``agreement()`` (e.g. the
    layer order) and, for each accumulator in the state's order, its key, class, ``kind()`` and
-   its plan (``Reduction.SUM``: ``sum_plan``; ``Reduction.PARTITION``: ``partition_plan``). Ranks whose share of the data was empty report nothing
-   and take the rest from the others; the ranks that ran must report the same layout, else
-   every rank raises the same error.
+   its plan (``Reduction.SUM``: ``sum_plan``; ``Reduction.PARTITION``: ``partition_plan``).
+   Ranks whose share of the data was empty report nothing and take the rest from the others;
+   the ranks that ran must report the same layout, else every rank raises the same error.
 2. For each accumulator, in the order of the first full report (the same on every rank),
    the collective of its declared ``Reduction``: ``SUM``, one ``all_reduce_sum`` of
    ``to_sum(plans)``; ``GATHER``, one ``all_gather_arrays`` of ``to_rows()``; ``PARTITION``, one
