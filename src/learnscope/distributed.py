@@ -342,6 +342,40 @@ def all_to_all_arrays(array: np.ndarray, owners: np.ndarray) -> list[np.ndarray]
     return parts
 
 
+def send_arrays_to_main(array: np.ndarray, receive: Callable[[int, np.ndarray], Any]) -> None:
+    """Hand every rank's 2-D int64 `array` to rank 0, one at a time: there `receive(rank,
+    array)` is called for each rank in rank order (its own first) and should drop the array
+    before the next arrives (e.g. write it to a file), so rank 0 never holds more than one
+    rank's array. For the single writer of a store (saving partitioned pattern counts).
+    Collective (point-to-point sends to rank 0); one process: `receive(0, array)`.
+    """
+    ctx = context()
+    if not ctx.distributed:
+        receive(0, array)
+        return
+    if array.ndim != 2 or array.dtype != np.int64:
+        raise ValueError(f"send_arrays_to_main takes 2-D int64 arrays, got {array.shape} "
+                         f"{array.dtype}")
+    device = _comm_device()
+    if ctx.rank != 0:
+        log.debug("send_arrays_to_main: rank %d sends %d x %d to rank 0", ctx.rank,
+                  *array.shape)
+        dist.send(torch.tensor(array.shape, dtype=torch.int64, device=device), dst=0)
+        if array.size:
+            dist.send(torch.from_numpy(np.ascontiguousarray(array)).to(device), dst=0)
+        return
+    receive(0, array)
+    for source in range(1, ctx.world_size):
+        shape = torch.empty(2, dtype=torch.int64, device=device)
+        dist.recv(shape, src=source)
+        rows, columns = (int(v) for v in shape.tolist())
+        received = torch.empty((rows, columns), dtype=torch.int64, device=device)
+        if rows * columns:
+            dist.recv(received, src=source)
+        receive(source, received.cpu().numpy())
+        del received
+
+
 def all_reduce_sum(value: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     """The element-wise sum over ranks of a tensor or NumPy array, as a new tensor / array.
 

@@ -6,7 +6,8 @@ under OUT_DIR/rank<r>/:
 - counts/<model>/<layer>.npz: its partition of each layer's labelled counts (merge="partition");
 - results.json: the measures of those counts (measures.* functions, collective), comparisons of
   the counts with those of the model after a perturbation, the rows of a Scope run of a few
-  steps (ActivationPatterns, since init and last) and of since-final comparisons, how many
+  steps (ActivationPatterns, since init and last, counts saved to OUT_DIR/store.db: one file
+  per partition) and of since-final comparisons, how many
   times the gather collective (all_gather_arrays) and the all-to-all ran, and, for comparison,
   the gather calls of one merge="gather" count.
 """
@@ -82,7 +83,7 @@ def main() -> None:
                               for layer, c in counts.items()},
                 "single": {layer: single_measures(c) for layer, c in counts.items()},
                 "compared": {layer: comparisons(counts[layer], after[layer]) for layer in counts},
-                "scope": scope_rows(_copy(model), data, saved["steps"]),
+                "scope": scope_rows(_copy(model), data, saved["steps"], out / "store.db", name),
             }
         results["calls_partition"] = dict(calls)
         calls.clear()
@@ -99,13 +100,14 @@ def _copy(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model)
 
 
-def scope_rows(model: torch.nn.Module, data, steps: int) -> dict:
-    """Rows of a Scope run (since init and last) over `steps` perturbations, then the rows of
-    every measured state compared with the final one."""
-    probe = ls.ActivationPatterns(data, labels=True, batch_size=BATCH, jaccard_threshold=2)
+def scope_rows(model: torch.nn.Module, data, steps: int, store: Path, name: str) -> dict:
+    """Rows of a Scope run (since init and last, counts saved in `store`) over `steps`
+    perturbations, then the rows of every measured state compared with the final one."""
+    probe = ls.ActivationPatterns(data, labels=True, batch_size=BATCH, jaccard_threshold=2,
+                                  save_counts=True)
     rows = []
     states = []
-    with ls.Scope(model, [probe], store=None, name="partitioned",
+    with ls.Scope(model, [probe], store=store, name=f"partitioned-{name}",
                   distributed=distributed.context().distributed) as scope:
         for step in range(steps):
             if step:

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from learnscope import distributed
 from learnscope.engine.batches import MeasurementData
 from learnscope.engine.passes import PassState, Taps, run_pass
 from learnscope.patterns import measures as M
 from learnscope.patterns.counts import (
     DEFAULT_TABLE_SIZE,
+    PartitionedCounts,
     PatternCounter,
     PatternCounts,
     check_counting_mode,
@@ -517,7 +519,7 @@ class ActivationPatterns(Probe):
         references = {"init": self.init_counts, "last": self.last_counts}
         rows = self.rows_for(counts, index, {r: references[r] for r in self.compare_to})
         self.last_counts = counts
-        return ProbeResult(rows=rows, artifacts=dict(counts) if self.save_counts else {})
+        return ProbeResult(rows=rows, artifacts=self._artifacts(counts))
 
     def state_dict(self) -> dict[str, Any]:
         """The init and last reference counts (for checkpoints)."""
@@ -542,8 +544,23 @@ class ActivationPatterns(Probe):
             return {"init": None, "last": None, "init_lost": True}
         return {"init": dict(first.artifacts), "last": dict(last.artifacts), "init_lost": False}
 
+    def _artifacts(self, counts: dict[str, PatternCounts]) -> dict[str, Any]:
+        """The counts to save (`save_counts=True`): whole counts as they are; partitions
+        (merge="partition" under torchrun) as one file per partition, collected on rank 0 one
+        partition at a time (collective; the other ranks return nothing to save)."""
+        if not self.save_counts:
+            return {}
+        if not any(c.is_partition for c in counts.values()):
+            return dict(counts)
+        artifacts = {}
+        for layer, layer_counts in counts.items():
+            part = PartitionedCounts.collect(layer_counts, distributed.send_arrays_to_main)
+            if part is not None:
+                artifacts[layer] = part
+        return artifacts
+
     def load_artifact(self, path: Path) -> PatternCounts:
-        """One layer's counts saved by a measurement (`save_counts=True`)."""
+        """One layer's counts saved by a measurement (`save_counts=True`), whole."""
         return PatternCounts.load(path)
 
     def final_reference(self, model: nn.Module) -> dict[str, PatternCounts]:
@@ -559,9 +576,13 @@ class ActivationPatterns(Probe):
         return self.rows_for(counts, index, {"final": final_counts}, singles=False)
 
     @staticmethod
-    def load_counts(folder: str | Path) -> dict[str, PatternCounts]:
-        """Read counts saved for one measurement (a folder of `<layer>.npz` files + manifest);
-        a convenience for users, not used when a run resumes (the Scope hands the counts)."""
+    def load_counts(folder: str | Path,
+                    partition: tuple[int, int] | None = None) -> dict[str, PatternCounts]:
+        """Read counts saved for one measurement (a folder of `<layer>.npz` files + manifest;
+        a layer measured partitioned over several ranks is an index file and one file per
+        partition), whole, or with `partition=(rank, world)` that partition of them, for any
+        world size; a convenience for users, not used when a run resumes (the Scope hands the
+        counts)."""
         from learnscope.store.artifacts import load_artifacts
 
-        return load_artifacts(folder, PatternCounts.load)
+        return load_artifacts(folder, lambda path: PatternCounts.load(path, partition))

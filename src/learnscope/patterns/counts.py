@@ -25,6 +25,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -338,11 +341,10 @@ class PatternCounts(Accumulator):
         return merged
 
     def restricted_to(self, partition: tuple[int, int]) -> PatternCounts:
-        """The partition (rank, world) of these whole counts: the patterns rank owns among
-        world ranks, marked as such (E stays the whole's)."""
-        if self.partition is not None:
-            raise ValueError(f"these counts are already partition {self.partition}; "
-                             "restrict whole counts (merge the partitions first)")
+        """The partition (rank, world) of these counts: the patterns `rank` owns among `world`
+        ranks, marked as such (E stays the whole's). From whole counts, or from a partition of
+        another world (the part of it that `rank` owns: merged over every partition of that
+        world, the partition (rank, world) of the whole)."""
         rank, world = partition
         rows, counts = self.counted_rows()
         mine = owner_ranks(rows[:, : self.keys.shape[1]], world) == rank
@@ -434,30 +436,37 @@ class PatternCounts(Accumulator):
                 joint_labels=self.joint_labels,
                 joint_counts=self.joint_counts,
             )
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)
-        return path
+        return _write_atomic(path, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> PatternCounts:
-        """Read counts written by `save`."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") not in (_FORMAT_VERSION, _PARTITION_FORMAT_VERSION):
-                raise ValueError(
-                    f"{path}: pattern-count file format {meta.get('format')!r}, this learnscope "
-                    f"reads formats {_FORMAT_VERSION} and {_PARTITION_FORMAT_VERSION}; "
-                    "re-measure or use a matching version"
-                )
+    def load(cls, path: str | os.PathLike,
+             partition: tuple[int, int] | None = None) -> PatternCounts:
+        """Read counts written by `save` (or by `PartitionedCounts.save`: the index of a
+        table saved as one file per partition, read back whole).
+
+        With `partition=(rank, world)`, only the patterns `rank` owns among `world` ranks
+        (whatever world the counts were measured at), marked as that partition; reading a
+        table saved per partition then holds one saved part at a time besides the result.
+        """
+        path = Path(path)
+        meta = _read_meta(path)
+        if "parts" in meta:  # the index of a partitioned table
+            parts = []
+            for name in meta["parts"]:
+                part = cls.load(path.with_name(name))
+                parts.append(part if partition is None else part.restricted_to(partition))
+            whole = cls.merge_all(parts)
+            if partition is not None:  # merged parts of one partition: still a partition
+                whole.partition, whole.total_evaluations = tuple(partition), meta["evaluations"]
+            else:
+                whole.partition, whole.total_evaluations = None, None
+            return whole
+        with np.load(path, allow_pickle=False) as data:
             joint = {}
             if "joint_counts" in data:
                 joint = {k: data[k] for k in ("joint_index", "joint_labels", "joint_counts")}
-            partition = meta.get("partition")
-            return cls(
+            saved_partition = meta.get("partition")
+            counts = cls(
                 meta["width"],
                 tuple(meta["breakpoints"]),
                 data["keys"],
@@ -465,9 +474,102 @@ class PatternCounts(Accumulator):
                 meta["mode"],
                 meta["table_size"],
                 **joint,
-                partition=None if partition is None else tuple(partition),
+                partition=None if saved_partition is None else tuple(saved_partition),
                 total_evaluations=meta.get("total_evaluations"),
             )
+        if partition is None or counts.partition == tuple(partition):
+            return counts
+        if counts.partition is not None:
+            raise ValueError(
+                f"{path} holds partition {counts.partition} of the patterns only, not "
+                f"{tuple(partition)}; load the table's index file (listed in the manifest) "
+                "to read any partition"
+            )
+        return counts.restricted_to(partition)
+
+
+def _read_meta(path: Path) -> dict:
+    """The header of a saved pattern-count file, checked for a format this version reads."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+    if meta.get("format") not in (_FORMAT_VERSION, _PARTITION_FORMAT_VERSION):
+        raise ValueError(
+            f"{path}: pattern-count file format {meta.get('format')!r}, this learnscope "
+            f"reads formats {_FORMAT_VERSION} and {_PARTITION_FORMAT_VERSION}; "
+            "re-measure or use a matching version"
+        )
+    return meta
+
+
+def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+class PartitionedCounts:
+    """One layer's counts measured partitioned over `world` ranks, kept as one file per
+    partition: the artifact the writing rank (rank 0) saves for the whole table.
+
+    Built by `collect` (collective): every rank's partition reaches rank 0 in turn and is
+    spooled to a temporary file at once, so rank 0 never holds more than one partition.
+    `save(path)` moves the parts next to `path` as ``<stem>.part<r>of<w>.npz`` and writes at
+    `path` a small index naming them, which `PatternCounts.load` reads back whole, or as any
+    partition of any world size.
+    """
+
+    def __init__(self, like: PatternCounts, parts: list[Path], spool: str) -> None:
+        self.width, self.breakpoints = like.width, tuple(like.breakpoints)
+        self.mode, self.table_size = like.mode, like.table_size
+        self.evaluations = like.evaluations
+        self.parts = parts
+        self._cleanup = weakref.finalize(self, shutil.rmtree, spool, True)
+
+    @classmethod
+    def collect(cls, counts: PatternCounts, send) -> PartitionedCounts | None:
+        """Every rank's partition of `counts`, spooled on rank 0 (None elsewhere); `send` is
+        `learnscope.distributed.send_arrays_to_main` (collective)."""
+        world = counts.partition[1]
+        spool = tempfile.mkdtemp(prefix="learnscope-parts-")
+        parts: list[Path] = []
+        kind = counts.kind()
+
+        def receive(rank: int, table: np.ndarray) -> None:
+            part = PatternCounts.from_partition(kind, [table], (rank, world),
+                                                [counts.evaluations])
+            parts.append(part.save(Path(spool) / f"part{rank}of{world}.npz"))
+
+        send(counts.to_rows(), receive)
+        if not parts:  # not the writing rank
+            shutil.rmtree(spool, ignore_errors=True)
+            return None
+        return cls(counts, parts, spool)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the parts next to `path` and the index at `path` (atomically, last)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        world = len(self.parts)
+        names = []
+        saved = []
+        for rank, part in enumerate(self.parts):
+            target = path.with_name(f"{path.stem}.part{rank}of{world}{path.suffix}")
+            if self._cleanup.alive:  # first save: the spooled parts move into place
+                shutil.move(part, target)
+            else:
+                shutil.copyfile(part, target)
+            saved.append(target)
+            names.append(target.name)
+        self.parts = saved
+        self._cleanup()  # the spool folder, now empty
+        meta = {"format": _PARTITION_FORMAT_VERSION, "width": self.width,
+                "breakpoints": list(self.breakpoints), "mode": self.mode,
+                "table_size": self.table_size, "evaluations": self.evaluations, "parts": names}
+        return _write_atomic(path, {"meta": np.array(json.dumps(meta))})
 
 
 FOLD_MIN_ROWS = 1 << 16  # pending (unique row, count) pairs below this never trigger a fold

@@ -31,7 +31,7 @@ from learnscope.engine.reduction import reduce_partial_terms
 from learnscope.patterns.counts import PatternCounts, unique_row_ids
 
 DEFAULT_JACCARD_THRESHOLD = 10
-EXACT_SCALE_BITS = 1100  # exact sums are integers in units of 2**-1100 (below every float64)
+EXACT_SCALE_BITS = 1136  # exact sums: integers in units of 2**-1136 (2**-1074 is the least float64)
 _MANTISSA_BITS = 53
 _EXACT_CHUNK = 1 << 24  # values per bincount: float64 sums of 27-bit halves stay exact
 
