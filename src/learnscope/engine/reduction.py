@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from learnscope import distributed
+from learnscope.diagnostics import describe_error
 from learnscope.engine.accumulators import Accumulator, Reduction
 from learnscope.engine.batches import Shard
 
@@ -113,18 +114,20 @@ def reduce_one(accumulator: Accumulator, shard: Shard) -> Accumulator:
     return reduced["state"]
 
 
-def reduce_partial_terms(terms: Any, combine: Callable[[list[Any]], Any],
+def reduce_partial_terms(compute: Callable[[], Any], combine: Callable[[list[Any]], Any],
                          partition: tuple[int, int] | None) -> Any:
-    """The whole's terms from every partition's `terms` (any picklable value, e.g. every layer's
-    measure terms of one measurement): `combine(every rank's terms, rank order)`.
+    """The whole's terms from every partition's: `combine(every rank's compute(), rank order)`.
 
-    `partition` is (rank, world) of the partitioned state the terms come from; None (a whole,
-    unpartitioned state) or a world of 1 combines the local terms alone, without a collective.
-    Otherwise collective: one ``all_gather_objects``, every rank must call it with its own
-    partition's terms in the same order.
+    `compute()` gives this rank's terms (any picklable value, e.g. every layer's measure terms
+    of one measurement). `partition` is (rank, world) of the partitioned state they come from;
+    None (a whole, unpartitioned state) or a world of 1 combines the local terms alone, without
+    a collective. Otherwise collective: one ``all_gather_objects`` of each rank's terms, or of
+    its error if `compute` raised, so that a failure on one rank fails every rank (the rank
+    that failed raises its own error, the others RankFailedError naming it) instead of leaving
+    the others waiting in the collective.
     """
     if partition is None or partition[1] == 1:
-        return combine([terms])
+        return combine([compute()])
     context = distributed.context()
     if (context.rank, context.world_size) != tuple(partition):
         raise RuntimeError(
@@ -132,5 +135,17 @@ def reduce_partial_terms(terms: Any, combine: Callable[[list[Any]], Any],
             f"rank {context.rank} of {context.world_size}; measure partitioned counts in the "
             "process group that counted them (or load them whole: PatternCounts.load)"
         )
+    error: Exception | None = None
+    try:
+        shared = (compute(), None)
+    except Exception as failure:  # noqa: BLE001 - shared with every rank, then re-raised
+        error, shared = failure, (None, describe_error(failure))
     log.debug("rank %d/%d: all_gather_objects (partial terms)", context.rank, context.world_size)
-    return combine(distributed.all_gather_objects(terms))
+    gathered = distributed.all_gather_objects(shared)
+    if error is not None:
+        raise error
+    failed = [(rank, message) for rank, (_, message) in enumerate(gathered) if message]
+    if failed:
+        rank, message = failed[0]
+        raise distributed.RankFailedError(f"rank {rank} failed: {message}")
+    return combine([terms for terms, _ in gathered])

@@ -484,9 +484,9 @@ class ActivationPatterns(Probe):
         wanted = set(self.measures)
         by_reference = {layer: {r: (by_layer.get(layer) if by_layer is not None else None)
                                 for r, by_layer in references.items()} for layer in counts}
-        local = {layer: self._layer_terms(c, by_reference[layer], singles)
-                 for layer, c in counts.items()}
-        whole = M.across_partitions(list(counts.values()), local)
+        whole = M.across_partitions(list(counts.values()), lambda: {
+            layer: self._layer_terms(c, by_reference[layer], singles)
+            for layer, c in counts.items()})
         rows: list[MetricRow] = []
         for layer, layer_counts in counts.items():
             i, terms = index[layer], whole[layer]

@@ -22,7 +22,7 @@ split into partitions and in whatever order the partitions are added.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -190,15 +190,16 @@ def comparison_measures(terms: dict[str, int]) -> dict[str, float]:
             "weighted_jaccard": ratio(terms["sum_min"], terms["sum_max"])}
 
 
-def across_partitions(counts: Sequence[PatternCounts], terms: Any) -> Any:
-    """The whole's terms from this partition's: `terms` as they are for whole counts, else
-    every rank's combined (collective: one all-gather). All `counts` must be partitioned
-    alike."""
+def across_partitions(counts: Sequence[PatternCounts], compute: Callable[[], Any]) -> Any:
+    """The whole's terms: `compute()` (this table's terms) as they are for whole counts, else
+    every rank's combined (collective: one all-gather; an error of `compute` on any rank is
+    raised on every rank). All `counts` must be partitioned alike."""
     partitions = {c.partition if c.is_partition else None for c in counts}
     if len(partitions) > 1:
         raise ValueError(f"counts of different partitions ({sorted(map(str, partitions))}) "
                          "cannot be measured together")
-    return reduce_partial_terms(terms, combine_terms, partitions.pop() if partitions else None)
+    return reduce_partial_terms(compute, combine_terms,
+                                partitions.pop() if partitions else None)
 
 
 def aligned_reference(reference: PatternCounts, counts: PatternCounts) -> PatternCounts:
@@ -218,22 +219,23 @@ def aligned_reference(reference: PatternCounts, counts: PatternCounts) -> Patter
 
 
 def _single(counts: PatternCounts) -> dict[str, float]:
-    terms = across_partitions([counts], single_terms(counts))
+    terms = across_partitions([counts], lambda: single_terms(counts))
     return measures_from_terms(terms, width=counts.width, states=counts.states,
                                evaluations=counts.evaluations)
 
 
 def _labelled(counts: PatternCounts) -> dict[str, float]:
-    terms = across_partitions([counts], {**single_terms(counts), **label_terms(counts)})
+    terms = across_partitions([counts], lambda: {**single_terms(counts), **label_terms(counts)})
     return measures_from_terms(terms, width=counts.width, states=counts.states,
                                evaluations=counts.evaluations)
 
 
 def _compared(counts: PatternCounts, other: PatternCounts,
               threshold: int = DEFAULT_JACCARD_THRESHOLD) -> dict[str, float]:
-    other = aligned_reference(other, counts)
-    terms = comparison_terms(counts, other, threshold=threshold)
-    return comparison_measures(across_partitions([counts, other], terms))
+    def compute() -> dict[str, int]:
+        return comparison_terms(counts, aligned_reference(other, counts), threshold=threshold)
+
+    return comparison_measures(across_partitions([counts], compute))
 
 
 # ---------------------------------------------------------------------------- the measures
@@ -248,7 +250,7 @@ def distinct(counts: PatternCounts) -> int:
     """|A| = number of patterns a with c(a) > 0."""
     if not counts.is_partition:
         return counts.distinct
-    return int(across_partitions([counts], {"distinct": counts.distinct})["distinct"])
+    return int(across_partitions([counts], lambda: {"distinct": counts.distinct})["distinct"])
 
 
 def distinct_frac(counts: PatternCounts) -> float:
@@ -262,7 +264,7 @@ def max_count(counts: PatternCounts) -> int:
     local = int(counts.counts.max()) if counts.distinct else 0
     if not counts.is_partition:
         return local
-    return int(across_partitions([counts], {"max_count": local})["max_count"])
+    return int(across_partitions([counts], lambda: {"max_count": local})["max_count"])
 
 
 def max_frac(counts: PatternCounts) -> float:
