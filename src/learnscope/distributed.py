@@ -8,8 +8,10 @@ over torch.distributed's own collectives:
 - a *sharded* measurement pass (inside `sharded()`) cuts the measurement set into batches exactly
   as one process would (same order, same batch size) and gives batch i to rank i % world, so
   BatchNorm in train mode normalises every batch with the statistics of the single-process pass;
-  the probes then merge their results across ranks (pattern counts gathered and merged exactly,
-  class moments and scores summed), so every rank ends with the single-process result;
+  the probes then merge their results across ranks (pattern counts partitioned by key hash with
+  an all-to-all, each rank keeping its part and the measures summed from per-partition terms, or
+  gathered and merged exactly; class moments and scores summed), so every rank ends with the
+  single-process result;
 - `fail_together` makes a failure of one rank during a pass an error on every rank (no rank is
   left waiting in a collective), naming the rank and its error;
 - a SIGTERM handler (`install_termination_handler`) turns the signal torchrun's agent sends when a
