@@ -482,8 +482,10 @@ class ActivationPatterns(Probe):
         are partitions.
         """
         wanted = set(self.measures)
-        by_reference = {layer: {r: (by_layer.get(layer) if by_layer is not None else None)
-                                for r, by_layer in references.items()} for layer in counts}
+        compared = [r for r in references if not singles
+                    or any(f"{name}_since_{r}" in wanted for name in M.COMPARISONS)]
+        by_reference = {layer: {r: (references[r].get(layer) if references[r] is not None
+                                    else None) for r in compared} for layer in counts}
         whole = M.across_partitions(list(counts.values()), lambda: {
             layer: self._layer_terms(c, by_reference[layer], singles)
             for layer, c in counts.items()})
@@ -503,8 +505,8 @@ class ActivationPatterns(Probe):
                 if "occupancy" in wanted:
                     rows.append((layer, i, "occupancy", float(layer_counts.occupancy)))
             for reference in references:
-                compared = terms["since"].get(reference)
-                values = M.comparison_measures(compared) if compared is not None else {}
+                since = terms["since"].get(reference)
+                values = M.comparison_measures(since) if since is not None else {}
                 for name in M.COMPARISONS:
                     measure = f"{name}_since_{reference}"
                     if measure in wanted or not singles:
