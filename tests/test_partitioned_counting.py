@@ -78,6 +78,17 @@ def test_exact_sums_of_any_split_equal_the_fraction_sum_rounded_once():
     for pieces in (2, 3, 7):
         cuts = np.sort(rng.integers(0, values.size, pieces - 1))
         assert sum(M.exact_sum(part) for part in np.split(values, cuts)) == total
+    times = rng.integers(1, 2**33, values.size)
+    weighted = sum(Fraction(float(v)) * int(t) for v, t in zip(values, times, strict=True))
+    assert Fraction(M.exact_sum(values, times), 1 << M.EXACT_SCALE_BITS) == weighted
+
+
+def test_entropy_terms_grouped_by_count_value_are_the_exact_sum_of_every_term():
+    rng = np.random.default_rng(2)
+    counts = np.concatenate([rng.zipf(1.2, 20000), [2**40, 70000, 70000, 0]]).astype(np.int64)
+    e = int(counts.sum())
+    p = counts[counts > 0] / e
+    assert M.entropy_sum(counts, e) == sum(M.exact_sum(np.array([v])) for v in -(p * np.log2(p)))
 
 
 # ---------------------------------------------------------------------------- decomposition

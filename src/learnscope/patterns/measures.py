@@ -34,22 +34,69 @@ DEFAULT_JACCARD_THRESHOLD = 10
 EXACT_SCALE_BITS = 1136  # exact sums: integers in units of 2**-1136 (2**-1074 is the least float64)
 _MANTISSA_BITS = 53
 _EXACT_CHUNK = 1 << 24  # values per bincount: float64 sums of 27-bit halves stay exact
+_TIER_BITS, _TIERS = 30, 4  # exact_sum of values in [0, 1): four 30-bit integer tiers
+_TIER_SCALE = float(1 << _TIER_BITS)
+_MAX_TIER_WEIGHT = 1 << 33  # 30-bit digits times weights adding up to less: int64 sums
+_SMALL_COUNT = 1 << 16  # entropy terms of counts below this: computed once per count value
 
 
 # ---------------------------------------------------------------------------- exact sums
 
 
-def exact_sum(values: np.ndarray) -> int:
-    """The exact sum of float64 `values`, as an integer in units of 2**-EXACT_SCALE_BITS.
+def exact_sum(values: np.ndarray, times: np.ndarray | None = None) -> int:
+    """The exact sum of float64 `values` (each taken `times` times, default once), as an
+    integer in units of 2**-EXACT_SCALE_BITS.
 
-    Each value is m * 2**(e - 53) with an integer mantissa |m| < 2**53 (np.frexp); mantissas
-    are split into 26/27-bit halves and summed per exponent in float64, exactly (no sum of a
-    chunk reaches 2**53), then shifted into one Python integer. Sums of partial sums are exact,
-    so the rounded total (`exact_float`) does not depend on how the values were split.
+    Values in [0, 1) (every entropy term) are cut into four 30-bit integer tiers (multiplying
+    by 2**30 and taking the floor is exact), summed in int64; what the tiers leave (values
+    below 2**-67) and values outside [0, 1) are summed from their exact mantissas and
+    exponents (np.frexp). Sums of partial sums are exact, so the rounded total (`exact_float`)
+    does not depend on how the values were split, nor on their order.
     """
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     if not np.isfinite(values).all():
         raise ValueError("exact_sum needs finite values")
+    weights = None if times is None else np.asarray(times, dtype=np.int64).reshape(-1)
+    fast = (values >= 0) & (values < 1)
+    if weights is not None:  # int64 tier sums stay exact while the weights add up to < 2**33
+        fast &= weights < _MAX_TIER_WEIGHT
+        if values.shape[0] > _EXACT_CHUNK or weights[fast].sum() >= _MAX_TIER_WEIGHT:
+            cuts = np.flatnonzero(np.diff(np.cumsum(np.where(fast, weights, 0))
+                                          // _MAX_TIER_WEIGHT, prepend=0))
+            if cuts.size:  # the sum of sums of pieces whose weights add up to < 2**33
+                pieces = zip(np.split(values, cuts), np.split(weights, cuts), strict=True)
+                return sum(exact_sum(v, w) for v, w in pieces)
+    rest = values[fast]
+    tier_weights = None if weights is None else weights[fast]
+    total = 0
+    for tier in range(1, _TIERS + 1):
+        rest = rest * _TIER_SCALE
+        digits = np.floor(rest)
+        rest -= digits
+        digits = digits.astype(np.int64)
+        tier_sum = digits.sum() if tier_weights is None else (digits * tier_weights).sum()
+        total += int(tier_sum) << (EXACT_SCALE_BITS - _TIER_BITS * tier)
+    left = rest != 0  # bits below the last tier: back to their own scale, exactly
+    others = np.concatenate([values[~fast], rest[left] * 2.0 ** (-_TIER_BITS * _TIERS)])
+    if others.size:
+        other_times = (None if weights is None
+                       else np.concatenate([weights[~fast], tier_weights[left]]))
+        total += _exact_sum_by_exponent(others, other_times)
+    return total
+
+
+def _exact_sum_by_exponent(values: np.ndarray, times: np.ndarray | None) -> int:
+    """`exact_sum` of any finite float64 values: each is m * 2**(e - 53) with an integer
+    mantissa |m| < 2**53 (np.frexp); mantissas are split into 26/27-bit halves and summed per
+    exponent in float64, exactly (no sum of a chunk reaches 2**53). With `times`, one value at
+    a time in Python integers (used for the few values the tiers of `exact_sum` leave)."""
+    if times is not None:
+        total = 0
+        for value, count in zip(values.tolist(), times.tolist(), strict=True):
+            mantissa, exponent = math.frexp(value)
+            integer = int(mantissa * float(1 << _MANTISSA_BITS))
+            total += (integer * count) << (exponent + EXACT_SCALE_BITS - _MANTISSA_BITS)
+        return total
     total = 0
     for begin in range(0, values.shape[0], _EXACT_CHUNK):
         mantissa, exponent = np.frexp(values[begin:begin + _EXACT_CHUNK])
@@ -69,13 +116,22 @@ def exact_float(total: int) -> float:
 
 def entropy_sum(counts: np.ndarray, evaluations: int) -> int:
     """The exact sum of -p log2 p over `counts` with p = c / `evaluations` (zeros skipped):
-    a partition's share of an entropy in bits (see `exact_sum`)."""
-    c = np.asarray(counts)
-    c = c[c > 0].astype(np.float64)
+    a partition's share of an entropy in bits (see `exact_sum`).
+
+    Equal counts have equal terms, so each count value below 2**16 (most patterns occur a
+    few times) is computed once and taken as many times as it occurs."""
+    c = np.asarray(counts, dtype=np.int64).reshape(-1)
+    c = c[c > 0]
     if c.size == 0:
         return 0
-    p = c / float(evaluations)
-    return exact_sum(-(p * np.log2(p)))
+    small = c < _SMALL_COUNT
+    occurrences = np.bincount(c[small])
+    values = np.flatnonzero(occurrences)
+    large = c[~small]
+    distinct_counts = np.concatenate([values, large]).astype(np.float64)
+    times = np.concatenate([occurrences[values], np.ones(large.shape[0], dtype=np.int64)])
+    p = distinct_counts / float(evaluations)
+    return exact_sum(-(p * np.log2(p)), times)
 
 
 def _entropy_bits(counts: np.ndarray) -> float:
