@@ -316,6 +316,18 @@ def test_each_rank_holds_its_own_part_and_no_rank_gathers_the_keys(measured, wor
 
 
 @pytest.mark.parametrize("world", [2, 3])
+def test_a_failure_on_one_rank_fails_every_rank_in_the_measure_exchange(measured, world):
+    folder, _ = measured
+    *others, last = results(folder, world)
+    assert last["one_rank_fails"][0] == "ValueError"
+    assert f"cannot compare partition ({world - 1}, {world})" in last["one_rank_fails"][1]
+    for got in others:
+        kind, message = got["one_rank_fails"]
+        assert kind == "RankFailedError" and message.startswith(f"rank {world - 1} failed: ")
+        assert "cannot compare partition" in message
+
+
+@pytest.mark.parametrize("world", [2, 3])
 def test_counts_a_run_saved_per_partition_load_back_at_worlds_1_and_3(measured, world):
     folder, _ = measured
     root = folder / f"world{world}" / "store.artifacts"

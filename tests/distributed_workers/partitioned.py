@@ -9,7 +9,8 @@ under OUT_DIR/rank<r>/:
   steps (ActivationPatterns, since init and last, counts saved to OUT_DIR/store.db: one file
   per partition) and of since-final comparisons, how many
   times the gather collective (all_gather_arrays) and the all-to-all ran, and, for comparison,
-  the gather calls of one merge="gather" count.
+  the gather calls of one merge="gather" count, and the errors of a comparison that fails on the
+  last rank only.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def main() -> None:
                 "compared": {layer: comparisons(counts[layer], after[layer]) for layer in counts},
                 "scope": scope_rows(_copy(model), data, saved["steps"], out / "store.db", name),
             }
+        results["one_rank_fails"] = one_rank_fails(counts) if context.distributed else None
         results["calls_partition"] = dict(calls)
         calls.clear()
         name, model = next(iter(saved["models"].items()))
@@ -92,6 +94,19 @@ def main() -> None:
         results["calls_gather"] = dict(calls)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results))
+
+
+def one_rank_fails(counts: dict) -> list[str]:
+    """The error every rank gets when only the last rank's comparison fails (it compares its
+    partition with another rank's): [type, message]."""
+    rank, world = distributed.context().rank, distributed.context().world_size
+    mine = next(iter(counts.values()))
+    other = mine.restricted_to(((rank + 1) % world, world)) if rank == world - 1 else mine
+    try:
+        M.jaccard(mine, other)
+    except Exception as error:  # noqa: BLE001 - the test checks type and message
+        return [type(error).__name__, str(error)]
+    return ["no error", ""]
 
 
 def _copy(model: torch.nn.Module) -> torch.nn.Module:

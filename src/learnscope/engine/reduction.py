@@ -129,14 +129,17 @@ def reduce_partial_terms(compute: Callable[[], Any], combine: Callable[[list[Any
     if partition is None or partition[1] == 1:
         return combine([compute()])
     context = distributed.context()
-    if (context.rank, context.world_size) != tuple(partition):
-        raise RuntimeError(
-            f"these counts are partition {partition[0]} of {partition[1]} but this process is "
-            f"rank {context.rank} of {context.world_size}; measure partitioned counts in the "
-            "process group that counted them (or load them whole: PatternCounts.load)"
-        )
+    mismatch = RuntimeError(
+        f"these counts are partition {partition[0]} of {partition[1]} but this process is "
+        f"rank {context.rank} of {context.world_size}; measure partitioned counts in the "
+        "process group that counted them (or load them whole: PatternCounts.load)"
+    )
+    if context.world_size != partition[1]:  # no group of that size to share the error with
+        raise mismatch
     error: Exception | None = None
     try:
+        if context.rank != partition[0]:
+            raise mismatch
         shared = (compute(), None)
     except Exception as failure:  # noqa: BLE001 - shared with every rank, then re-raised
         error, shared = failure, (None, describe_error(failure))
