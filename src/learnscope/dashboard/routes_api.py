@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from learnscope.health import assess_run
 from learnscope.trajectory.maps import MapNotFoundError, TrajectoryMapError, load_map
 
+from .compare import api_compare
 from .errors import DashboardError
 from .params import MeasureQuery, ProbeQuery, SinceStepQuery
 from .payloads import (
@@ -24,6 +25,7 @@ from .payloads import (
     trajectory_payload,
     wide_series,
 )
+from .run_table import api_run_table
 from .settings import Settings
 from .store_reader import find_run, read_store
 
@@ -132,3 +134,6 @@ def add_api_routes(app: FastAPI) -> None:
     app.add_api_route("/api/runs/{ref}/metrics", api_metrics, methods=["GET"])
     app.add_api_route("/api/runs/{ref}/separation", api_separation, methods=["GET"])
     app.add_api_route("/api/runs/{ref}/trajectories", api_trajectories, methods=["GET"])
+    # issue 16: the run list as a table, and runs compared by layer index
+    app.add_api_route("/api/run-table", api_run_table, methods=["GET"])
+    app.add_api_route("/api/compare", api_compare, methods=["GET"])

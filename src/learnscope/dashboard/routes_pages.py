@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
+from .compare import plot_measures
 from .errors import DashboardError
 from .params import PageMeasureQuery, RunsQuery, compared_refs
 from .payloads import PREFERRED_MEASURES, run_payload, runs_payload
@@ -50,7 +51,8 @@ def runs_page(settings: Settings) -> HTMLResponse:
         notice = '<div id="ls-error" hidden></div>'
     body = runs_page_body(runs, notice, settings.poll_seconds)
     return render_page("Runs", "runs", body, {"poll_ms": settings.poll_ms}, store=path,
-                       status_code=problem.status if problem else 200)  # fmt: skip
+                       status_code=problem.status if problem else 200,
+                       scripts_after=("runs_table.js",))  # fmt: skip
 
 
 def run_page(ref: str, settings: Settings, measure: PageMeasureQuery = None) -> HTMLResponse:
@@ -132,9 +134,12 @@ def compare_page(
         "poll_ms": settings.poll_ms,
         "runs": [{"id": c["run"]["id"], "name": c["run"]["name"]} for c in chosen],
         "measure": selected,
+        # static/compare.js: one plot per measure, the chosen one first, then the other
+        # per-layer measures all compared runs have
+        "plot_measures": plot_measures(selected, names, counts, per_layer, len(chosen)),
     }
     return render_page("Compare runs", "compare", body, config, store=settings.store_path,
-                       plotly=True)  # fmt: skip
+                       plotly=True, scripts_after=("compare.js",))  # fmt: skip
 
 
 def add_page_routes(app: FastAPI) -> None:

@@ -136,8 +136,10 @@ def render_page(
     store: Path,
     status_code: int = 200,
     plotly: bool = False,
+    scripts_after: tuple[str, ...] = (),
 ) -> HTMLResponse:
-    """A complete HTML page: header, body, the page config and the scripts."""
+    """A complete HTML page: header, body, the page config and the scripts (``scripts_after``:
+    names of ``static/`` scripts loaded after ``dashboard.js``, which use its helpers)."""
     config = {"page": page, **config}
     data = json.dumps(json_safe(config), allow_nan=False).replace("</", "<\\/")
     version = escape(learnscope.__version__)
@@ -165,6 +167,7 @@ def render_page(
 <script type="application/json" id="ls-config">{data}</script>
 {scripts}
 <script src="/static/dashboard.js?v={version}"></script>
+{"".join(f'<script src="/static/{escape(name)}?v={version}"></script>' for name in scripts_after)}
 </body>
 </html>
 """
@@ -183,6 +186,17 @@ def runs_page_body(runs: list[dict[str, Any]], notice: str, poll: float) -> str:
     return f"""<h1>Runs</h1>
 {notice}
 <form id="runs-form" action="/compare" method="get">
+<div class="controls" id="runs-controls">
+<label>search <input type="search" id="runs-search" placeholder="name or id"></label>
+<label>experiment <select id="runs-experiment"><option value="">all experiments</option>
+</select></label>
+<label>status <select id="runs-status"><option value="">any status</option></select></label>
+<label title="config filters KEY=VALUE, separated by ;">config <input id="runs-where"
+ list="runs-where-choices" placeholder="key=value"></label>
+<datalist id="runs-where-choices"></datalist>
+<label><input type="checkbox" id="runs-group"> group by experiment</label>
+<span class="muted small" id="runs-count"></span>
+</div>
 <table id="runs-table" class="runs"{" hidden" if not runs else ""}>
 <thead>{RUNS_HEADER}</thead>
 <tbody>{runs_rows(runs)}</tbody>
@@ -282,12 +296,23 @@ def compare_page_body(
 <form id="compare-form" action="/compare" method="get">
 <div class="controls">
 <label>measure <select id="measure" name="measure">{options}</select></label>
-<label>layer (lines) <select id="layer"></select></label>
 <span class="muted small" id="compare-live">updates every {poll:g} s</span>
 </div>
+<h2>Runs on one plot per measure</h2>
+<div class="controls" id="compare-controls">
+<label title="layers are lined up by their index in forward order, not by name">layer
+<select id="layer"><option value="0">index 0 (first)</option>
+<option value="last">last layer of each run</option></select></label>
+<label>x <select id="x-axis"><option value="step">step</option>
+<option value="epoch">epoch</option></select></label>
+<label title="seeds of one config are drawn as mean &#177; s.d."><input type="checkbox"
+ id="single-runs"> show single runs</label>
+</div>
+<div id="compare-plots"></div>
+<h2>Config keys that differ</h2>
+<table id="compare-diff" class="runs"></table>
+<h2>Layer x step, per run</h2>
 <div id="compare-grid" class="grid"></div>
-<section><h2 class="plot-title">one layer, all runs</h2><div id="compare-lines" class="plot">
-</div></section>
 <details{" open" if len(ids) < 2 else ""}><summary>runs to compare</summary>
 <div class="picks">{boxes}</div>
 <p><button type="submit">Compare</button></p>

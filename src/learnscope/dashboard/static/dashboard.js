@@ -155,68 +155,7 @@
     if (node) node.hidden = true;
   }
 
-  // ------------------------------------------------------------------ run list
-
-  function initRuns() {
-    const table = $("runs-table");
-    const tbody = table.querySelector("tbody");
-    const notice = $("ls-error");
-    const button = $("compare-button");
-    const picked = new Set();
-    $("runs-form").addEventListener("change", (event) => {
-      const box = event.target;
-      if (box.name !== "runs") return;
-      if (box.checked) picked.add(box.value);
-      else picked.delete(box.value);
-    });
-    for (const box of tbody.querySelectorAll("input[name=runs]:checked")) picked.add(box.value);
-
-    function row(run) {
-      const box = el("input", { type: "checkbox", name: "runs", value: run.id, "aria-label": "compare " + run.id });
-      box.checked = picked.has(run.id);
-      const width = run.progress === null ? 0 : Math.max(0, Math.min(1, run.progress)) * 100;
-      const link = el("a", { href: "/runs/" + encodeURIComponent(run.id), text: run.name });
-      return el("tr", { "data-run": run.id }, [
-        el("td", {}, [box]),
-        el("td", {}, [link, el("div", { className: "muted small", text: run.id })]),
-        el("td", { text: run.experiment || "-" }),
-        el("td", {}, [statusBadge(run), ...errorLine(run)]),
-        el("td", {}, [
-          el("div", { className: "bar" }, [el("div", { style: "width:" + width.toFixed(1) + "%" })]),
-          document.createTextNode(fmtProgress(run.progress)),
-        ]),
-        el("td", { text: fmtDuration(run.eta_seconds) }),
-        el("td", { text: String(run.measurements) }),
-        el("td", { title: run.updated_at || "", text: fmtAgo(run.updated_unix) }),
-      ]);
-    }
-
-    poll(async () => {
-      let data;
-      try {
-        data = await getJSON("/api/runs");
-      } catch (error) {
-        if (!error.body) throw error;
-        showNotice(notice, error.body, "error");
-        table.hidden = button.hidden = true;
-        return;
-      }
-      ls.state = data;
-      if (!data.runs.length) {
-        showNotice(notice, {
-          error: "No runs yet",
-          detail: "The store " + data.store + " has no runs yet.",
-          hint: "Start one, e.g. `learnscope run quickstart --store " + data.store +
-            "`, or train with ls.Scope(..., store=...) pointing at it. This list updates by itself.",
-        }, "info");
-        table.hidden = button.hidden = true;
-        return;
-      }
-      hideNotice(notice);
-      table.hidden = button.hidden = false;
-      tbody.replaceChildren(...data.runs.map(row));
-    });
-  }
+  // The run list (page "runs") is drawn by static/runs_table.js.
 
   // ------------------------------------------------------------------ series of one measure
 
@@ -728,7 +667,6 @@
   function initCompare() {
     const runs = config.runs || [];
     const select = $("measure");
-    const layerSelect = $("layer");
     const grid = $("compare-grid");
     let measure = config.measure || select.value || null;
     let states = new Map();
@@ -779,33 +717,7 @@
           heatmapLayout(rows, measure, { height: Math.max(220, 70 + 20 * rows.length) }),
           PLOT_CONFIG);
       }
-      // layer choices: labels in forward order of the first run that has them
-      const labels = [];
-      for (const run of runs) {
-        for (const r of rowsOf.get(run.id)) if (!labels.includes(r.label)) labels.push(r.label);
-      }
-      const current = layerSelect.value;
-      if (labels.length !== layerSelect.options.length ||
-          labels.some((l, i) => layerSelect.options[i].value !== l)) {
-        layerSelect.replaceChildren(...labels.map((l) => el("option", { value: l, text: l })));
-        if (labels.includes(current)) layerSelect.value = current;
-      }
-      const layer = layerSelect.value;
-      const traces = [];
-      for (const run of runs) {
-        const row = rowsOf.get(run.id).find((r) => r.label === layer);
-        if (!row) continue;
-        const steps = states.get(run.id).steps;
-        traces.push({
-          type: "scatter", mode: steps.length > 60 ? "lines" : "lines+markers", name: run.name + " (" + run.id + ")",
-          x: steps, y: row.values, connectgaps: true,
-        });
-      }
-      Plotly.react($("compare-lines"), traces, {
-        margin: { l: 60, r: 10, t: 10, b: 45 }, height: 380,
-        xaxis: { title: { text: "step" } }, yaxis: { title: { text: measure + " of " + layer } },
-        uirevision: measure + "|" + layer, showlegend: true,
-      }, PLOT_CONFIG);
+      // the runs lined up by layer index on one plot per measure: static/compare.js
       ls.draws += 1;
     }
 
@@ -842,7 +754,6 @@
       history.replaceState(null, "", url.toString());
       refreshNow();
     });
-    layerSelect.addEventListener("change", draw);
   }
 
   // ------------------------------------------------------------------ error pages
@@ -860,6 +771,11 @@
     });
   }
 
-  const pages = { runs: initRuns, run: initRun, compare: initCompare, error: initError };
+  // Helpers for the page scripts loaded after this one (static/runs_table.js, compare.js).
+  ls.lib = {
+    $, el, getJSON, poll, statusBadge, errorLine, showNotice, hideNotice, fmtDuration,
+    fmtProgress, fmtAgo, PLOT_CONFIG,
+  };
+  const pages = { run: initRun, compare: initCompare, error: initError };
   (pages[config.page] || function () {})();
 })();
