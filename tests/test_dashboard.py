@@ -571,6 +571,7 @@ def test_browser_pages_update_live_and_offline(copy: tuple[Path, str]) -> None:
                     f"() => {{ const d = document.getElementById('heatmap-{shown}'); "
                     "return d && d.data && d.data[0].x.length > 0; }"
                 )
+            page.wait_for_function("() => window.learnscope.compare.draws > 0")  # compare.js
             lines = page.evaluate("() => document.getElementById('compare-lines').data")
             assert [len(trace["x"]) for trace in lines] == [len(want["steps"]) + 1, 1]
         finally:

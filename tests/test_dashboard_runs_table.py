@@ -50,7 +50,7 @@ LAYER_NAME = {"mlp": "fc{}", "cnn": "conv{}", "resnet": "block{}"}
 
 def entropy(layer_index: int, step: int, seed: int, net: str) -> float:
     """The value written for one (layer, step) of a run."""
-    return layer_index + step / 100 + 0.5 * seed + {"mlp": 0.0, "cnn": 0.25, "resnet": 0.75}[net]
+    return layer_index + step / 100 + 0.5 * seed + {"mlp": 0.0, "cnn": 0.6, "resnet": 0.75}[net]
 
 
 def epoch_of(step: int) -> float:
