@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -275,6 +277,26 @@ def test_pages_load_the_new_scripts(sweep) -> None:
 # --------------------------------------------------------------------------- in a browser
 
 
+@contextmanager
+def dashboard_page(path: Path, height: int) -> Iterator[tuple[object, str]]:
+    """A headless Chromium page and the base URL of a dashboard of ``path`` (refreshing every
+    0.5 s); fails the test if the page raised any script error."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with serve(path, poll_seconds=0.5) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": height})
+            page.set_default_timeout(20_000)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            yield page, base
+        finally:
+            browser.close()
+    assert errors == []
+
+
 def doc_image(page, name: str) -> None:
     """A screenshot into the test artifacts, and into docs/images when
     LEARNSCOPE_DOC_IMAGES=1 (how the images in docs/dashboard.md are made)."""
@@ -300,70 +322,58 @@ def wait_rows(page, names: list[str]) -> None:
 
 
 def test_browser_run_table_filters_sorts_groups_and_keeps_state_in_url(sweep) -> None:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
     path, ids = sweep
-    errors: list[str] = []
-    with serve(path, poll_seconds=0.5) as base, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.set_default_timeout(20_000)
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(base + "/")
-            wait_rows(page, list(SWEEP)[::-1])
-            headers = page.evaluate("() => Array.from(document.querySelectorAll("
-                                    "'#runs-table th[data-sort]')).map(t => t.dataset.sort)")
-            assert headers[-2:] == ["config.net", "config.seed"] and "test_accuracy" in headers
-            chance = f'#runs-table tr[data-run="{ids["resnet-s0"]}"]'
-            assert page.get_attribute(chance, "class") == "row-chance"
-            assert page.inner_text(chance + " .status") == "finished (chance-level)"
-            failed = f'#runs-table tr[data-run="{ids["broken"]}"]'
-            assert page.inner_text(failed + " .run-error") == "RuntimeError: CUDA out of memory"
-            assert page.inner_text(f'#runs-table tr[data-run="{ids["mlp-s0"]}"] '
-                                   "[data-key=test_accuracy]") == "91.0%"  # fmt: skip
-            doc_image(page, "dashboard-runs.png")
+    with dashboard_page(path, height=800) as (page, base):
+        page.goto(base + "/")
+        wait_rows(page, list(SWEEP)[::-1])
+        headers = page.evaluate("() => Array.from(document.querySelectorAll("
+                                "'#runs-table th[data-sort]')).map(t => t.dataset.sort)")
+        assert headers[-2:] == ["config.net", "config.seed"] and "test_accuracy" in headers
+        chance = f'#runs-table tr[data-run="{ids["resnet-s0"]}"]'
+        assert page.get_attribute(chance, "class") == "row-chance"
+        assert page.inner_text(chance + " .status") == "finished (chance-level)"
+        failed = f'#runs-table tr[data-run="{ids["broken"]}"]'
+        assert page.inner_text(failed + " .run-error") == "RuntimeError: CUDA out of memory"
+        assert page.inner_text(f'#runs-table tr[data-run="{ids["mlp-s0"]}"] '
+                               "[data-key=test_accuracy]") == "91.0%"  # fmt: skip
+        doc_image(page, "dashboard-runs.png")
 
-            # sort by test accuracy (click: descending, again: ascending), missing last
-            page.click("#runs-table th[data-sort=test_accuracy] button")
-            wait_rows(page, ["mlp-s0", "mlp-s1", "cnn-s0", "resnet-s0", "broken"])
-            page.click("#runs-table th[data-sort=test_accuracy] button")
-            wait_rows(page, ["resnet-s0", "cnn-s0", "mlp-s1", "mlp-s0", "broken"])
+        # sort by test accuracy (click: descending, again: ascending), missing last
+        page.click("#runs-table th[data-sort=test_accuracy] button")
+        wait_rows(page, ["mlp-s0", "mlp-s1", "cnn-s0", "resnet-s0", "broken"])
+        page.click("#runs-table th[data-sort=test_accuracy] button")
+        wait_rows(page, ["resnet-s0", "cnn-s0", "mlp-s1", "mlp-s0", "broken"])
 
-            # search, then filters by experiment, status and config key
-            page.fill("#runs-search", "mlp")
-            wait_rows(page, ["mlp-s1", "mlp-s0"])
-            page.fill("#runs-search", "")
-            page.select_option("#runs-experiment", "sweep-b")
-            wait_rows(page, ["resnet-s0", "broken"])
-            page.select_option("#runs-status", "failed")
-            wait_rows(page, ["broken"])
-            page.select_option("#runs-experiment", "")
-            page.select_option("#runs-status", "")
-            page.fill("#runs-where", "net=mlp")
-            page.press("#runs-where", "Enter")
-            wait_rows(page, ["mlp-s1", "mlp-s0", "broken"])
-            headers = page.evaluate("() => Array.from(document.querySelectorAll("
-                                    "'#runs-table th.config-col')).map(t => t.dataset.sort)")
-            assert headers == ["config.seed"]  # net is the same in all listed runs
+        # search, then filters by experiment, status and config key
+        page.fill("#runs-search", "mlp")
+        wait_rows(page, ["mlp-s1", "mlp-s0"])
+        page.fill("#runs-search", "")
+        page.select_option("#runs-experiment", "sweep-b")
+        wait_rows(page, ["resnet-s0", "broken"])
+        page.select_option("#runs-status", "failed")
+        wait_rows(page, ["broken"])
+        page.select_option("#runs-experiment", "")
+        page.select_option("#runs-status", "")
+        page.fill("#runs-where", "net=mlp")
+        page.press("#runs-where", "Enter")
+        wait_rows(page, ["mlp-s1", "mlp-s0", "broken"])
+        headers = page.evaluate("() => Array.from(document.querySelectorAll("
+                                "'#runs-table th.config-col')).map(t => t.dataset.sort)")
+        assert headers == ["config.seed"]  # net is the same in all listed runs
 
-            # grouped by experiment; the state is in the URL and a reload shows the same
-            page.check("#runs-group")
-            page.wait_for_selector("#runs-table tr.group-row")
-            groups = page.evaluate("() => Array.from(document.querySelectorAll("
-                                   "'#runs-table tr.group-row')).map(t => t.dataset.group)")
-            assert groups == ["sweep-a", "sweep-b"]
-            query = parse_qs(urlsplit(page.url).query)
-            assert query == {"where": ["net=mlp"], "sort": ["test_accuracy"],
-                             "order": ["asc"], "group": ["experiment"]}  # fmt: skip
-            shown = rows_shown(page)
-            page.goto(page.url)
-            wait_rows(page, shown)
-            assert page.input_value("#runs-where") == "net=mlp" and page.is_checked("#runs-group")
-        finally:
-            browser.close()
-    assert errors == []
+        # grouped by experiment; the state is in the URL and a reload shows the same
+        page.check("#runs-group")
+        page.wait_for_selector("#runs-table tr.group-row")
+        groups = page.evaluate("() => Array.from(document.querySelectorAll("
+                               "'#runs-table tr.group-row')).map(t => t.dataset.group)")
+        assert groups == ["sweep-a", "sweep-b"]
+        query = parse_qs(urlsplit(page.url).query)
+        assert query == {"where": ["net=mlp"], "sort": ["test_accuracy"],
+                         "order": ["asc"], "group": ["experiment"]}  # fmt: skip
+        shown = rows_shown(page)
+        page.goto(page.url)
+        wait_rows(page, shown)
+        assert page.input_value("#runs-where") == "net=mlp" and page.is_checked("#runs-group")
 
 
 def plotted(page, plot: str = "compare-lines") -> list[dict]:
@@ -374,72 +384,60 @@ def plotted(page, plot: str = "compare-lines") -> list[dict]:
 
 
 def test_browser_compare_three_nets_bands_and_url_state(sweep) -> None:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
     path, ids = sweep
-    errors: list[str] = []
     three = ["mlp-s0", "cnn-s0", "resnet-s0"]
-    with serve(path, poll_seconds=0.5) as base, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(20_000)
-            page.on("pageerror", lambda error: errors.append(str(error)))
+    with dashboard_page(path, height=900) as (page, base):
 
-            # three runs of different nets: three lines, each at its own first layer
-            runs = "&".join(f"runs={ids[n]}" for n in three)
-            page.goto(f"{base}/compare?{runs}&measure=entropy")
-            page.wait_for_function("() => window.learnscope.compare.draws > 0")
-            traces = plotted(page)
-            assert [t["meta"] for t in traces] == ["run"] * 3
-            for trace, name in zip(traces, three, strict=True):
-                net, layers, seed, *_ = SWEEP[name]
-                assert trace["name"].startswith(name) and trace["x"] == STEPS
-                assert trace["y"] == [entropy(0, s, seed, net) for s in STEPS]
+        # three runs of different nets: three lines, each at its own first layer
+        runs = "&".join(f"runs={ids[n]}" for n in three)
+        page.goto(f"{base}/compare?{runs}&measure=entropy")
+        page.wait_for_function("() => window.learnscope.compare.draws > 0")
+        traces = plotted(page)
+        assert [t["meta"] for t in traces] == ["run"] * 3
+        for trace, name in zip(traces, three, strict=True):
+            net, layers, seed, *_ = SWEEP[name]
+            assert trace["name"].startswith(name) and trace["x"] == STEPS
+            assert trace["y"] == [entropy(0, s, seed, net) for s in STEPS]
 
-            # the last layer of each, in epochs
-            draws = page.evaluate("() => window.learnscope.compare.draws")
-            page.select_option("#layer", "last")
-            page.select_option("#x-axis", "epoch")
-            page.wait_for_function(
-                "() => { const d = document.getElementById('compare-lines');"
-                " return d.layout.xaxis.title.text === 'epoch' &&"
-                " d.getAttribute('data-layers') === 'fc2, conv4, block6'; }")
-            assert page.evaluate("() => window.learnscope.compare.draws") > draws
-            for trace, name in zip(plotted(page), three, strict=True):
-                net, layers, seed, *_ = SWEEP[name]
-                assert trace["x"] == [epoch_of(s) for s in STEPS]
-                assert trace["y"] == [entropy(layers - 1, s, seed, net) for s in STEPS]
-            query = parse_qs(urlsplit(page.url).query)
-            assert query["layer"] == ["last"] and query["x"] == ["epoch"]
-            diff = page.evaluate("() => Array.from(document.querySelectorAll("
-                                 "'#compare-diff tbody tr')).map(t => t.dataset.key)")
-            assert diff == ["net"]
+        # the last layer of each, in epochs
+        draws = page.evaluate("() => window.learnscope.compare.draws")
+        page.select_option("#layer", "last")
+        page.select_option("#x-axis", "epoch")
+        page.wait_for_function(
+            "() => { const d = document.getElementById('compare-lines');"
+            " return d.layout.xaxis.title.text === 'epoch' &&"
+            " d.getAttribute('data-layers') === 'fc2, conv4, block6'; }")
+        assert page.evaluate("() => window.learnscope.compare.draws") > draws
+        for trace, name in zip(plotted(page), three, strict=True):
+            net, layers, seed, *_ = SWEEP[name]
+            assert trace["x"] == [epoch_of(s) for s in STEPS]
+            assert trace["y"] == [entropy(layers - 1, s, seed, net) for s in STEPS]
+        query = parse_qs(urlsplit(page.url).query)
+        assert query["layer"] == ["last"] and query["x"] == ["epoch"]
+        diff = page.evaluate("() => Array.from(document.querySelectorAll("
+                             "'#compare-diff tbody tr')).map(t => t.dataset.key)")
+        assert diff == ["net"]
 
-            # two seeds of one config: a mean +- s.d. band, single runs on a toggle
-            runs = "&".join(f"runs={ids[n]}" for n in ("mlp-s0", "mlp-s1", "cnn-s0"))
-            page.goto(f"{base}/compare?{runs}&measure=entropy&layer=1")
-            page.wait_for_function("() => window.learnscope.compare.draws > 0")
-            traces = plotted(page)
-            assert [t["meta"] for t in traces] == ["band-lower", "band-upper", "mean", "run"]
-            lines = np.array([[entropy(1, s, seed, "mlp") for s in STEPS] for seed in (0, 1)])
-            mean, sd = lines.mean(axis=0), lines.std(axis=0, ddof=1)
-            np.testing.assert_allclose(traces[2]["y"], mean, rtol=1e-12)
-            np.testing.assert_allclose(traces[0]["y"], mean - sd, rtol=1e-12)
-            np.testing.assert_allclose(traces[1]["y"], mean + sd, rtol=1e-12)
-            page.check("#single-runs")
-            page.wait_for_function("() => document.getElementById('compare-lines').data"
-                                   ".filter(t => t.meta === 'run').length === 3")
-            assert parse_qs(urlsplit(page.url).query)["singles"] == ["1"]
-            doc_image(page, "dashboard-compare.png")
+        # two seeds of one config: a mean +- s.d. band, single runs on a toggle
+        runs = "&".join(f"runs={ids[n]}" for n in ("mlp-s0", "mlp-s1", "cnn-s0"))
+        page.goto(f"{base}/compare?{runs}&measure=entropy&layer=1")
+        page.wait_for_function("() => window.learnscope.compare.draws > 0")
+        traces = plotted(page)
+        assert [t["meta"] for t in traces] == ["band-lower", "band-upper", "mean", "run"]
+        lines = np.array([[entropy(1, s, seed, "mlp") for s in STEPS] for seed in (0, 1)])
+        mean, sd = lines.mean(axis=0), lines.std(axis=0, ddof=1)
+        np.testing.assert_allclose(traces[2]["y"], mean, rtol=1e-12)
+        np.testing.assert_allclose(traces[0]["y"], mean - sd, rtol=1e-12)
+        np.testing.assert_allclose(traces[1]["y"], mean + sd, rtol=1e-12)
+        page.check("#single-runs")
+        page.wait_for_function("() => document.getElementById('compare-lines').data"
+                               ".filter(t => t.meta === 'run').length === 3")
+        assert parse_qs(urlsplit(page.url).query)["singles"] == ["1"]
+        doc_image(page, "dashboard-compare.png")
 
-            # a link with the state reproduces the view
-            page.goto(page.url)
-            page.wait_for_function("() => window.learnscope.compare.draws > 0")
-            assert page.is_checked("#single-runs") and page.input_value("#layer") == "1"
-            assert [t["meta"] for t in plotted(page)] == ["band-lower", "band-upper", "mean",
-                                                          "run", "run", "run"]  # fmt: skip
-        finally:
-            browser.close()
-    assert errors == []
+        # a link with the state reproduces the view
+        page.goto(page.url)
+        page.wait_for_function("() => window.learnscope.compare.draws > 0")
+        assert page.is_checked("#single-runs") and page.input_value("#layer") == "1"
+        assert [t["meta"] for t in plotted(page)] == ["band-lower", "band-upper", "mean",
+                                                      "run", "run", "run"]  # fmt: skip
