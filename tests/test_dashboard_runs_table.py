@@ -441,3 +441,28 @@ def test_browser_compare_three_nets_bands_and_url_state(sweep) -> None:
         assert page.is_checked("#single-runs") and page.input_value("#layer") == "1"
         assert [t["meta"] for t in plotted(page)] == ["band-lower", "band-upper", "mean",
                                                       "run", "run", "run"]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- big runs
+
+
+def test_metrics_max_steps_thins_steps_on_the_server(sweep) -> None:
+    path, ids = sweep
+    client = client_of(path)
+    url = f"/api/runs/{ids['cnn-s0']}/metrics"
+    body = client.get(url, params={"measure": "entropy", "max_steps": 4}).json()
+    assert len(body["steps"]) == 4 and body["steps"][0] == STEPS[0]
+    assert body["steps"][-1] == STEPS[-1] and set(body["steps"]) <= set(STEPS)
+    for series in body["series"]:
+        index = series["layer_index"]
+        assert series["values"] == [entropy(index, s, 0, "cnn") for s in body["steps"]]
+    assert body["epochs"] == [epoch_of(s) for s in body["steps"]]
+    newer = client.get(url, params={"measure": "entropy", "max_steps": 2,
+                                    "since_step": STEPS[-4]}).json()  # fmt: skip
+    assert newer["steps"] == [STEPS[-3], STEPS[-1]]
+    everything = client.get(url, params={"measure": "entropy", "max_steps": 1000}).json()
+    assert everything["steps"] == STEPS
+    unknown = client.get(url, params={"measure": "nope", "max_steps": 4})
+    assert unknown.status_code == 404 and unknown.json()["error"] == "Unknown measure"
+    bad = client.get(url, params={"measure": "entropy", "max_steps": 1})
+    assert bad.status_code == 422 and bad.json()["hint"].startswith("Allowed: max_steps: ")

@@ -34,7 +34,7 @@ from .store_reader import find_run, read_store
 
 __all__ = [
     "MAX_LINE_POINTS", "MAX_PLOTTED_MEASURES", "api_compare", "compare_payload", "config_diff",
-    "plot_measures", "seed_free", "thin",
+    "plot_measures", "seed_free", "thin", "thinned_steps",
 ]  # fmt: skip
 
 #: The most measures the comparison page plots at once.
@@ -69,6 +69,24 @@ def plot_measures(selected: str | None, names: list[str], counts: dict[str, int]
         return []
     common = [n for n in names if n != selected and per_layer.get(n) and counts[n] == compared]
     return [selected, *common][:MAX_PLOTTED_MEASURES]
+
+
+def thinned_steps(store: Store, run_id: str, measure: str, since_step: int | None,
+                  max_steps: int) -> list[int] | None:  # fmt: skip
+    """At most ``max_steps`` of the steps > ``since_step`` at which the probes that write
+    ``measure`` measured run ``run_id``, evenly spread (first and last kept); None when there
+    are no more than that (read them all). A measure the run lacks raises ValueError, as
+    :meth:`Store.metrics` does."""
+    series = store.series(run_id)
+    probes = sorted(set(series.loc[series["measure"] == measure, "probe"]))
+    if not probes:
+        store.metrics(run_id, measure=measure, since_step=2**63 - 1)  # raises the ValueError
+        return []
+    steps = sorted({s for p in probes for s in store.measured_steps(run_id, p)
+                    if since_step is None or s > since_step})  # fmt: skip
+    if len(steps) <= max_steps:
+        return None
+    return [steps[i] for i in thin(len(steps), max_steps)]
 
 
 def thin(n: int, max_points: int) -> np.ndarray:

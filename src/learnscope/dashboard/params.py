@@ -13,7 +13,7 @@ from .errors import DashboardError
 __all__ = [
     "MAX_COMPARED_RUNS", "MAX_NAME_CHARS", "MAX_STEP", "QUERY_RULES", "MeasureQuery",
     "PageMeasureQuery", "ProbeQuery", "RunsQuery", "SinceStepQuery", "compared_refs",
-    "invalid_request",
+    "invalid_request", "MAX_THINNED_STEPS", "MaxStepsQuery",
 ]  # fmt: skip
 
 #: The largest step SQLite can store (a signed 64-bit integer).
@@ -78,3 +78,12 @@ def invalid_request(error: RequestValidationError) -> DashboardError:
     return DashboardError(422, "Invalid request", "; ".join(problems),
                           "Allowed: " + "; ".join(allowed) + "." if allowed else
                           "Fix the request's parameters.")  # fmt: skip
+
+
+#: The most steps one ``/metrics`` answer may be thinned to (``max_steps``; issue 16, point 6).
+MAX_THINNED_STEPS = 100_000
+QUERY_RULES["max_steps"] = f"max_steps: an integer from 2 to {MAX_THINNED_STEPS}"
+MaxStepsQuery = Annotated[
+    int | None, Query(ge=2, le=MAX_THINNED_STEPS,
+                      description="at most this many steps, evenly spread (first, last kept)")
+]

@@ -10,9 +10,9 @@ from fastapi import FastAPI
 from learnscope.health import assess_run
 from learnscope.trajectory.maps import MapNotFoundError, TrajectoryMapError, load_map
 
-from .compare import api_compare
+from .compare import api_compare, thinned_steps
 from .errors import DashboardError
-from .params import MeasureQuery, ProbeQuery, SinceStepQuery
+from .params import MaxStepsQuery, MeasureQuery, ProbeQuery, SinceStepQuery
 from .payloads import (
     SEPARATION_MEASURE,
     SafeJSONResponse,
@@ -51,9 +51,11 @@ def api_run(ref: str, settings: Settings) -> SafeJSONResponse:
 
 
 def api_metrics(
-    ref: str, settings: Settings, measure: MeasureQuery = None, since_step: SinceStepQuery = None
+    ref: str, settings: Settings, measure: MeasureQuery = None, since_step: SinceStepQuery = None,
+    max_steps: MaxStepsQuery = None,
 ) -> SafeJSONResponse:
-    """One measure of a run: steps, and per (probe, layer) the values at those steps."""
+    """One measure of a run: steps, and per (probe, layer) the values at those steps (with
+    ``max_steps``: at most that many of them, evenly spread, read as such from the store)."""
     with read_store(settings.store_path) as store:
         record = find_run(store, ref)
         run_id = record["id"]
@@ -65,7 +67,9 @@ def api_metrics(
                     "Wait for its first measurement; the run page updates by itself.",
                 )  # fmt: skip
         try:
-            frame = store.metrics(run_id, measure=measure, since_step=since_step)
+            steps = None if max_steps is None else thinned_steps(
+                store, run_id, measure, since_step, max_steps)
+            frame = store.metrics(run_id, measure=measure, since_step=since_step, steps=steps)
         except ValueError as exc:
             raise DashboardError(
                 404, "Unknown measure", str(exc),

@@ -27,10 +27,10 @@ _RUN_COLUMNS = [
 
 _RUNS_SQL = """
 SELECT r.id, r.name, r.experiment, r.status, r.created_at, r.updated_at, r.finished_at,
-       r.total_steps, r.last_step, COALESCE(m.n, 0) AS measurements, r.version, r.git_rev,
-       r.host, r.pid, r.error, r.config, {identity_columns}
+       r.total_steps, r.last_step,
+       (SELECT count(*) FROM measurements WHERE run = r.id) AS measurements,
+       r.version, r.git_rev, r.host, r.pid, r.error, r.config, {identity_columns}
 FROM runs AS r
-LEFT JOIN (SELECT run, count(*) AS n FROM measurements GROUP BY run) AS m ON m.run = r.id
 {where}
 ORDER BY r.created_at, r.rowid
 """
@@ -224,6 +224,7 @@ class StoreReading(StoreBase):
         probe: str | None = None,
         *,
         since_step: int | None = None,
+        steps: list[int] | None = None,
     ) -> pd.DataFrame:
         """Metric values in long form.
 
@@ -232,7 +233,8 @@ class StoreReading(StoreBase):
         runs). A ``layer``, ``measure`` or ``probe`` that does not occur (in the run, or in
         the store when ``run`` is None) raises :class:`ValueError` listing the available
         names. ``since_step`` keeps only the rows with ``step > since_step`` (for polling a
-        run that is being written).
+        run that is being written); ``steps`` only the rows of those steps (e.g. a thinned
+        set, so a view of a long run reads a fraction of its rows).
         """
         layers = _name_list(layer, "layer")
         measures = _name_list(measure, "measure")
@@ -259,6 +261,10 @@ class StoreReading(StoreBase):
             if since_step is not None:
                 clauses.append("m.step > ?")
                 params.append(since_step)
+            if steps is not None:
+                wanted = sorted({_as_int(step, "steps") for step in steps})
+                clauses.append(f"m.step IN ({', '.join('?' * len(wanted))})")
+                params.extend(wanted)
             where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
             return self._metrics_frame(f"{_METRICS_SELECT} {where} {_METRICS_ORDER}", params)
 

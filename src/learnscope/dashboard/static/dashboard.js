@@ -214,8 +214,13 @@
     }));
   }
 
+  // A long run's steps are thinned on the server to at most this many per request (its
+  // heatmap has fewer pixel columns); later polls add the new steps.
+  const MAX_STEPS = 1000;
+
   function metricsUrl(runId, state) {
-    let url = "/api/runs/" + encodeURIComponent(runId) + "/metrics?measure=" + encodeURIComponent(state.measure);
+    let url = "/api/runs/" + encodeURIComponent(runId) + "/metrics?measure=" + encodeURIComponent(state.measure) +
+      "&max_steps=" + MAX_STEPS;
     const since = sinceStep(state);
     if (since !== null) url += "&since_step=" + since;
     return url;
