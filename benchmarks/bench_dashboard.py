@@ -6,10 +6,12 @@ stored error, 5% at chance level; four experiments; configs differing in net, wi
 seed), unless ``--store`` already holds it. Then times, as medians of ``--repeats`` requests
 answered in-process (Starlette's TestClient, so no network and no browser):
 
-  run list      GET / (the page), GET /api/run-table (what static/runs_table.js asks for),
+  run list      GET / (the page, with the table's first drawing in it), GET /api/run-table
+                (what static/runs_table.js asks for when filtering or polling),
                 GET /api/runs
-  run page      GET /runs/RUN, GET /api/runs/RUN, GET /api/runs/RUN/metrics (the first plot's
-                data: every step of every layer), and the live update a page polls for,
+  run page      GET /runs/RUN, GET /api/runs/RUN, GET /api/runs/RUN/metrics (every step of
+                every layer, and thinned to 1,000 steps on the server as the page asks for its
+                first plot), and the live update a page polls for,
                 GET /api/runs/RUN/metrics?since_step=LAST-1 (only the new rows)
   compare       GET /api/compare for 3 runs (thinned to 2,000 points per line on the server)
 
@@ -171,7 +173,9 @@ def main() -> None:
         "GET /api/runs": "/api/runs",
         "GET /runs/RUN (run page)": f"/runs/{run_id}",
         "GET /api/runs/RUN": f"/api/runs/{run_id}",
-        "GET /api/runs/RUN/metrics (first plot)": f"/api/runs/{run_id}/metrics?measure=entropy",
+        "GET /api/runs/RUN/metrics (all steps)": f"/api/runs/{run_id}/metrics?measure=entropy",
+        "GET /api/runs/RUN/metrics?max_steps=1000 (first plot)":
+            f"/api/runs/{run_id}/metrics?measure=entropy&max_steps=1000",
         "GET /api/runs/RUN/metrics?since_step (live update)":
             f"/api/runs/{run_id}/metrics?measure=entropy&since_step={last - 1}",
         "GET /api/compare (3 runs)": f"/api/compare?{three}&measure=entropy&layer=last",

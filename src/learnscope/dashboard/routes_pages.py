@@ -13,6 +13,7 @@ from .compare import plot_measures
 from .errors import DashboardError
 from .params import PageMeasureQuery, RunsQuery, compared_refs
 from .payloads import PREFERRED_MEASURES, run_payload, runs_payload
+from .run_table import MAX_TABLE_ROWS, run_table
 from .settings import Settings
 from .store_reader import read_store
 from .templates import (
@@ -30,9 +31,11 @@ def runs_page(settings: Settings) -> HTMLResponse:
     path = settings.store_path
     runs: list[dict[str, Any]] = []
     problem: DashboardError | None = None
+    table = None
     try:
         with read_store(path) as store:
-            runs = runs_payload(store)
+            table = run_table(store, limit=MAX_TABLE_ROWS)  # the table's first drawing
+            runs = table["rows"]
     except DashboardError as exc:
         problem = exc
     if problem is not None:
@@ -50,7 +53,8 @@ def runs_page(settings: Settings) -> HTMLResponse:
     else:
         notice = '<div id="ls-error" hidden></div>'
     body = runs_page_body(runs, notice, settings.poll_seconds)
-    return render_page("Runs", "runs", body, {"poll_ms": settings.poll_ms}, store=path,
+    return render_page("Runs", "runs", body, {"poll_ms": settings.poll_ms, "table": table},
+                       store=path,
                        status_code=problem.status if problem else 200,
                        scripts_after=("runs_table.js",))  # fmt: skip
 
