@@ -52,7 +52,8 @@ def runs_page(settings: Settings) -> HTMLResponse:
         )
     else:
         notice = '<div id="ls-error" hidden></div>'
-    body = runs_page_body(runs, notice, settings.poll_seconds)
+    # the rows come with the page as JSON (config "table"): static/runs_table.js draws them
+    body = runs_page_body(runs, notice, settings.poll_seconds, rows=False)
     return render_page("Runs", "runs", body, {"poll_ms": settings.poll_ms, "table": table},
                        store=path,
                        status_code=problem.status if problem else 200,

@@ -180,9 +180,12 @@ def error_page_body(error_html: str) -> str:
     return error_html + '<p><a href="/">Back to the run list</a></p>'
 
 
-def runs_page_body(runs: list[dict[str, Any]], notice: str, poll: float) -> str:
+def runs_page_body(
+    runs: list[dict[str, Any]], notice: str, poll: float, rows: bool = True
+) -> str:
     """The run list (``/``): ``runs`` as :func:`~learnscope.dashboard.payloads.runs_payload`
-    gives them, under ``notice`` (HTML), refreshed every ``poll`` seconds."""
+    gives them, under ``notice`` (HTML), refreshed every ``poll`` seconds; without ``rows``
+    the table body is left for the page script (static/runs_table.js) to fill."""
     return f"""<h1>Runs</h1>
 {notice}
 <form id="runs-form" action="/compare" method="get">
@@ -199,7 +202,7 @@ def runs_page_body(runs: list[dict[str, Any]], notice: str, poll: float) -> str:
 </div>
 <table id="runs-table" class="runs"{" hidden" if not runs else ""}>
 <thead>{RUNS_HEADER}</thead>
-<tbody>{runs_rows(runs)}</tbody>
+<tbody>{runs_rows(runs) if rows else ''}</tbody>
 </table>
 <p class="actions"><button type="submit" id="compare-button"{" hidden" if not runs else ""}>
 Compare selected runs</button>
