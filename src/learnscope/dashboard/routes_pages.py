@@ -13,7 +13,6 @@ from .compare import plot_measures
 from .errors import DashboardError
 from .params import PageMeasureQuery, RunsQuery, compared_refs
 from .payloads import PREFERRED_MEASURES, run_payload, runs_payload
-from .run_table import MAX_TABLE_ROWS, run_table
 from .settings import Settings
 from .store_reader import read_store
 from .templates import (
@@ -31,11 +30,9 @@ def runs_page(settings: Settings) -> HTMLResponse:
     path = settings.store_path
     runs: list[dict[str, Any]] = []
     problem: DashboardError | None = None
-    table = None
     try:
         with read_store(path) as store:
-            table = run_table(store, limit=MAX_TABLE_ROWS)  # the table's first drawing
-            runs = table["rows"]
+            runs = runs_payload(store)
     except DashboardError as exc:
         problem = exc
     if problem is not None:
@@ -52,10 +49,8 @@ def runs_page(settings: Settings) -> HTMLResponse:
         )
     else:
         notice = '<div id="ls-error" hidden></div>'
-    # the rows come with the page as JSON (config "table"): static/runs_table.js draws them
-    body = runs_page_body(runs, notice, settings.poll_seconds, rows=False)
-    return render_page("Runs", "runs", body, {"poll_ms": settings.poll_ms, "table": table},
-                       store=path,
+    body = runs_page_body(runs, notice, settings.poll_seconds)
+    return render_page("Runs", "runs", body, {"poll_ms": settings.poll_ms}, store=path,
                        status_code=problem.status if problem else 200,
                        scripts_after=("runs_table.js",))  # fmt: skip
 

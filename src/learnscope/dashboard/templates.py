@@ -180,12 +180,9 @@ def error_page_body(error_html: str) -> str:
     return error_html + '<p><a href="/">Back to the run list</a></p>'
 
 
-def runs_page_body(
-    runs: list[dict[str, Any]], notice: str, poll: float, rows: bool = True
-) -> str:
+def runs_page_body(runs: list[dict[str, Any]], notice: str, poll: float) -> str:
     """The run list (``/``): ``runs`` as :func:`~learnscope.dashboard.payloads.runs_payload`
-    gives them, under ``notice`` (HTML), refreshed every ``poll`` seconds; without ``rows``
-    the table body is left for the page script (static/runs_table.js) to fill."""
+    gives them, under ``notice`` (HTML), refreshed every ``poll`` seconds."""
     return f"""<h1>Runs</h1>
 {notice}
 <form id="runs-form" action="/compare" method="get">
@@ -202,7 +199,7 @@ def runs_page_body(
 </div>
 <table id="runs-table" class="runs"{" hidden" if not runs else ""}>
 <thead>{RUNS_HEADER}</thead>
-<tbody>{runs_rows(runs) if rows else ''}</tbody>
+<tbody>{runs_rows(runs)}</tbody>
 </table>
 <p class="actions"><button type="submit" id="compare-button"{" hidden" if not runs else ""}>
 Compare selected runs</button>

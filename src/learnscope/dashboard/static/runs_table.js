@@ -169,14 +169,11 @@
   }
 
   let asked = "";
-  // The page comes with the unfiltered table (newest first): drawn without asking again.
-  let initial = ls.config.table && !query().toString() ? ls.config.table : null;
   const refreshNow = lib.poll(async () => {
     const text = query().toString();
-    let data = initial;
-    initial = null;
+    let data;
     try {
-      if (!data) data = await lib.getJSON("/api/run-table?limit=1000" + (text ? "&" + text : ""));
+      data = await lib.getJSON("/api/run-table?limit=1000" + (text ? "&" + text : ""));
     } catch (error) {
       if (!error.body) throw error;
       lib.showNotice(notice, error.body, "error");
