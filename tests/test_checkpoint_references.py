@@ -10,13 +10,13 @@ does not grow with the number of measurement inputs.
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 import pytest
 import torch
 from test_train import NoisyData, make_model
+from test_train_checkpoint import load, saved_size
 from torch import nn
 
 import learnscope as ls
@@ -75,16 +75,6 @@ def objects_in(value):
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from objects_in(item)
-
-
-def load(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def saved_size(obj) -> int:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.tell()
 
 
 def test_a_run_resumed_from_a_checkpoint_without_counts_reports_the_uninterrupted_rows(
