@@ -327,6 +327,11 @@ class ActivationPatterns(Probe):
     `<added|removed|jaccard|jaccard_t|weighted_jaccard>_since_<init|last>`. At the first
     measurement `*_since_init` compares the state with itself and `*_since_last` is NaN.
 
+    The references are carried (`state_dict`, the trainer's checkpoints) by the weights of the
+    model they were measured on, never by their counts, so a checkpoint does not grow with the
+    data; a resumed probe counts them again at its next measurement (docs/store.md,
+    "Checkpoints").
+
     Args:
         data: the measurement dataset (see `count`), typically the whole training set.
         labels: count joint pattern-label occurrences and report the label measures.
@@ -480,7 +485,7 @@ class ActivationPatterns(Probe):
         model = unwrap_model(model)  # the weights kept are the inner module's
         self._recount_references(model)
         counts, index = self.count(model, step)
-        weights = cpu_weights(model)
+        weights = cpu_weights(model) if self.compare_to else None
         first = self.init_counts is None and self.init_weights is None and not self._init_lost
         if first and "init" in self.compare_to:
             self.init_counts, self.init_weights = counts, weights
