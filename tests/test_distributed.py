@@ -298,6 +298,13 @@ def check_measurements(out: Path, saved: dict, device: str = "cpu") -> None:
                 assert_same_counts(PatternCounts.load(folder / mode / f"{layer}.npz"), want)
         for layer, want in tiny.items():  # one batch: rank 1 counted nothing itself
             assert_same_counts(PatternCounts.load(folder / "tiny" / f"{layer}.npz"), want)
+    for kind, counts in (("partitioned", reference["exact"]), ("tiny-partitioned", tiny)):
+        for layer, want in counts.items():  # merge="partition": each rank holds its part
+            parts = [PatternCounts.load(out / f"rank{rank}" / kind / f"{layer}.npz")
+                     for rank in (0, 1)]
+            assert [part.partition for part in parts] == [(0, 2), (1, 2)]
+            assert all(part.evaluations == want.evaluations for part in parts)
+            assert_same_counts(PatternCounts.merge_all(parts), want)
         for method, want in fuzziness.items():
             got = results[f"separation_{method}"]
             assert list(got) == list(want)

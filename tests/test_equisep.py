@@ -20,7 +20,13 @@ from learnscope.data import DatasetNotFoundError
 from learnscope.experiments.presets import EQUISEP_EPOCHS, _equisep_data, execute, expand
 from learnscope.train import recipes
 
-# the reference's grid, written out: (optimizer, lr) for every depth
+# the reference's run_experiments.sh, written out: (optimizer, lr) per depth
+REFERENCE_PAIRS = {
+    2: {("sgd", 0.3), ("momentum", 0.3), ("adam", 3e-3)},
+    6: {("sgd", 0.03), ("momentum", 0.01), ("adam", 1e-3)},
+    18: {("sgd", 0.01), ("momentum", 0.001), ("adam", 3e-4)},
+}
+# every (optimizer, lr) of that script, at every depth (--all-lrs)
 SEED_COMBOS = {
     ("sgd", 0.3), ("sgd", 0.03), ("sgd", 0.01),
     ("momentum", 0.3), ("momentum", 0.01), ("momentum", 0.001),
@@ -39,15 +45,25 @@ def _combo(spec) -> tuple[str, float]:
 # --------------------------------------------------------------------------- grids
 
 @pytest.mark.parametrize("scale", ["small", "paper"])
-def test_equisep_grid_is_three_depths_by_nine_optimizer_settings(scale):
+def test_equisep_grid_is_the_references_lr_per_optimizer_and_depth(scale):
     specs = expand("equisep", scale, seeds=[0, 1])
-    assert len(specs) == 2 * 27
+    assert len(specs) == 2 * 9
     assert len({s.name for s in specs}) == len(specs)
     for seed in (0, 1):
         mine = [s for s in specs if s.seed == seed]
         grid = {(s.model_options["depth"] - 1, *_combo(s)) for s in mine}
-        assert grid == {(d, *c) for d in (2, 6, 18) for c in SEED_COMBOS}
-    for spec in specs:
+        assert grid == {(d, *c) for d, pairs in REFERENCE_PAIRS.items() for c in pairs}
+    # --all-lrs: every setting at every depth; the reference's runs keep their names (reused)
+    every = expand("equisep", scale, seeds=[0, 1], all_lrs=True)
+    assert len(every) == 2 * 27
+    assert {(s.model_options["depth"] - 1, *_combo(s)) for s in every if s.seed == 0} == {
+        (d, *c) for d in (2, 6, 18) for c in SEED_COMBOS}
+    assert {s.name for s in specs} <= {s.name for s in every}
+    # a depth without a reference lr gets every setting
+    assert {_combo(s) for s in expand("equisep", scale, depths=[4])} == SEED_COMBOS
+    with pytest.raises(ValueError, match="all_lrs must be True or False"):
+        expand("equisep", scale, all_lrs="yes")
+    for spec in every:
         assert spec.model == "fnn" and spec.model_options["width"] == 100
         assert spec.recipe == "equisep" and spec.probe == "separation"
         assert spec.probe_options["batchnorm"] == "train"
@@ -65,6 +81,25 @@ def test_equisep_grid_is_three_depths_by_nine_optimizer_settings(scale):
         assert {s.dataset for s in specs} == {"digits"}
 
 
+def test_cli_all_lrs_runs_every_lr_and_only_equisep_takes_it(tmp_path):
+    store = str(tmp_path / "s.db")
+    base = ["run", "equisep", "--dry-run", "--depths", "2", "--optimizers", "adam",
+            "--store", store]
+    paired = CliRunner().invoke(app, base)
+    every = CliRunner().invoke(app, [*base, "--all-lrs"])
+    assert paired.exit_code == 0 and every.exit_code == 0, paired.output + every.output
+    planned = [line.split(":")[0] for line in every.output.splitlines()
+               if line.startswith("equisep-small-") and "started fresh" in line]
+    assert planned == [f"equisep-small-digits-fnn-L2-adam-lr{lr}-s0"
+                       for lr in ("0.003", "0.001", "0.0003")]
+    assert [line.split(":")[0] for line in paired.output.splitlines()
+            if line.startswith("equisep-small-") and "started fresh" in line] == planned[:1]
+    refused = CliRunner().invoke(app, ["run", "early", "--dry-run", "--all-lrs"])
+    assert refused.exit_code == 2
+    assert "only equisep takes --all-lrs, early does not" in refused.output
+    assert "Traceback" not in refused.output
+
+
 def test_equisep_depth_sweep_is_depth_one_to_eight_with_adam():
     specs = expand("equisep-depth", "paper")
     assert len(specs) == 8
@@ -77,7 +112,9 @@ def test_equisep_depth_sweep_is_depth_one_to_eight_with_adam():
 def test_equisep_overrides():
     specs = expand("equisep", "small", depths=[2], optimizers=["adam"], epochs=12, steps=5,
                    dataset="cfm", models=["fnn_nobn", "small_cnn"], schedule="end")
-    assert len(specs) == 3 + 3  # the fnn at depth 2, the CNN once, per adam lr
+    # the fnn at depth 2 with the reference's adam lr there; the CNN (no depth) at every adam lr
+    assert len(specs) == 1 + 3
+    assert [s.recipe_options["lr"] for s in specs if s.model == "fnn_nobn"] == [3e-3]
     assert {s.dataset for s in specs} == {"fashion-mnist"}
     assert all(s.recipe_options["epochs"] == 12 and s.max_steps == 5 for s in specs)
     assert all(s.schedule == "end" for s in specs)
@@ -197,7 +234,9 @@ def test_cli_run_equisep_end_to_end_and_skip(tmp_path):
     assert result.exit_code == 0, result.output
     with ls.store.open(store, read_only=True) as s:
         runs = s.runs()
-        assert len(runs) == 3 and set(runs["status"]) == {"finished"}
+        # the reference's adam lr at depth 2 (3e-3)
+        assert len(runs) == 1 and set(runs["status"]) == {"finished"}
+        assert runs["name"].tolist() == ["equisep-small-digits-fnn-L2-adam-lr0.003-s0"]
         metrics = s.metrics(run=runs["id"].iloc[0])
     fuzz = metrics[metrics["measure"] == "fuzziness"]
     assert sorted(set(fuzz["step"])) == [0, 3, 6]
@@ -213,9 +252,9 @@ def test_cli_run_equisep_end_to_end_and_skip(tmp_path):
 
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert again.output.count("skipped") == 3
+    assert again.output.count("skipped") == 1
     with ls.store.open(store, read_only=True) as s:
-        assert len(s.runs()) == 3
+        assert len(s.runs()) == 1
 
 
 def test_cli_dry_run_lists_the_grid(tmp_path):

@@ -280,3 +280,8 @@ def test_two_ranks_measure_a_ddp_model_as_one_process_measures_the_plain_one(tmp
         np.testing.assert_allclose(list(results["separation"].values()), list(want_d.values()),
                                    rtol=1e-10)
         assert [tuple(row) for row in results["weights"]] == want_w
+    for name, counts in want.items():  # the default merge: each rank's partition, together whole
+        parts = [PatternCounts.load(tmp_path / f"rank{rank}" / "ddp-partitioned" / f"{name}.npz")
+                 for rank in (0, 1)]
+        assert [part.partition for part in parts] == [(0, 2), (1, 2)]
+        assert_same_counts({name: PatternCounts.merge_all(parts)}, {name: counts})

@@ -158,3 +158,21 @@ def describe_error(error: BaseException) -> str:
     (the type's bare name: stable when a class moves between modules)."""
     message = str(error)
     return (f"{type(error).__name__}: {message}" if message else type(error).__name__)[:2000]
+
+
+def interruption_in(error: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one) behind `error`, if any.
+
+    A Ctrl-C that lands inside some C extensions comes out as another error raised while the
+    extension cleans up, with the KeyboardInterrupt as its context: torch.save interrupted while
+    writing raises "RuntimeError: [enforce fail at inline_container.cc:...] unexpected pos".
+    Such a run was stopped, not broken: it must be left interrupted (resumable), not failed.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -8,8 +8,10 @@ over torch.distributed's own collectives:
 - a *sharded* measurement pass (inside `sharded()`) cuts the measurement set into batches exactly
   as one process would (same order, same batch size) and gives batch i to rank i % world, so
   BatchNorm in train mode normalises every batch with the statistics of the single-process pass;
-  the probes then merge their results across ranks (pattern counts gathered and merged exactly,
-  class moments and scores summed), so every rank ends with the single-process result;
+  the probes then merge their results across ranks (pattern counts partitioned by key hash with
+  an all-to-all, each rank keeping its part and the measures summed from per-partition terms, or
+  gathered and merged exactly; class moments and scores summed), so every rank ends with the
+  single-process result;
 - `fail_together` makes a failure of one rank during a pass an error on every rank (no rank is
   left waiting in a collective), naming the rank and its error;
 - a SIGTERM handler (`install_termination_handler`) turns the signal torchrun's agent sends when a
@@ -302,6 +304,78 @@ def all_gather_arrays(array: np.ndarray) -> list[np.ndarray]:
     gathered = [torch.empty_like(padded) for _ in range(ctx.world_size)]
     dist.all_gather(gathered, padded)
     return [g[:size].cpu().numpy() for g, size in zip(gathered, sizes, strict=True)]
+
+
+def all_to_all_arrays(array: np.ndarray, owners: np.ndarray) -> list[np.ndarray]:
+    """Send row i of the 2-D `array` to rank `owners[i]`; returns the rows every rank sent
+    this one, in rank order (each rank's rows in their original order).
+
+    Columns and dtype must agree across ranks. Two ``all_to_all_single`` calls (gloo supports
+    them on the CPU, NCCL on GPUs): the row counts, then the rows, so every rank sends and
+    receives only its own traffic: no rank ever holds the other ranks' rows for one another.
+    One process: every owner must be 0 and the array comes back as it is.
+    """
+    ctx = context()
+    owners = np.asarray(owners, dtype=np.int64)
+    if array.ndim != 2 or owners.shape != (array.shape[0],):
+        raise ValueError(f"all_to_all_arrays takes a 2-D array and one owner per row, got "
+                         f"shapes {array.shape} and {owners.shape}")
+    if owners.size and (owners.min() < 0 or owners.max() >= ctx.world_size):
+        raise ValueError(f"owners must be ranks in [0, {ctx.world_size}), got "
+                         f"[{owners.min()}, {owners.max()}]")
+    if not ctx.distributed:
+        return [array]
+    device = _comm_device()
+    order = np.argsort(owners, kind="stable")
+    send_rows = np.bincount(owners, minlength=ctx.world_size)
+    sent = torch.from_numpy(np.ascontiguousarray(array[order]).reshape(-1)).to(device)
+    counts = torch.from_numpy(send_rows.astype(np.int64)).to(device)
+    received_rows = torch.empty_like(counts)
+    log.debug("all_to_all_arrays: rank %d of %d, sends %d x %d %s (%d bytes, %s rows per rank)",
+              ctx.rank, ctx.world_size, array.shape[0], array.shape[1], array.dtype,
+              array.nbytes, send_rows.tolist())
+    dist.all_to_all_single(received_rows, counts)
+    receive_rows = received_rows.cpu().numpy()
+    columns = array.shape[1]
+    received = torch.empty(int(receive_rows.sum()) * columns, dtype=sent.dtype, device=device)
+    dist.all_to_all_single(received, sent, (receive_rows * columns).tolist(),
+                           (send_rows * columns).tolist())
+    parts = np.split(received.cpu().numpy().reshape(-1, columns), np.cumsum(receive_rows)[:-1])
+    return parts
+
+
+def send_arrays_to_main(array: np.ndarray, receive: Callable[[int, np.ndarray], Any]) -> None:
+    """Hand every rank's 2-D int64 `array` to rank 0, one at a time: there `receive(rank,
+    array)` is called for each rank in rank order (its own first) and should drop the array
+    before the next arrives (e.g. write it to a file), so rank 0 never holds more than one
+    rank's array. For the single writer of a store (saving partitioned pattern counts).
+    Collective (point-to-point sends to rank 0); one process: `receive(0, array)`.
+    """
+    ctx = context()
+    if not ctx.distributed:
+        receive(0, array)
+        return
+    if array.ndim != 2 or array.dtype != np.int64:
+        raise ValueError(f"send_arrays_to_main takes 2-D int64 arrays, got {array.shape} "
+                         f"{array.dtype}")
+    device = _comm_device()
+    if ctx.rank != 0:
+        log.debug("send_arrays_to_main: rank %d sends %d x %d to rank 0", ctx.rank,
+                  *array.shape)
+        dist.send(torch.tensor(array.shape, dtype=torch.int64, device=device), dst=0)
+        if array.size:
+            dist.send(torch.from_numpy(np.ascontiguousarray(array)).to(device), dst=0)
+        return
+    receive(0, array)
+    for source in range(1, ctx.world_size):
+        shape = torch.empty(2, dtype=torch.int64, device=device)
+        dist.recv(shape, src=source)
+        rows, columns = (int(v) for v in shape.tolist())
+        received = torch.empty((rows, columns), dtype=torch.int64, device=device)
+        if rows * columns:
+            dist.recv(received, src=source)
+        receive(source, received.cpu().numpy())
+        del received
 
 
 def all_reduce_sum(value: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:

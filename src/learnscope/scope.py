@@ -37,7 +37,7 @@ from torch import nn
 
 from learnscope import distributed as dist
 from learnscope.defaults import DEFAULT_STORE
-from learnscope.diagnostics import describe_error
+from learnscope.diagnostics import describe_error, interruption_in
 from learnscope.engine.batches import unwrap_model
 from learnscope.probe import Probe, ProbeResult
 from learnscope.schedules import Schedule, every
@@ -314,10 +314,13 @@ class Scope:
                 if self.store is not None:
                     self._write(global_step, epoch, probe.name, result)
                 self._done[probe.name].add(global_step)
-        except KeyboardInterrupt:
-            self.interrupt()
-            raise
         except BaseException as error:
+            interrupt = interruption_in(error)  # Ctrl-C, also when it came out as another error
+            if interrupt is not None:
+                self.interrupt()
+                if interrupt is not error:
+                    raise interrupt from error
+                raise
             with dist.deferred_termination():
                 self.finish("failed", error=describe_error(error))
             raise
@@ -435,7 +438,7 @@ class Scope:
     ) -> None:
         if exc is None:
             self.finish("finished")
-        elif isinstance(exc, KeyboardInterrupt):
+        elif interruption_in(exc) is not None:
             self.interrupt()
         else:
             with dist.deferred_termination():

@@ -2,8 +2,9 @@
 
 Launched by torchrun with: IN_FILE (torch.save of {"model", "x", "y", "tiny_x", "tiny_y",
 "nan_x"}) OUT_DIR BACKEND. Every rank writes what it measured under OUT_DIR/rank<r>/:
-pattern counts (exact and hash-list, with labels) as .npz files, separation values, scores, and
-the errors of a pass in which one rank's batch holds NaN.
+pattern counts (exact and hash-list, with labels, merged by gathering; exact counts merged by
+partition, each rank's own part) as .npz files, separation values, scores, and the errors of a
+pass in which one rank's batch holds NaN.
 """
 
 from __future__ import annotations
@@ -34,15 +35,22 @@ def main() -> None:
     results: dict = {"rank": context.rank}
     with distributed.sharded() as shard:
         results["shard"] = [shard.rank, shard.world]
-        for mode in ("exact", "hashlist"):
+        for mode in ("exact", "hashlist"):  # gathered: every rank gets the whole counts
             counts = P.count(model, data, batch_size=BATCH, labels=True, mode=mode,
-                             table_size=4096)
+                             table_size=4096, merge="gather")
             for layer, c in counts.items():
                 c.save(folder / mode / f"{layer}.npz")
             results[f"{mode}_layers"] = list(counts)
-        tiny = P.count(model, (saved["tiny_x"], saved["tiny_y"]), batch_size=BATCH, labels=True)
+        partitioned = P.count(model, data, batch_size=BATCH, labels=True)  # the default
+        for layer, c in partitioned.items():
+            c.save(folder / "partitioned" / f"{layer}.npz")
+        tiny = P.count(model, (saved["tiny_x"], saved["tiny_y"]), batch_size=BATCH, labels=True,
+                       merge="gather")
         for layer, c in tiny.items():
             c.save(folder / "tiny" / f"{layer}.npz")
+        tiny = P.count(model, (saved["tiny_x"], saved["tiny_y"]), batch_size=BATCH, labels=True)
+        for layer, c in tiny.items():
+            c.save(folder / "tiny-partitioned" / f"{layer}.npz")
         for method in ("moments", "subspace"):
             results[f"separation_{method}"] = separation.measure(
                 model, data, batch_size=BATCH, method=method)

@@ -33,10 +33,13 @@ def main() -> None:
     results: dict = {}
     with distributed.sharded():
         for kind, wrapped in (("ddp", ddp), ("compiled_ddp", torch.compile(ddp))):
-            counts = ls.patterns.count(wrapped, data, batch_size=BATCH, labels=True)
+            counts = ls.patterns.count(wrapped, data, batch_size=BATCH, labels=True,
+                                       merge="gather")  # every rank: the whole counts
             for layer, c in counts.items():
                 c.save(folder / kind / f"{layer}.npz")
             results[f"{kind}_layers"] = list(counts)
+        for layer, c in ls.patterns.count(ddp, data, batch_size=BATCH, labels=True).items():
+            c.save(folder / "ddp-partitioned" / f"{layer}.npz")  # this rank's partition
         results["separation"] = separation.measure(ddp, data, batch_size=BATCH)
         results["weights"] = ls.Weights(first_layers=2).measure(ddp, 0).rows
     folder.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,9 @@ DownloadOption = typer.Option(False, "--download", help="Fetch a missing dataset
 FitFromInputOption = typer.Option(False, "--fit-from-input", help="equisep: fit the law over the "
                                   "input and every layer, as the reference's code does "
                                   "(default: the layers after the input).")
+AllLrsOption = typer.Option(False, "--all-lrs", help="equisep: every optimizer at each of its "
+                            "three lrs at every depth (27 runs per seed; default: the "
+                            "reference's lr per optimizer and depth, 9 runs).")
 RerunOption = typer.Option(False, "--rerun", help="Train every run afresh, even when a finished "
                            "run with the same settings is in the store.")
 
@@ -60,5 +63,6 @@ PRESET_OPTIONS = {
     "seeds": SeedsOption, "models": ModelsOption, "dataset": DatasetOption,
     "schedule": ScheduleOption, "depths": DepthsOption, "optimizers": OptimizersOption,
     "per_class": PerClassOption, "imbalance": ImbalanceOption, "blocks": BlocksOption,
-    "download": DownloadOption, "fit_from_input": FitFromInputOption, "rerun": RerunOption,
+    "download": DownloadOption, "fit_from_input": FitFromInputOption, "all_lrs": AllLrsOption,
+    "rerun": RerunOption,
 }

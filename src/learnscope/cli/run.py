@@ -42,6 +42,7 @@ def run(
     blocks: str = shared.BlocksOption,
     download: bool = shared.DownloadOption,
     fit_from_input: bool = shared.FitFromInputOption,
+    all_lrs: bool = shared.AllLrsOption,
     every: int = typer.Option(None, help="Quickstart: measure every k training steps (default "
                               "10)."),
     seed: int = typer.Option(0, help="Quickstart: random seed; trajectories: seed of the first "
@@ -102,6 +103,7 @@ def run(
             "--schedule": schedule, "--depths": depths, "--optimizers": optimizers,
             "--per-class": per_class, "--imbalance": imbalance, "--blocks": blocks,
             "--download": download, "--scale": None if scale == "small" else scale,
+            "--fit-from-input": fit_from_input or None, "--all-lrs": all_lrs or None,
             **({"--every": every} if name == "trajectories" else {})})
     if name == "trajectories":
         from learnscope.cli.trajectories import run_trajectories
@@ -126,7 +128,8 @@ def run(
                         dry_run=dry_run, depths=depths, optimizers=optimizers,
                         per_class=per_class, imbalance=imbalance, blocks=blocks, every=every,
                         download=download, rerun=rerun,
-                        fit_from_input=fit_from_input or None, threads=threads)
+                        fit_from_input=fit_from_input or None, all_lrs=all_lrs or None,
+                        threads=threads)
             return
         epochs, every = checked(validation.quickstart_options, epochs=epochs, every=every,
                                  seed=seed)
@@ -206,7 +209,8 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
                 optimizers: str | None = None, per_class: int | None = None,
                 imbalance: float | None = None, blocks: str | None = None,
                 every: int | None = None, download: bool = False, rerun: bool = False,
-                fit_from_input: bool | None = None, threads: int | None = None) -> None:
+                fit_from_input: bool | None = None, all_lrs: bool | None = None,
+                threads: int | None = None) -> None:
     from learnscope.data import DatasetNotFoundError
     from learnscope.experiments import validation
     from learnscope.experiments.presets import execute, run_identity
@@ -215,7 +219,7 @@ def _run_preset(name: str, store: Path, *, scale: str, epochs: int | None, steps
                            dataset=dataset, schedule=schedule, seeds=seeds, models=models,
                            depths=depths, optimizers=optimizers, per_class=per_class,
                            imbalance=imbalance, blocks=blocks, every=every, download=download,
-                           fit_from_input=fit_from_input)
+                           fit_from_input=fit_from_input, all_lrs=all_lrs)
     set_threads(threads, dry_run=dry_run)
     print_runs(name, scale, specs, dry_run=dry_run)
     if dry_run:

@@ -52,6 +52,7 @@ def sweep_command(
     blocks: str = shared.BlocksOption,
     download: bool = shared.DownloadOption,
     fit_from_input: bool = shared.FitFromInputOption,
+    all_lrs: bool = shared.AllLrsOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the runs, whether each is "
                                  "reused, resumed or started fresh, and how they would be "
                                  "spread; run nothing."),
@@ -99,7 +100,8 @@ def sweep_command(
                            schedule=schedule, seeds=seeds, models=models, depths=depths,
                            optimizers=optimizers, per_class=per_class, imbalance=imbalance,
                            blocks=blocks, download=download,
-                           fit_from_input=fit_from_input or None)
+                           fit_from_input=fit_from_input or None,
+                           all_lrs=all_lrs or None)
     preset_runs.print_runs(name, scale, specs, dry_run=dry_run)
     if backend == "local":
         count = workers or sweeping.default_workers(device, cuda_count)

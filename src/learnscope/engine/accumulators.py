@@ -17,10 +17,13 @@ shards (a new object, inputs untouched); the reductions compute exactly what mer
 rank's shard would. ``kind()`` says what must agree for two states to merge (shape, settings);
 ``empty(kind)`` builds the state of a rank whose share of the data was empty.
 
-A third kind, a *partitioned* reduction (each rank owning the keys with hash(key) mod world == rank
-and the measures summed per partition, so that no rank holds every key), is the next step: it adds
-a member here and one function to the reducers of `learnscope.engine.reduction`; accumulators and
-probes that do not use it are unchanged.
+- ``Reduction.PARTITION``: the state is a table of keyed rows, and each rank ends with the rows
+  it *owns*, no rank with all of them: row i goes to rank ``owners(world)[i]`` (for pattern
+  tables, hash(key) mod world), one all-to-all, and the owner merges what it receives
+  (``from_partition``). ``partition_plan(shard)`` may offer a small value gathered with the
+  layouts (pattern tables: the rank's evaluation count, so every partition knows the whole's).
+  Whatever is derived from the whole is then summed from per-partition terms
+  (`learnscope.engine.reduction.reduce_partial_terms`, one collective for all of them).
 
 This module imports NumPy only.
 """
@@ -40,6 +43,7 @@ class Reduction(str, Enum):
 
     SUM = "sum"
     GATHER = "gather"
+    PARTITION = "partition"
 
 
 class Accumulator(ABC):
@@ -86,6 +90,23 @@ class Accumulator(ABC):
     def from_tables(cls, kind: Hashable, tables: Sequence[np.ndarray]) -> Accumulator:
         """The whole's state from every rank's rows (rank order)."""
         raise _undeclared(cls, "gathering", "to_rows and from_tables")
+
+
+    # -- Reduction.PARTITION
+    def partition_plan(self, shard: Any) -> Any:
+        """What every rank must see before the exchange (default: nothing)."""
+        return None
+
+    def owners(self, world: int) -> np.ndarray:
+        """The owner rank of each of `to_rows()`'s rows, (rows,) int64 in [0, world)."""
+        raise _undeclared(type(self), "partition", "to_rows, owners and from_partition")
+
+    @classmethod
+    def from_partition(cls, kind: Hashable, tables: Sequence[np.ndarray],
+                       partition: tuple[int, int], plans: Sequence[Any]) -> Accumulator:
+        """This rank's partition (rank, world) of the whole, from the rows every rank sent it
+        (rank order) and every rank's `partition_plan`."""
+        raise _undeclared(cls, "partition", "to_rows, owners and from_partition")
 
 
 def _undeclared(kind: type, reduction: str, methods: str) -> TypeError:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from learnscope.diagnostics import describe_error
+from learnscope.diagnostics import describe_error, interruption_in
 from learnscope.experiments.specs import RunSpec, make_probe
 
 
@@ -133,13 +133,14 @@ def execute(
         result = _train(spec, prepared, scope, decision.action == "resume", on_step)
         if result.status == "finished" and spec.since_final:
             measure_since_final(scope, prepared.build, prepared.model)
-    except KeyboardInterrupt:
-        with distributed.deferred_termination():
-            _abandon(scope, store, decision.run_id, context, None)
-        raise
     except BaseException as error:
+        # Ctrl-C leaves the run interrupted, also when it came out as another error
+        interrupt = interruption_in(error)
         with distributed.deferred_termination():
-            _abandon(scope, store, decision.run_id, context, describe_error(error))
+            _abandon(scope, store, decision.run_id, context,
+                     None if interrupt is not None else describe_error(error))
+        if interrupt is not None and interrupt is not error:
+            raise interrupt from error
         raise
     scope.finish(result.status)
     return scope.run_id, result.status

@@ -56,6 +56,14 @@ EQUISEP_OPTIMIZERS = (  # (optimizer, lr), the reference's run_experiments.sh ("
     ("momentum", 0.3), ("momentum", 0.01), ("momentum", 0.001),
     ("adam", 3e-3), ("adam", 1e-3), ("adam", 3e-4),
 )
+# The reference pairs one lr per optimizer with each depth (run_experiments.sh); `equisep` runs
+# these pairs, `all_lrs=True` (CLI --all-lrs) every setting above at every depth. A depth not in
+# this table has no reference lr: it gets every setting.
+EQUISEP_REFERENCE_LRS = {
+    2: {"sgd": 0.3, "momentum": 0.3, "adam": 3e-3},
+    6: {"sgd": 0.03, "momentum": 0.01, "adam": 1e-3},
+    18: {"sgd": 0.01, "momentum": 0.001, "adam": 3e-4},
+}
 EQUISEP_DEPTH_SWEEP = tuple(range(1, 9))
 EQUISEP_DEPTH_LRS = (1e-3,)  # the reference sweeps Adam over 3e-5 1e-4 3e-4 1e-3 3e-3 per depth
 EQUISEP_WIDTH = 100
@@ -165,7 +173,9 @@ def expand(preset: str, scale: str = "small", **overrides: Any) -> list[RunSpec]
     Overrides: dataset, seeds (list), models (list of registry names), epochs, steps (max
     updates), schedule (text, see learnscope.train.parse), device, blocks (list, entropycurve),
     and any RunSpec field. equisep and equisep-depth also take: depths (list of the reference's
-    layer_num), optimizers (subset of sgd, momentum, adam; equisep), lrs (list; equisep-depth),
+    layer_num), optimizers (subset of sgd, momentum, adam; equisep), all_lrs (equisep: True runs
+    every optimizer's three lrs at every depth; default: the reference's lr of each optimizer
+    for depths 2, 6, 18, see EQUISEP_REFERENCE_LRS), lrs (list; equisep-depth),
     width, per_class, imbalance (long-tailed training set, largest / smallest class; the probe
     then uses the imbalanced Σ definitions), probe_batch, fit_from_input (True: fit the law over
     the input and every layer, `fit_law(first=0)` as the reference's code does; the run names
@@ -344,10 +354,22 @@ def _expand_equisep(preset: str, scale: str, overrides: dict[str, Any]) -> list[
     if preset == "equisep":
         depths = overrides.pop("depths", list(EQUISEP_DEPTHS))
         wanted = overrides.pop("optimizers", None)
-        combos = [c for c in EQUISEP_OPTIMIZERS if wanted is None or c[0] in wanted]
+        all_lrs = overrides.pop("all_lrs", False)
+        if not isinstance(all_lrs, bool):
+            raise ValueError(f"all_lrs must be True or False, got {all_lrs!r}")
+        settings = [c for c in EQUISEP_OPTIMIZERS if wanted is None or c[0] in wanted]
+
+        def combos_at(depth: int | None) -> list[tuple[str, float]]:
+            paired = EQUISEP_REFERENCE_LRS.get(depth)  # type: ignore[arg-type]
+            if all_lrs or paired is None:
+                return settings
+            return [(optimizer, lr) for optimizer, lr in settings if paired[optimizer] == lr]
     else:
         depths = overrides.pop("depths", list(EQUISEP_DEPTH_SWEEP))
-        combos = [("adam", lr) for lr in overrides.pop("lrs", list(EQUISEP_DEPTH_LRS))]
+        adam = [("adam", lr) for lr in overrides.pop("lrs", list(EQUISEP_DEPTH_LRS))]
+
+        def combos_at(depth: int | None) -> list[tuple[str, float]]:
+            return adam
     bad = sorted({d for d in depths if not isinstance(d, int) or d < 0})
     if bad:
         raise ValueError(f"depths must be ints >= 0 (the reference's layer_num), got {bad}")
@@ -361,7 +383,7 @@ def _expand_equisep(preset: str, scale: str, overrides: dict[str, Any]) -> list[
             elif _is_conv_family(net) and image_size is not None:
                 options = {"image_size": image_size}
             label = f"{net}-L{depth}" if flat else net
-            for optimizer, lr in combos:
+            for optimizer, lr in combos_at(depth):
                 if optimizer not in OPTIMIZER_OPTIONS:
                     raise ValueError(f"unknown optimizer {optimizer!r}; use "
                                      f"{', '.join(OPTIMIZER_OPTIONS)}")

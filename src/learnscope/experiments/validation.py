@@ -29,6 +29,7 @@ PRESET_SPECIFIC = {
     "--per-class": EQUISEP_PRESETS,
     "--imbalance": EQUISEP_PRESETS,
     "--fit-from-input": EQUISEP_PRESETS,
+    "--all-lrs": ("equisep",),
 }
 _FLAG_VALUES = ("true", "false", "yes", "no", "on", "off", "1", "0", "y", "n", "t", "f")
 
@@ -253,7 +254,8 @@ def preset_options(preset: str, scale: str, *, epochs: int | None = None,
         raise UsageError(f"--scale {scale!r}: unknown scale; use {' or '.join(presets.SCALES)}")
     given = {"--blocks": blocks, "--depths": depths, "--optimizers": optimizers,
              "--per-class": per_class, "--imbalance": imbalance,
-             "--fit-from-input": typed.get("fit_from_input")}
+             "--fit-from-input": typed.get("fit_from_input"),
+             "--all-lrs": typed.get("all_lrs")}
     for flag, value in given.items():
         if value is not None and preset not in PRESET_SPECIFIC[flag]:
             takers = PRESET_SPECIFIC[flag]

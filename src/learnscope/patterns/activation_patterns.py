@@ -19,14 +19,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from learnscope import distributed
 from learnscope.engine.batches import MeasurementData, measurement_copy, unwrap_model
 from learnscope.engine.passes import PassState, Taps, run_pass
 from learnscope.patterns import measures as M
 from learnscope.patterns.counts import (
     DEFAULT_TABLE_SIZE,
+    PartitionedCounts,
     PatternCounter,
     PatternCounts,
     check_counting_mode,
+    check_merge,
 )
 from learnscope.patterns.device_counts import DevicePatternCounter
 from learnscope.patterns.keys import PatternLayout, pack_keys
@@ -91,9 +94,11 @@ class _PatternState(PassState):
         has_conv1d: bool,
         step: int | None,
         backend: str = "auto",
+        merge: str = "partition",
     ) -> None:
         super().__init__()
         self.backend = backend
+        self.merge = merge
         self.selection = selection
         self.labelled = labelled
         self.mode = mode
@@ -171,7 +176,11 @@ class _PatternState(PassState):
                 self._backlog.popleft().result()
         finally:
             self._worker.shutdown(wait=True, cancel_futures=True)
-        self.accumulators = {name: c.result() for name, c in self.counters.items()}
+        self.accumulators = {}
+        for name, counter in self.counters.items():
+            counts = counter.result()
+            counts.rank_merge = self.merge  # how the pass reduces it across ranks
+            self.accumulators[name] = counts
 
     def agreement(self) -> list[str]:
         return self.layer_order
@@ -208,10 +217,12 @@ def count_layers(
     unit_dim: str = "auto",
     step: int | None = None,
     backend: str = "auto",
+    merge: str = "partition",
 ) -> tuple[dict[str, PatternCounts], dict[str, int]]:
     """Like `count`, but also returns each layer's forward-order index among all activations."""
     check_counting_mode(mode, table_size)
     check_backend(backend)
+    check_merge(merge)
     if unit_dim not in UNIT_DIMS:
         raise ValueError(f"unit_dim must be one of {UNIT_DIMS}, got {unit_dim!r}")
     selection = resolve_layer_selection(model, layers)
@@ -224,6 +235,7 @@ def count_layers(
         has_conv1d=any(isinstance(m, nn.Conv1d) for m in model.modules()),
         step=step,
         backend=backend,
+        merge=merge,
     )
     taps = Taps(data, batch_size=batch_size, batchnorm=batchnorm, labels=labels,
                 instruments=(_ActivationInstrument(),))
@@ -252,13 +264,14 @@ def count(
     layers: Sequence[nn.Module | str] | None = None,
     unit_dim: str = "auto",
     backend: str = "auto",
+    merge: str = "partition",
 ) -> dict[str, PatternCounts]:
     """Count every activation pattern of every activation layer over `data`.
 
     The pass runs on a frozen copy of the model and leaves the model, its BatchNorm statistics
     and all random states exactly as they were. Inside `learnscope.distributed.sharded()` with
-    several ranks (torchrun) it is collective: each rank counts its share of the batches and
-    every rank returns the counts of the whole set, identical to a single-process count.
+    several ranks (torchrun) it is collective: each rank counts its share of the batches, and
+    the counts merge across ranks as `merge` says.
 
     Args:
         model: any nn.Module; ReLU-like modules and functional calls are found automatically.
@@ -275,6 +288,13 @@ def count(
             device, only the final tables cross to the host; on the CPU too) or "auto" (NumPy
             for CPU activations, torch for any other device). Every backend gives identical
             counts.
+        merge: how counts merge across the ranks of a sharded pass: "partition" (default;
+            exact mode) sends each pattern to the rank hash(pattern) mod world, so each rank
+            returns *its partition* of every layer's counts (`PatternCounts.partition`; the
+            functions of `learnscope.patterns.measures` give the whole's values from it, on
+            every rank together), or "gather": every rank gets every pattern (the whole
+            counts, as one process counts them). Hash-list counts (bounded tables) are always
+            gathered. Without several ranks both give the whole counts.
 
     Returns:
         {layer name: PatternCounts}, in forward order.
@@ -290,6 +310,7 @@ def count(
         layers=layers,
         unit_dim=unit_dim,
         backend=backend,
+        merge=merge,
     )
     return counts
 
@@ -335,9 +356,13 @@ class ActivationPatterns(Probe):
     Args:
         data: the measurement dataset (see `count`), typically the whole training set.
         labels: count joint pattern-label occurrences and report the label measures.
-        batch_size, batchnorm, mode, table_size, layers, unit_dim, backend: as in `count`
-            (`backend` is recorded in the config only when it is not "auto": it never changes
-            the results, and runs measured before it existed keep their fingerprints).
+        batch_size, batchnorm, mode, table_size, layers, unit_dim, backend, merge: as in
+            `count` (`backend` and `merge` are recorded in the config only when they are not
+            the defaults "auto" and "partition": they never change the results, and runs
+            measured before they existed keep their fingerprints). With merge="partition"
+            under torchrun, each rank keeps its partition of the counts and of the init / last
+            references, and every measurement's measures are combined from per-partition terms
+            with one collective.
         measures: report only these measures (default: all available).
         compare_to: references to compare with, subset of ("init", "last").
         jaccard_threshold: T of `jaccard_t` (patterns with count > T).
@@ -361,6 +386,7 @@ class ActivationPatterns(Probe):
         save_counts: bool = False,
         unit_dim: str = "auto",
         backend: str = "auto",
+        merge: str = "partition",
         name: str = "patterns",
     ) -> None:
         unknown_refs = set(compare_to) - set(REFERENCES)
@@ -368,6 +394,7 @@ class ActivationPatterns(Probe):
             raise ValueError(f"unknown references {sorted(unknown_refs)}; use {REFERENCES}")
         check_counting_mode(mode, table_size)
         check_backend(backend)
+        check_merge(merge)
         if batchnorm not in ("train", "eval"):
             raise ValueError(f"batchnorm must be 'train' or 'eval', got {batchnorm!r}")
         self.data = data
@@ -382,6 +409,7 @@ class ActivationPatterns(Probe):
         self.save_counts = save_counts
         self.unit_dim = unit_dim
         self.backend = backend
+        self.merge = merge
         self.name = name
         available = self.available_measures()
         if measures is not None:
@@ -423,8 +451,9 @@ class ActivationPatterns(Probe):
         """The settings stored with the run; `backend` only when not the default "auto" (it
         never changes the counts, and earlier runs' fingerprints stay valid)."""
         config = super().config()
-        if config.get("backend") == "auto":
-            del config["backend"]
+        for key, default in (("backend", "auto"), ("merge", "partition")):
+            if config.get(key) == default:
+                del config[key]
         return config
 
     def count(self, model: nn.Module, step: int | None = None, *,
@@ -443,41 +472,80 @@ class ActivationPatterns(Probe):
             unit_dim=self.unit_dim,
             step=step,
             backend=self.backend,
+            merge=self.merge,
         )
 
-    def _comparison(self, name: str, counts: PatternCounts, ref: PatternCounts | None) -> float:
-        if ref is None:
-            return math.nan
-        if name == "jaccard_t":
-            return float(M.jaccard(ref, counts, threshold=self.jaccard_threshold))
-        return float(M.COMPARISONS[name](ref, counts))
+    def _layer_terms(self, counts: PatternCounts, references: dict[str, PatternCounts | None],
+                     singles: bool) -> dict[str, Any]:
+        """This rank's partial terms of one layer's measures (the whole's when not
+        partitioned): single and label terms, and the comparisons with each reference."""
+        terms: dict[str, Any] = {}
+        if singles:
+            terms["single"] = M.single_terms(counts)
+            if self.labels:
+                terms["labels"] = M.label_terms(counts)
+        terms["since"] = {
+            name: M.comparison_terms(M.aligned_reference(ref, counts), counts,
+                                     threshold=self.jaccard_threshold)
+            for name, ref in references.items() if ref is not None
+        }
+        return terms
+
+    def _direct(self, name: str, fn: Any, counts: PatternCounts) -> float:
+        """A measure of the tables without partial terms: computed on whole counts only."""
+        if counts.is_partition:
+            raise ValueError(
+                f"measure {name!r} has no partial terms (measures.measures_from_terms), so it "
+                "cannot be computed from partitioned counts; use merge='gather', or define its "
+                "terms in learnscope.patterns.measures"
+            )
+        return float(fn(counts))
 
     def rows_for(
         self,
         counts: dict[str, PatternCounts],
         index: dict[str, int],
         references: dict[str, dict[str, PatternCounts] | None],
+        *,
+        singles: bool = True,
     ) -> list[MetricRow]:
-        """Measure rows for counts by layer, comparing with reference counts by layer."""
+        """Measure rows for counts by layer, comparing with reference counts by layer
+        (`singles=False`: the comparisons only, all of them).
+
+        Every layer's terms are computed on this rank's partition and combined with those of
+        the other ranks in one collective (none for whole counts): collective when `counts`
+        are partitions.
+        """
         wanted = set(self.measures)
+        compared = [r for r in references if not singles
+                    or any(f"{name}_since_{r}" in wanted for name in M.COMPARISONS)]
+        by_reference = {layer: {r: (references[r].get(layer) if references[r] is not None
+                                    else None) for r in compared} for layer in counts}
+        whole = M.across_partitions(list(counts.values()), lambda: {
+            layer: self._layer_terms(c, by_reference[layer], singles)
+            for layer, c in counts.items()})
         rows: list[MetricRow] = []
         for layer, layer_counts in counts.items():
-            i = index[layer]
-            for name, fn in M.SINGLE.items():
-                if name in wanted:
-                    rows.append((layer, i, name, float(fn(layer_counts))))
-            if self.labels:
-                for name, fn in M.LABELLED.items():
+            i, terms = index[layer], whole[layer]
+            if singles:
+                values = M.measures_from_terms(
+                    {**terms["single"], **terms.get("labels", {})}, width=layer_counts.width,
+                    states=layer_counts.states, evaluations=layer_counts.evaluations)
+                table = dict(M.SINGLE, **(M.LABELLED if self.labels else {}))
+                for name, fn in table.items():
                     if name in wanted:
-                        rows.append((layer, i, name, float(fn(layer_counts))))
-            if "occupancy" in wanted:
-                rows.append((layer, i, "occupancy", float(layer_counts.occupancy)))
-            for reference, by_layer in references.items():
-                ref = by_layer.get(layer) if by_layer is not None else None
+                        value = (float(values[name]) if name in values
+                                 else self._direct(name, fn, layer_counts))
+                        rows.append((layer, i, name, value))
+                if "occupancy" in wanted:
+                    rows.append((layer, i, "occupancy", float(layer_counts.occupancy)))
+            for reference in references:
+                since = terms["since"].get(reference)
+                values = M.comparison_measures(since) if since is not None else {}
                 for name in M.COMPARISONS:
                     measure = f"{name}_since_{reference}"
-                    if measure in wanted:
-                        rows.append((layer, i, measure, self._comparison(name, layer_counts, ref)))
+                    if measure in wanted or not singles:
+                        rows.append((layer, i, measure, float(values.get(name, math.nan))))
         return rows
 
     def measure(self, model: nn.Module, step: int) -> ProbeResult:
@@ -493,7 +561,7 @@ class ActivationPatterns(Probe):
         rows = self.rows_for(counts, index, {r: references[r] for r in self.compare_to})
         if "last" in self.compare_to:
             self.last_counts, self.last_weights = counts, weights
-        return ProbeResult(rows=rows, artifacts=dict(counts) if self.save_counts else {})
+        return ProbeResult(rows=rows, artifacts=self._artifacts(counts))
 
     def _recount_references(self, model: nn.Module) -> None:
         """Count the references known only by their weights (after a resume): a copy of
@@ -560,8 +628,23 @@ class ActivationPatterns(Probe):
         state["init_lost"] = state["init_weights"] is None and state["init_counts"] is None
         return state
 
+    def _artifacts(self, counts: dict[str, PatternCounts]) -> dict[str, Any]:
+        """The counts to save (`save_counts=True`): whole counts as they are; partitions
+        (merge="partition" under torchrun) as one file per partition, collected on rank 0 one
+        partition at a time (collective; the other ranks return nothing to save)."""
+        if not self.save_counts:
+            return {}
+        if not any(c.is_partition for c in counts.values()):
+            return dict(counts)
+        artifacts = {}
+        for layer, layer_counts in counts.items():
+            part = PartitionedCounts.collect(layer_counts, distributed.send_arrays_to_main)
+            if part is not None:
+                artifacts[layer] = part
+        return artifacts
+
     def load_artifact(self, path: Path) -> PatternCounts:
-        """One layer's counts saved by a measurement (`save_counts=True`)."""
+        """One layer's counts saved by a measurement (`save_counts=True`), whole."""
         return PatternCounts.load(path)
 
     def final_reference(self, model: nn.Module) -> dict[str, PatternCounts]:
@@ -571,19 +654,19 @@ class ActivationPatterns(Probe):
     def since_final_rows(
         self, model: nn.Module, final_counts: dict[str, PatternCounts], step: int
     ) -> list[MetricRow]:
-        """Count `model` and compare it with the final network's counts: `*_since_final` rows."""
+        """Count `model` and compare it with the final network's counts: `*_since_final` rows
+        (with merge="partition" under torchrun, each rank compares its partitions)."""
         counts, index = self.count(model, step)
-        rows: list[MetricRow] = []
-        for layer, layer_counts in counts.items():
-            for name in M.COMPARISONS:
-                value = self._comparison(name, layer_counts, final_counts.get(layer))
-                rows.append((layer, index[layer], f"{name}_since_final", value))
-        return rows
+        return self.rows_for(counts, index, {"final": final_counts}, singles=False)
 
     @staticmethod
-    def load_counts(folder: str | Path) -> dict[str, PatternCounts]:
-        """Read counts saved for one measurement (a folder of `<layer>.npz` files + manifest);
-        a convenience for users, not used when a run resumes (the Scope hands the counts)."""
+    def load_counts(folder: str | Path,
+                    partition: tuple[int, int] | None = None) -> dict[str, PatternCounts]:
+        """Read counts saved for one measurement (a folder of `<layer>.npz` files + manifest;
+        a layer measured partitioned over several ranks is an index file and one file per
+        partition), whole, or with `partition=(rank, world)` that partition of them, for any
+        world size; a convenience for users, not used when a run resumes (the Scope hands the
+        counts)."""
         from learnscope.store.artifacts import load_artifacts
 
-        return load_artifacts(folder, PatternCounts.load)
+        return load_artifacts(folder, lambda path: PatternCounts.load(path, partition))

@@ -11,6 +11,13 @@ the pattern counts c(a) are their marginal.
 Hash-list mode (the paper's Algorithm 1) maps each pattern to hash(pattern) mod N in a table of N
 counters; colliding patterns merge. Its "patterns" are table slots, and `occupancy` says how full
 the table is (the paper kept it below 15% to keep collisions rare).
+
+Across ranks (torchrun), exact counts merge by *partition* by default: the row of pattern a goes
+to rank hash(a) mod world (`owner_ranks`, the splitmix64 hash of `hash_rows`), so each rank
+ends with the counts of its part of the key space only (`PatternCounts.partition`), and the
+measures are summed from per-partition terms (`learnscope.patterns.measures`). With
+``merge="gather"`` (and always in hash-list mode, whose tables are bounded by N) every rank's
+rows are gathered to every rank instead.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +41,8 @@ DENSE_MAX_KEY_SPACE = 1 << 20  # narrow layers: count into a table of every poss
 DENSE_MAX_CELLS = 1 << 22  # key space x labels; beyond it the dense table spills to sorted mode
 DEFAULT_TABLE_SIZE = 1 << 20  # hash-list mode: counters per layer
 _FORMAT_VERSION = 1
+_PARTITION_FORMAT_VERSION = 2  # one partition of a table, or the index of a partitioned table
+MERGES = ("partition", "gather")
 
 
 def segment_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -146,6 +158,22 @@ def hash_rows(keys: np.ndarray) -> np.ndarray:
     return h
 
 
+def owner_ranks(keys: np.ndarray, world: int) -> np.ndarray:
+    """The rank that owns each key row in a world of `world` ranks: hash_rows(keys) mod world
+    (int64; every row of one pattern, whatever its label, has the same owner)."""
+    if world < 1:
+        raise ValueError(f"world must be >= 1, got {world}")
+    return (hash_rows(keys) % np.uint64(world)).astype(np.int64)
+
+
+def check_merge(merge: str) -> None:
+    """Raise ValueError unless `merge` is one of MERGES."""
+    if merge not in MERGES:
+        raise ValueError(f"unknown merge {merge!r} for counts across ranks; use one of {MERGES} "
+                         "('partition': each rank keeps its part of the patterns; 'gather': "
+                         "every rank gets every pattern)")
+
+
 @dataclass
 class PatternCounts(Accumulator):
     """The counted activation patterns of one layer over one measurement pass.
@@ -161,6 +189,12 @@ class PatternCounts(Accumulator):
         joint_index / joint_labels / joint_counts: when counted with labels, the joint counts
             c(a, y): row r says pattern keys[joint_index[r]] occurred joint_counts[r] times with
             label joint_labels[r]. None without labels.
+        rank_merge: how shards of these counts merge across ranks: "partition" (exact mode: each
+            rank keeps the patterns it owns) or "gather" (every rank gets every pattern).
+        partition: (rank, world) when these are the counts of one rank's partition of the
+            patterns (those with owner_ranks(key, world) == rank), None for a whole table.
+        total_evaluations: E of the whole measurement when `partition` is set (a partition's
+            own counts add up to less).
     """
 
     width: int
@@ -172,6 +206,9 @@ class PatternCounts(Accumulator):
     joint_index: np.ndarray | None = None
     joint_labels: np.ndarray | None = None
     joint_counts: np.ndarray | None = None
+    rank_merge: str = "gather"
+    partition: tuple[int, int] | None = None
+    total_evaluations: int | None = None
 
     @property
     def states(self) -> int:
@@ -180,13 +217,22 @@ class PatternCounts(Accumulator):
 
     @property
     def evaluations(self) -> int:
-        """E, the number of evaluations counted (sum of all counts)."""
+        """E, the number of evaluations counted (sum of all counts; of a partition: of the
+        whole measurement)."""
+        if self.total_evaluations is not None:
+            return self.total_evaluations
         return int(self.counts.sum())
 
     @property
     def distinct(self) -> int:
-        """|A|, the number of distinct patterns (hash-list mode: occupied slots)."""
+        """|A|, the number of distinct patterns held here (hash-list mode: occupied slots; a
+        partition: its own patterns, see `measures.distinct` for the whole's)."""
         return int(self.counts.shape[0])
+
+    @property
+    def is_partition(self) -> bool:
+        """Whether these are one partition of counts spread over several ranks."""
+        return self.partition is not None and self.partition[1] > 1
 
     @property
     def has_labels(self) -> bool:
@@ -282,7 +328,7 @@ class PatternCounts(Accumulator):
         if len(parts) == 1:
             return first
         tables = [p.counted_rows() for p in parts]
-        return PatternCounts.from_rows(
+        merged = PatternCounts.from_rows(
             np.concatenate([rows for rows, _ in tables]),
             np.concatenate([counts for _, counts in tables]),
             width=first.width,
@@ -291,24 +337,69 @@ class PatternCounts(Accumulator):
             mode=first.mode,
             table_size=first.table_size,
         )
+        merged.rank_merge = first.rank_merge
+        return merged
 
-    # -- as a pass accumulator: every rank's counted rows are gathered and merged
+    def restricted_to(self, partition: tuple[int, int]) -> PatternCounts:
+        """The partition (rank, world) of these counts: the patterns `rank` owns among `world`
+        ranks, marked as such (E stays the whole's). From whole counts, or from a partition of
+        another world (the part of it that `rank` owns: merged over every partition of that
+        world, the partition (rank, world) of the whole)."""
+        rank, world = partition
+        rows, counts = self.counted_rows()
+        mine = owner_ranks(rows[:, : self.keys.shape[1]], world) == rank
+        part = PatternCounts.from_rows(rows[mine], counts[mine], width=self.width,
+                                       breakpoints=self.breakpoints, labelled=self.has_labels,
+                                       mode=self.mode, table_size=self.table_size,
+                                       presorted=True)
+        part.rank_merge, part.partition = self.rank_merge, (rank, world)
+        part.total_evaluations = self.evaluations
+        return part
 
-    reduction = Reduction.GATHER
+    # -- as a pass accumulator: rows routed to their owner rank (merge="partition", exact
+    # mode), or every rank's rows gathered to every rank and merged (merge="gather")
+
+    @property
+    def reduction(self) -> Reduction:  # type: ignore[override]
+        """PARTITION for exact counts with rank_merge="partition", else GATHER."""
+        if self.rank_merge == "partition" and self.mode == "exact":
+            return Reduction.PARTITION
+        return Reduction.GATHER
 
     def kind(self) -> tuple:
-        """(width, breakpoints, mode, table_size, labelled, key words): what must agree."""
+        """(width, breakpoints, mode, table_size, labelled, key words, merge): what must
+        agree."""
         return (self.width, tuple(self.breakpoints), self.mode, self.table_size,
-                self.has_labels, self.keys.shape[1])
+                self.has_labels, self.keys.shape[1], self.rank_merge)
 
     @classmethod
     def empty(cls, kind: tuple) -> PatternCounts:
         """No pattern counted, of the given `kind`."""
-        width, breakpoints, mode, table_size, labelled, words = kind
+        width, breakpoints, mode, table_size, labelled, words, merge = kind
         columns = words + int(labelled)
-        return cls.from_rows(np.zeros((0, columns), dtype=np.int64), np.zeros(0, dtype=np.int64),
-                             width=width, breakpoints=breakpoints, labelled=labelled, mode=mode,
-                             table_size=table_size, presorted=True)
+        empty = cls.from_rows(np.zeros((0, columns), dtype=np.int64), np.zeros(0, dtype=np.int64),
+                              width=width, breakpoints=breakpoints, labelled=labelled, mode=mode,
+                              table_size=table_size, presorted=True)
+        empty.rank_merge = merge
+        return empty
+
+    def partition_plan(self, shard) -> int:
+        """This shard's evaluation count (summed over ranks: E of the whole)."""
+        return int(self.counts.sum())
+
+    def owners(self, world: int) -> np.ndarray:
+        """The owner rank of each row of `to_rows()`: that of its pattern key."""
+        owners = owner_ranks(self.keys, world)
+        return owners[self.joint_index] if self.has_labels else owners
+
+    @classmethod
+    def from_partition(cls, kind: tuple, tables: Sequence[np.ndarray],
+                       partition: tuple[int, int], plans: Sequence[int]) -> PatternCounts:
+        """Partition (rank, world) of the whole: the rows every rank routed to this one."""
+        part = cls.from_tables(kind, tables)
+        part.rank_merge, part.partition = kind[-1], tuple(partition)
+        part.total_evaluations = int(sum(plan for plan in plans if plan is not None))
+        return part
 
     def to_rows(self) -> np.ndarray:
         """The counted rows with their counts as a last column (int64)."""
@@ -318,10 +409,12 @@ class PatternCounts(Accumulator):
     @classmethod
     def from_tables(cls, kind: tuple, tables: Sequence[np.ndarray]) -> PatternCounts:
         """The counts of several `to_rows` tables together (sorted keys, equal rows summed)."""
-        width, breakpoints, mode, table_size, labelled, _ = kind
+        width, breakpoints, mode, table_size, labelled, _, merge = kind
         every = np.concatenate(list(tables))
-        return cls.from_rows(every[:, :-1], every[:, -1], width=width, breakpoints=breakpoints,
-                             labelled=labelled, mode=mode, table_size=table_size)
+        merged = cls.from_rows(every[:, :-1], every[:, -1], width=width, breakpoints=breakpoints,
+                               labelled=labelled, mode=mode, table_size=table_size)
+        merged.rank_merge = merge
+        return merged
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to `path` (.npz) atomically: a reader never sees a half-written file."""
@@ -333,6 +426,9 @@ class PatternCounts(Accumulator):
             "mode": self.mode,
             "table_size": self.table_size,
         }
+        if self.partition is not None:  # unknown to readers of format 1: a newer format
+            meta.update(format=_PARTITION_FORMAT_VERSION, partition=list(self.partition),
+                        total_evaluations=self.total_evaluations)
         arrays = {"keys": self.keys, "counts": self.counts, "meta": np.array(json.dumps(meta))}
         if self.has_labels:
             arrays.update(
@@ -340,28 +436,37 @@ class PatternCounts(Accumulator):
                 joint_labels=self.joint_labels,
                 joint_counts=self.joint_counts,
             )
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)
-        return path
+        return _write_atomic(path, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> PatternCounts:
-        """Read counts written by `save`."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != _FORMAT_VERSION:
-                raise ValueError(
-                    f"{path}: pattern-count file format {meta.get('format')!r}, this learnscope "
-                    f"reads format {_FORMAT_VERSION}; re-measure or use a matching version"
-                )
+    def load(cls, path: str | os.PathLike,
+             partition: tuple[int, int] | None = None) -> PatternCounts:
+        """Read counts written by `save` (or by `PartitionedCounts.save`: the index of a
+        table saved as one file per partition, read back whole).
+
+        With `partition=(rank, world)`, only the patterns `rank` owns among `world` ranks
+        (whatever world the counts were measured at), marked as that partition; reading a
+        table saved per partition then holds one saved part at a time besides the result.
+        """
+        path = Path(path)
+        meta = _read_meta(path)
+        if "parts" in meta:  # the index of a partitioned table
+            parts = []
+            for name in meta["parts"]:
+                part = cls.load(path.with_name(name))
+                parts.append(part if partition is None else part.restricted_to(partition))
+            whole = cls.merge_all(parts)
+            if partition is not None:  # merged parts of one partition: still a partition
+                whole.partition, whole.total_evaluations = tuple(partition), meta["evaluations"]
+            else:
+                whole.partition, whole.total_evaluations = None, None
+            return whole
+        with np.load(path, allow_pickle=False) as data:
             joint = {}
             if "joint_counts" in data:
                 joint = {k: data[k] for k in ("joint_index", "joint_labels", "joint_counts")}
-            return cls(
+            saved_partition = meta.get("partition")
+            counts = cls(
                 meta["width"],
                 tuple(meta["breakpoints"]),
                 data["keys"],
@@ -369,7 +474,102 @@ class PatternCounts(Accumulator):
                 meta["mode"],
                 meta["table_size"],
                 **joint,
+                partition=None if saved_partition is None else tuple(saved_partition),
+                total_evaluations=meta.get("total_evaluations"),
             )
+        if partition is None or counts.partition == tuple(partition):
+            return counts
+        if counts.partition is not None:
+            raise ValueError(
+                f"{path} holds partition {counts.partition} of the patterns only, not "
+                f"{tuple(partition)}; load the table's index file (listed in the manifest) "
+                "to read any partition"
+            )
+        return counts.restricted_to(partition)
+
+
+def _read_meta(path: Path) -> dict:
+    """The header of a saved pattern-count file, checked for a format this version reads."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+    if meta.get("format") not in (_FORMAT_VERSION, _PARTITION_FORMAT_VERSION):
+        raise ValueError(
+            f"{path}: pattern-count file format {meta.get('format')!r}, this learnscope "
+            f"reads formats {_FORMAT_VERSION} and {_PARTITION_FORMAT_VERSION}; "
+            "re-measure or use a matching version"
+        )
+    return meta
+
+
+def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+class PartitionedCounts:
+    """One layer's counts measured partitioned over `world` ranks, kept as one file per
+    partition: the artifact the writing rank (rank 0) saves for the whole table.
+
+    Built by `collect` (collective): every rank's partition reaches rank 0 in turn and is
+    spooled to a temporary file at once, so rank 0 never holds more than one partition.
+    `save(path)` moves the parts next to `path` as ``<stem>.part<r>of<w>.npz`` and writes at
+    `path` a small index naming them, which `PatternCounts.load` reads back whole, or as any
+    partition of any world size.
+    """
+
+    def __init__(self, like: PatternCounts, parts: list[Path], spool: str) -> None:
+        self.width, self.breakpoints = like.width, tuple(like.breakpoints)
+        self.mode, self.table_size = like.mode, like.table_size
+        self.evaluations = like.evaluations
+        self.parts = parts
+        self._cleanup = weakref.finalize(self, shutil.rmtree, spool, True)
+
+    @classmethod
+    def collect(cls, counts: PatternCounts, send) -> PartitionedCounts | None:
+        """Every rank's partition of `counts`, spooled on rank 0 (None elsewhere); `send` is
+        `learnscope.distributed.send_arrays_to_main` (collective)."""
+        world = counts.partition[1]
+        spool = tempfile.mkdtemp(prefix="learnscope-parts-")
+        parts: list[Path] = []
+        kind = counts.kind()
+
+        def receive(rank: int, table: np.ndarray) -> None:
+            part = PatternCounts.from_partition(kind, [table], (rank, world),
+                                                [counts.evaluations])
+            parts.append(part.save(Path(spool) / f"part{rank}of{world}.npz"))
+
+        send(counts.to_rows(), receive)
+        if not parts:  # not the writing rank
+            shutil.rmtree(spool, ignore_errors=True)
+            return None
+        return cls(counts, parts, spool)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the parts next to `path` and the index at `path` (atomically, last)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        world = len(self.parts)
+        names = []
+        saved = []
+        for rank, part in enumerate(self.parts):
+            target = path.with_name(f"{path.stem}.part{rank}of{world}{path.suffix}")
+            if self._cleanup.alive:  # first save: the spooled parts move into place
+                shutil.move(part, target)
+            else:
+                shutil.copyfile(part, target)
+            saved.append(target)
+            names.append(target.name)
+        self.parts = saved
+        self._cleanup()  # the spool folder, now empty
+        meta = {"format": _PARTITION_FORMAT_VERSION, "width": self.width,
+                "breakpoints": list(self.breakpoints), "mode": self.mode,
+                "table_size": self.table_size, "evaluations": self.evaluations, "parts": names}
+        return _write_atomic(path, {"meta": np.array(json.dumps(meta))})
 
 
 FOLD_MIN_ROWS = 1 << 16  # pending (unique row, count) pairs below this never trigger a fold

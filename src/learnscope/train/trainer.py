@@ -52,6 +52,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from learnscope import distributed
+from learnscope.diagnostics import interruption_in
 from learnscope.engine.batches import unwrap_model
 from learnscope.engine.evaluation import evaluate
 from learnscope.store import layout
@@ -97,8 +98,12 @@ def _save_atomic(obj: Any, path: Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        interrupt = interruption_in(error)
+        if interrupt is not None and interrupt is not error:
+            # torch.save turns a Ctrl-C landing in its writer into a RuntimeError
+            raise interrupt from error
         raise
 
 

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import Counter, deque
@@ -47,9 +48,14 @@ ORPHAN_GRACE_SECONDS = 5.0
 WORKER_STOP_SECONDS = 10.0
 
 
+#: Set in a worker once it was told to stop (SIGTERM): it takes no further run.
+_stop_requested = threading.Event()
+
+
 def _stop_run(signum: int, frame: Any) -> None:
     """A worker's SIGTERM handler: stop the run as Ctrl-C would (it stays resumable)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the run is being stopped
+    _stop_requested.set()
     log.info("sweep worker pid %d: signal %s received, stopping its run", os.getpid(),
              signal.Signals(signum).name)
     raise KeyboardInterrupt(f"stopped by signal {signum}")
@@ -73,8 +79,6 @@ def _worker_main(connection: Any, parent: int, threads: int, device: str | None)
     included) took 6-7 s, more under load, and the sweep kills a worker that is not gone after
     WORKER_STOP_SECONDS.
     """
-    import threading
-
     os.setpgrp()  # its own group: Ctrl-C at the terminal reaches the sweep, which stops it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_run)
@@ -112,6 +116,8 @@ def _serve(connection: Any, device: str | None) -> str:
         log.debug("sweep worker pid %d: run %s %s in %.1f s", os.getpid(), result.name,
                   result.status, result.seconds)
         connection.send(result)
+        if _stop_requested.is_set():  # the signal landed where the run could not stop on it
+            return "stopped by a signal"
 
 
 @dataclass
@@ -173,8 +179,6 @@ def _signal_group(pid: int | None, signum: int) -> None:
 @contextmanager
 def _signals_stop_the_sweep() -> Iterator[None]:
     """While the sweep runs, SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
