@@ -86,7 +86,8 @@ def write_deep_run(path: Path) -> str:
             rows = []
             for layer in range(1, LAYERS + 1):
                 rows.append((layer_name(layer), layer, "entropy", layer + step / 50))
-                rows.append((layer_name(layer), layer, "distinct_frac", distinct_share(layer, step)))
+                share = distinct_share(layer, step)
+                rows.append((layer_name(layer), layer, "distinct_frac", share))
             s.write_measurement(run_id, step, step / STEPS_PER_EPOCH, "patterns", rows)
             fuzz = [("input" if i == 0 else layer_name(i), i, "fuzziness",
                      3.0 * 0.35 ** i * (1 + step / 1000)) for i in range(LAYERS + 1)]
@@ -260,6 +261,11 @@ def test_browser_run_page_training_views_state_and_downloads(deep, tmp_path: Pat
             got = sorted(tuple(c) for c in page.evaluate("window.learnscope.saturated"))
             assert got == saturated
             assert page.evaluate(f"{heatmap}.data[1].marker.symbol") == "x"
+            crosses = page.evaluate(f"{lines}.data.flatMap((t) => t.marker && "
+                                    "Array.isArray(t.marker.symbol) ? t.marker.symbol.map((m, j) "
+                                    "=> m === 'x' ? [t.name, t.x[j]] : null).filter((c) => c) "
+                                    ": [])")  # fmt: skip
+            assert sorted(tuple(c) for c in crosses) == saturated
             colours = page.evaluate(f"{lines}.data.filter((t) => !t.meta.decoration)"
                                     ".map((t) => t.line.color)")
             assert len(colours) == LAYERS and len(set(colours)) == LAYERS

@@ -323,6 +323,14 @@
     }, extra || {});
   }
 
+  // Plotly.react with the container sized to the layout's height: Plotly's responsive resize
+  // (the window resized while the page is open) drops layout.height and would otherwise shrink
+  // the plot to its container's minimum height.
+  function drawPlot(node, traces, layout) {
+    if (layout.height) node.style.height = layout.height + 2 + "px";
+    return Plotly.react(node, traces, layout, PLOT_CONFIG);
+  }
+
   // ------------------------------------------------------------------ equi-separation
 
   // Viridis (as the heatmaps) at t in [0, 1], for lines coloured by layer depth.
@@ -379,13 +387,13 @@
       title += ": ρ = " + fmt3(law.rho) + ", r = " + fmt3(law.pearson_r) + ", R² = " + fmt3(law.r2) +
         " (layers " + law.first + "-" + law.last + ")";
     }
-    Plotly.react($("equisep"), traces, {
+    drawPlot($("equisep"), traces, {
       margin: { l: 60, r: 10, t: 35, b: 45 }, height: 360,
       title: { text: title, font: { size: 13 } },
       xaxis: { title: { text: "layer l (0 = input)" }, dtick: 1 },
       yaxis: Object.assign({ title: { text: "D_l (log scale)" }, type: "log" }, logTicks([ys])),
       uirevision: "equisep", showlegend: true,
-    }, PLOT_CONFIG);
+    });
 
     const top = Math.max(1, Math.max(...xs));
     const mode = state.steps.length > 60 ? "lines" : "lines+markers";
@@ -408,7 +416,7 @@
       yaxis: "y3", line: { color: "#3559c7", dash: "dot" }, connectgaps: true,
       hovertemplate: xTitle + " %{x}<br>ρ %{y:.4f}<extra></extra>",
     });
-    Plotly.react($("equisep-dynamics"), dynamics, {
+    drawPlot($("equisep-dynamics"), dynamics, {
       margin: { l: 60, r: 60, t: 10, b: 45 }, height: 520,
       xaxis: { title: { text: xTitle }, anchor: "y2" },
       yaxis: Object.assign({ title: { text: "D_l (log scale)" }, type: "log", domain: [0.42, 1] },
@@ -417,7 +425,7 @@
       yaxis3: { title: { text: "ρ" }, overlaying: "y2", side: "right", showgrid: false },
       uirevision: "equisep-dynamics", showlegend: true,
       legend: rows.length > MAX_DISTINCT_COLOURS ? { x: 1.2, xanchor: "left" } : {},
-    }, PLOT_CONFIG);
+    });
     sep.draws += 1;
   }
 
@@ -541,7 +549,7 @@
       legend: { orientation: "h", y: -0.14, yanchor: "top" },
       uirevision: "trajectories", showlegend: true,
     };
-    Plotly.react($("trajectory-map"), trajectoryTraces(map, view.score), layout, PLOT_CONFIG);
+    drawPlot($("trajectory-map"), trajectoryTraces(map, view.score), layout);
     view.draws += 1;
   }
 
@@ -901,7 +909,7 @@
         t.line = Object.assign({}, t.line || {}, { color: colours[panel], dash: dash });
       }
       layout.xaxis = { title: { text: allEpochs ? "epoch" : "step" }, anchor: "y" + (order.length > 1 ? order.length : "") };
-      Plotly.react($("training"), traces, layout, PLOT_CONFIG);
+      drawPlot($("training"), traces, layout);
       trainingDraws += 1;
       ls.trainingDraws = trainingDraws;
     }
@@ -1064,39 +1072,54 @@
           y: cells.map(([i]) => rows[i].label), marker: { symbol: "x", color: "red", size: 7 },
           meta: { decoration: true }, hovertemplate: "%{y}<br>" + xTitle + " %{x}<br>" + satNote + "<extra></extra>" });
       }
-      Plotly.react($("heatmap"), heat, heatmapLayout(rows, measure, {
+      drawPlot($("heatmap"), heat, heatmapLayout(rows, measure, {
         xaxis: { title: { text: xTitle }, zeroline: false },
         showlegend: cells.length > 0, legend: { orientation: "h", y: -0.2, yanchor: "top" },
-      }), PLOT_CONFIG);
+      }));
       const mode = steps.length > 60 ? "lines" : "lines+markers";
       const perLayerRows = rows.filter((r) => r.series.layer_index >= 0);
       const byDepth = rows.length > MAX_DISTINCT_COLOURS;
       const depths = perLayerRows.map((r) => r.series.layer_index);
       const lo = depths.length ? Math.min(...depths) : 0;
       const hi = depths.length ? Math.max(...depths) : 1;
-      const lines = rows.map((r) => {
+      const saturatedAt = new Map();
+      for (const [i, j] of cells) {
+        if (!saturatedAt.has(i)) saturatedAt.set(i, new Set());
+        saturatedAt.get(i).add(j);
+      }
+      const lines = rows.map((r, i) => {
         const trace = {
           type: "scatter", mode: mode, name: r.label, x: xs.x, y: smooth(r.values, view.smooth),
           connectgaps: true, meta: { raw: r.values },
           visible: view.hide.includes(r.label) ? "legendonly" : true,
           hovertemplate: r.label + "<br>" + xTitle + " %{x}<br>" + measure + " %{y:.4g}<extra></extra>",
         };
-        if (byDepth) trace.line = { color: viridis(hi > lo ? (r.series.layer_index - lo) / (hi - lo) : 0) };
+        const colour = byDepth ? viridis(hi > lo ? (r.series.layer_index - lo) / (hi - lo) : 0)
+          : TAB10[i % TAB10.length];
+        trace.line = { color: colour };
+        // saturated points as red crosses on the layer's own line (one trace per layer)
+        const marked = saturatedAt.get(i);
+        if (marked) {
+          trace.mode = "lines+markers";
+          trace.marker = {
+            symbol: steps.map((_, j) => (marked.has(j) ? "x" : "circle")),
+            color: steps.map((_, j) => (marked.has(j) ? "red" : colour)),
+            size: steps.map((_, j) => (marked.has(j) ? 7 : mode === "lines" ? 0 : 6)),
+          };
+          trace.hovertemplate = trace.hovertemplate.replace("<extra>",
+            "%{text}<extra>");
+          trace.text = steps.map((_, j) => (marked.has(j) ? "<br>" + satNote : ""));
+        }
         return trace;
       });
       if (byDepth) lines.push(depthColourBar(lo, hi, "layer index"));
-      if (cells.length) {
-        lines.push({ type: "scatter", mode: "markers", name: satNote, meta: { decoration: true },
-          x: cells.map(([, j]) => xs.x[j]), y: cells.map(([i, j]) => lines[i].y[j]),
-          marker: { symbol: "x", color: "red", size: 7 }, hoverinfo: "skip" });
-      }
-      Plotly.react($("lines"), lines, {
+      drawPlot($("lines"), lines, {
         margin: { l: 60, r: 10, t: 10, b: 45 }, height: 380 + (rows.length > 20 ? 8 * rows.length : 0),
         xaxis: { title: { text: xTitle } },
         yaxis: { title: { text: measure }, type: view.log ? "log" : "linear", exponentformat: "e" },
         uirevision: measure + "|" + view.x + "|" + view.log, showlegend: true,
         legend: byDepth ? DEPTH_LEGEND : {},
-      }, PLOT_CONFIG);
+      });
       ls.draws += 1;
     }
 
