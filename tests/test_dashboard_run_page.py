@@ -30,10 +30,10 @@ from test_dashboard import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
     LOCAL_URL,
+    mapped,  # noqa: F401 - the fixture
     raw_query,
     require_browser,
     serve,
-    synthetic_map,
 )
 
 import learnscope.store as store_mod  # noqa: E402
@@ -91,6 +91,12 @@ def write_deep_run(path: Path) -> str:
             s.write_measurement(run_id, step, step / STEPS_PER_EPOCH, "patterns", rows)
             fuzz = [("input" if i == 0 else layer_name(i), i, "fuzziness",
                      3.0 * 0.35 ** i * (1 + step / 1000)) for i in range(LAYERS + 1)]
+            logs = np.log([d for _, _, _, d in fuzz[1:]])
+            slope = float(np.polyfit(np.arange(1, LAYERS + 1), logs, 1)[0])
+            r = float(np.corrcoef(np.arange(1, LAYERS + 1), logs)[0, 1])
+            fuzz += [("law", -1, m, v) for m, v in (
+                ("law_slope", slope), ("law_rho", math.exp(slope)), ("law_pearson_r", r),
+                ("law_r2", r * r), ("law_first", 1.0), ("law_last", float(LAYERS)))]
             s.write_measurement(run_id, step, step / STEPS_PER_EPOCH, "separation", fuzz)
         s.set_status(run_id, "finished")
     return run_id
@@ -338,20 +344,13 @@ def test_browser_run_page_training_views_state_and_downloads(deep, tmp_path: Pat
             browser.close()
 
 
-def test_browser_map_run_opens_on_its_map(tmp_path: Path) -> None:
+def test_browser_map_run_opens_on_its_map(mapped) -> None:  # noqa: F811 - the fixture
     require_browser()
     from playwright.sync_api import sync_playwright
 
-    from learnscope.trajectory.maps import save_map
-
-    path = tmp_path / "traj" / "runs.db"
-    path.parent.mkdir()
-    tmap = synthetic_map()
-    with store_mod.open(path) as s:
-        run_id = s.create_run("trajectories-demo", {}, experiment="trajectories")
-        save_map(s, run_id, tmap)
+    path, run_id, _, _ = mapped
+    with store_mod.open(path) as s:  # one measured step: a heatmap of one column
         s.write_measurement(run_id, 0, 0.0, "patterns", [("fc1", 1, "entropy", 1.0)])
-        s.set_status(run_id, "finished")
     plot = "document.getElementById('trajectory-map')"
     with serve(path, poll_seconds=0.25) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -399,7 +399,7 @@
     const mode = state.steps.length > 60 ? "lines" : "lines+markers";
     const xMode = (sep.view && sep.view.x) || "step";
     const along = xValues(state.steps, (step) => state.epochs.get(step), xMode);
-    const xTitle = along.epoch ? "epoch" : xMode === "epoch" ? "step (no epochs stored)" : "step";
+    const xTitle = along.epoch ? "epoch" : xMode === "epoch" ? "step (no rising epochs stored)" : "step";
     const dynamics = rows.map((r) => ({
       type: "scatter", mode: mode, name: r.label, x: along.x, y: r.values, connectgaps: true,
       line: { color: viridis(r.series.layer_index / top) }, marker: { size: 4 },
@@ -1054,7 +1054,7 @@
       const measure = state.measure;
       const steps = state.steps;
       const xs = xValues(steps, (s) => state.epochs.get(s), view.x);
-      const xTitle = xs.epoch ? "epoch" : view.x === "epoch" ? "step (no epochs stored)" : "step";
+      const xTitle = xs.epoch ? "epoch" : view.x === "epoch" ? "step (no rising epochs stored)" : "step";
       const hover = trainingHover(steps);
       const text = rows.map(() => hover);
       const extra = view.scale ? perLayer(rows, measure) : {};
