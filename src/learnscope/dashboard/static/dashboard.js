@@ -882,7 +882,7 @@
           anchor: "x", exponentformat: "e",
         };
         for (const s of all.filter((t) => t.panel === panel)) {
-          const x = xValues(s.steps, (step) => s.epochs[s.steps.indexOf(step)], view.x);
+          const x = xValues(s.steps, (step, i) => s.epochs[i], view.x);
           allEpochs = allEpochs && x.epoch;
           const label = probes.size > 1 ? s.probe + ": " + s.measure : s.measure;
           const sparse = s.steps.length <= 60;
@@ -927,7 +927,7 @@
       }
       if (mergeTraining(training, data) || (trainingDraws === 0 && training.series.size)) {
         drawTraining();
-        if (ls.draws) draw(); // the heatmap's hover shows the training values
+        if (ls.draws && state.steps.length) draw(); // the heatmap's hover shows them
       }
     }
 
@@ -1149,17 +1149,17 @@
       if (window.console) console.warn("learnscope dashboard:", error);
     });
 
-    const refreshNow = poll(async () => {
-      if (!state.measure || (catalogAge >= CATALOG_EVERY && status === "running")) {
-        await refreshCatalog();
-      }
-      catalogAge += 1;
-      await pollTraining();
+    // The measure's values and distinct / E (for the saturated cells), fetched together.
+    async function pollMeasure() {
       if (!state.measure) return;
       const requested = state;
+      const shareWanted = hasMeasure(SATURATION_MEASURE) && state.measure !== SATURATION_MEASURE;
+      const shareState = saturation;
       let data;
+      let share;
       try {
-        data = await getJSON(metricsUrl(runId, requested));
+        [data, share] = await Promise.all([getJSON(metricsUrl(runId, requested)),
+          shareWanted ? getJSON(metricsUrl(runId, shareState)) : null]);
       } catch (error) {
         if (!error.body || error.status >= 500) throw error;
         showNotice($("ls-notice"), error.body, "error");
@@ -1169,18 +1169,23 @@
       if (requested !== state) return; // the measure changed meanwhile
       setSummary(data.run);
       let changed = merge(state, data);
-      if (hasMeasure(SATURATION_MEASURE)) {
-        if (state.measure === SATURATION_MEASURE) {
-          saturation = state;
-        } else {
-          const share = await getJSON(metricsUrl(runId, saturation));
-          if (merge(saturation, share)) changed = true;
-        }
-      }
+      if (state.measure === SATURATION_MEASURE) saturation = state;
+      else if (share && shareState === saturation && merge(saturation, share)) changed = true;
       if (changed || ls.draws === 0 || !$("heatmap").data) {
         draw();
         watchLegend();
       }
+    }
+
+    const refreshNow = poll(async () => {
+      if (!state.measure || (catalogAge >= CATALOG_EVERY && status === "running")) {
+        await refreshCatalog();
+      }
+      catalogAge += 1;
+      // the training curves and the measure in parallel (the first plot comes sooner)
+      const outcomes = await Promise.allSettled([pollTraining(), pollMeasure()]);
+      const failed = outcomes.find((o) => o.status === "rejected");
+      if (failed) throw failed.reason;
     });
 
     const scale = $("per-layer-scale");
