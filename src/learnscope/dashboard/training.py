@@ -105,10 +105,10 @@ def api_training(
     with read_store(settings.store_path) as store:
         record = find_run(store, ref)
         run_id = record["id"]
-        series = store.series(run_id)
-        logged = (series["layer"] == TRAINING_LAYER).any()
-        frame = (store.metrics(run_id, layer=TRAINING_LAYER, since_step=since_step) if logged
-                 else None)  # fmt: skip
+        try:
+            frame = store.metrics(run_id, layer=TRAINING_LAYER, since_step=since_step)
+        except ValueError:  # the run has no layer-"model" rows (yet)
+            frame = None
         summary = run_summary(record, assess_run(store, record))
     content = training_payload(frame, max_points) if frame is not None else {"series": []}
     if format == "csv":
