@@ -927,7 +927,7 @@
       }
       if (mergeTraining(training, data) || (trainingDraws === 0 && training.series.size)) {
         drawTraining();
-        if (ls.draws && state.steps.length) draw(); // the heatmap's hover shows them
+        if (ls.draws && state.steps.length) draw(true); // the heatmap's hover shows them
       }
     }
 
@@ -1049,7 +1049,8 @@
       return cells;
     }
 
-    function draw() {
+    // The heatmap and (unless heatmapOnly: new training values only change its hover) the lines.
+    function draw(heatmapOnly) {
       const rows = ordered(state);
       const measure = state.measure;
       const steps = state.steps;
@@ -1076,6 +1077,7 @@
         xaxis: { title: { text: xTitle }, zeroline: false },
         showlegend: cells.length > 0, legend: { orientation: "h", y: -0.2, yanchor: "top" },
       }));
+      if (heatmapOnly) return;
       const mode = steps.length > 60 ? "lines" : "lines+markers";
       const perLayerRows = rows.filter((r) => r.series.layer_index >= 0);
       const byDepth = rows.length > MAX_DISTINCT_COLOURS;
