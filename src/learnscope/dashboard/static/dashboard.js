@@ -1062,8 +1062,9 @@
       const valueHover = view.scale ? "%{customdata:.4g}" : "%{z:.4g}";
       extra.text = text;
       extra.x = xs.x;
+      const withTraining = hover.some((h) => h);
       extra.hovertemplate = "%{y}<br>" + xTitle + " %{x}<br>" + measure + " " + valueHover +
-        "<br>%{text}<extra></extra>";
+        (withTraining ? "<br>%{text}" : "") + "<extra></extra>";
       const cells = saturatedCells(rows, steps);
       ls.saturated = cells.map(([i, j]) => [rows[i].label, steps[j]]);
       const heat = [heatmapTrace(rows, steps, measure, extra)];
