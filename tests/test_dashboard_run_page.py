@@ -90,7 +90,8 @@ def write_deep_run(path: Path) -> str:
                 rows.append((layer_name(layer), layer, "distinct_frac", share))
             s.write_measurement(run_id, step, step / STEPS_PER_EPOCH, "patterns", rows)
             fuzz = [("input" if i == 0 else layer_name(i), i, "fuzziness",
-                     3.0 * 0.35 ** i * (1 + step / 1000)) for i in range(LAYERS + 1)]
+                     3.0 * (0.3 + step / 1000) ** i * (1 + 0.1 * math.sin(i + step / 7)))
+                    for i in range(LAYERS + 1)]
             logs = np.log([d for _, _, _, d in fuzz[1:]])
             slope = float(np.polyfit(np.arange(1, LAYERS + 1), logs, 1)[0])
             r = float(np.corrcoef(np.arange(1, LAYERS + 1), logs)[0, 1])
