@@ -26,6 +26,7 @@ from .payloads import (
 )
 from .settings import Settings
 from .store_reader import find_run, read_store
+from .training import api_training
 
 __all__ = ["add_api_routes"]
 
@@ -132,3 +133,4 @@ def add_api_routes(app: FastAPI) -> None:
     app.add_api_route("/api/runs/{ref}/metrics", api_metrics, methods=["GET"])
     app.add_api_route("/api/runs/{ref}/separation", api_separation, methods=["GET"])
     app.add_api_route("/api/runs/{ref}/trajectories", api_trajectories, methods=["GET"])
+    app.add_api_route("/api/runs/{ref}/training", api_training, methods=["GET"])
