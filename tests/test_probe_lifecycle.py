@@ -106,7 +106,8 @@ def test_patterns_state_round_trips_and_reset_forgets_references():
     probe = ls.ActivationPatterns(x, batch_size=5)
     probe.measure(model, 0)
     state = probe.state_dict()
-    assert state["init"] is not None and state["last"] is not None
+    assert state["init_weights"] is not None and state["last_weights"] is not None
+    assert state["init_counts"] is None and state["last_counts"] is None  # recounted
     other = ls.ActivationPatterns(x, batch_size=5)
     other.load_state_dict(state)
     later = _mlp()
@@ -114,7 +115,8 @@ def test_patterns_state_round_trips_and_reset_forgets_references():
         later[0].weight.mul_(-1)
     assert probe.measure(later, 1).rows == other.measure(later, 1).rows
     other.reset()
-    assert other.state_dict() == {"init": None, "last": None, "init_lost": False}
+    assert other.state_dict() == {"init_weights": None, "last_weights": None,
+                                  "init_counts": None, "last_counts": None, "init_lost": False}
 
 
 def test_weights_state_from_results_gives_the_distances_of_an_uninterrupted_run():

@@ -1,8 +1,9 @@
 """A run's checkpoint: full while the run can resume, slim once it is finished or diverged.
 
-The checkpoint carries the probes' references (init and last pattern counts, most of its bytes)
-so that a killed run resumes measuring exactly; a finished (or diverged) run is reused, never
-resumed, so it keeps the final training state without them.
+The checkpoint carries the probes' references (the weights of the init and last measured states,
+whose pattern counts are recounted on resume) so that a killed run resumes measuring exactly; a
+finished (or diverged) run is reused, never resumed, so it keeps the final training state without
+them.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def test_a_finished_runs_checkpoint_keeps_the_final_state_without_the_probe_refe
     model, scope, result = run(tmp_path / "s.db", "slim", finish=False)
     path = scope.store.artifacts_root / scope.run_id / CHECKPOINT
     full = load(path)
-    assert full["step"] == 24 and full["probes"]["patterns"]["last"] is not None
+    assert full["step"] == 24 and full["probes"]["patterns"]["last_weights"] is not None
     leftover = path.with_name(f"{CHECKPOINT}.tmp999999")  # a write killed long ago
     leftover.write_bytes(b"partial")
     scope.finish(result.status)
@@ -62,7 +63,7 @@ def test_a_run_that_can_resume_keeps_its_full_checkpoint(tmp_path, one_thread, s
         scope.finish("failed", error="injected")
     else:
         scope.interrupt()
-    assert load(path)["probes"]["patterns"]["last"] is not None
+    assert load(path)["probes"]["patterns"]["last_weights"] is not None
 
 
 def test_a_diverged_runs_checkpoint_is_slim_too(tmp_path, one_thread):
@@ -119,7 +120,7 @@ def test_a_run_whose_since_final_pass_failed_resumes_it_from_its_full_checkpoint
         failed = reader.runs()["id"].iloc[0]
         assert reader.run(failed)["status"] == "failed"
         path = reader.artifacts_root / failed / CHECKPOINT
-    assert load(path)["probes"]["patterns"]["last"] is not None  # failed: kept in full
+    assert load(path)["probes"]["patterns"]["last_weights"] is not None  # failed: kept in full
 
     assert presets.execute(SPEC, store) == (failed, "finished")  # resumed from it
     assert load(path)["probes"] == {}

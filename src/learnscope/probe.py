@@ -20,7 +20,8 @@ for one):
   state) is `state_dict()` / `load_state_dict(state)` (the trainer's checkpoint holds it);
   `reset()` forgets it (a run that starts over); `state_from_results(first, last)` rebuilds it
   from the results the store kept of the first and the last measurement (given by the Scope
-  when a run resumes without a checkpoint: a probe never reads the store);
+  when a run resumes without a checkpoint: a probe never reads the store; the model's weights
+  at those steps come with them when the run kept them);
 - `final_reference(model)` / `since_final_rows(model, final, step)`: comparison with the final
   network (default: none).
 
@@ -47,13 +48,16 @@ class ProbeResult:
 
     `snapshots` maps trajectory names to 1-D arrays of parameter values, stored as
     `snapshot_dtype` ("float32" or "float16"); a Scope with a store does not keep them in
-    memory after writing them.
+    memory after writing them. `weights` is only set in what the store kept of a measurement
+    (given to `state_from_results`): the model's state dict at that step, when the run kept it
+    (the trainer's `save_weights=True`); a probe's own results leave it None.
     """
 
     rows: list[MetricRow] = field(default_factory=list)
     artifacts: dict[str, Any] = field(default_factory=dict)
     snapshots: dict[str, Any] = field(default_factory=dict)
     snapshot_dtype: str = "float32"
+    weights: dict[str, Any] | None = None
 
     def value(self, layer: str, measure: str) -> float:
         """The value of one measure of one layer (KeyError listing what exists if absent)."""

@@ -171,7 +171,8 @@ class Scope:
 
     def _stored_result(self, probe: Probe, step: int) -> ProbeResult:
         """What the store kept of `probe`'s measurement at `step`: its artifacts (loaded with
-        `probe.load_artifact`; none when they were not saved) and its weight snapshots."""
+        `probe.load_artifact`; none when they were not saved), its weight snapshots and the
+        model's weights at that step (kept by the trainer's `save_weights=True`; else None)."""
         try:
             artifacts = load_artifacts(self.store.artifact_dir(self.run_id, step, probe.name),
                                        probe.load_artifact)
@@ -183,7 +184,10 @@ class Scope:
             series = self.store.snapshots(self.run_id, trajectory, probe=probe.name)
             if step in {int(s) for s in series.steps}:
                 snapshots[trajectory] = series.array([step], dtype="float64")[0]
-        return ProbeResult(artifacts=artifacts, snapshots=snapshots)
+        kept = self.weights_file(step)
+        weights = (torch.load(kept, map_location="cpu", weights_only=True)
+                   if kept is not None and kept.exists() else None)
+        return ProbeResult(artifacts=artifacts, snapshots=snapshots, weights=weights)
 
     def _share_run_state(self, resumed: bool) -> None:
         """Rank 0's run id, steps already measured and (resumed) probe references, everywhere."""

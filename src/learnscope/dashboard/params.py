@@ -31,6 +31,8 @@ QUERY_RULES = {
     "measure": f"measure: a measure name (1 to {MAX_NAME_CHARS} characters)",
     "probe": f"probe: a probe name (1 to {MAX_NAME_CHARS} characters)",
     "runs": f"runs: run ids, id prefixes or names (at most {MAX_COMPARED_RUNS} runs)",
+    "max_points": "max_points: an integer from 2 to 100000 (points per training series)",
+    "format": "format: json or csv",
 }
 
 SinceStepQuery = Annotated[

@@ -28,6 +28,7 @@ from .payloads import (
 from .run_table import api_run_table
 from .settings import Settings
 from .store_reader import find_run, read_store
+from .training import api_training
 
 __all__ = ["add_api_routes"]
 
@@ -138,6 +139,7 @@ def add_api_routes(app: FastAPI) -> None:
     app.add_api_route("/api/runs/{ref}/metrics", api_metrics, methods=["GET"])
     app.add_api_route("/api/runs/{ref}/separation", api_separation, methods=["GET"])
     app.add_api_route("/api/runs/{ref}/trajectories", api_trajectories, methods=["GET"])
+    app.add_api_route("/api/runs/{ref}/training", api_training, methods=["GET"])
     # issue 16: the run list as a table, and runs compared by layer index
     app.add_api_route("/api/run-table", api_run_table, methods=["GET"])
     app.add_api_route("/api/compare", api_compare, methods=["GET"])

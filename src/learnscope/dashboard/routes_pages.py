@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
+from learnscope.health import SATURATION
+
 from .compare import plot_measures
 from .errors import DashboardError
 from .params import PageMeasureQuery, RunsQuery, compared_refs
@@ -93,6 +95,7 @@ def run_page(ref: str, settings: Settings, measure: PageMeasureQuery = None) -> 
         "measure": chosen,
         "separation_probe": content["separation_probe"],
         "trajectory_map": mapped,
+        "saturation": SATURATION,
     }
     return render_page(run["name"], "run", body, config, store=settings.store_path, plotly=True)
 

@@ -207,6 +207,19 @@ Compare selected runs</button>
 </form>"""
 
 
+#: The run page's view controls (the page script sets them from the address and keeps the
+#: address up to date): x-axis, log scale and smoothing of the line plots.
+VIEW_CONTROLS = """<div class="controls" id="view-controls">
+<label>x-axis <select id="x-axis"><option value="step">step</option>
+<option value="epoch">epoch</option></select></label>
+<label title="log y-axis on the loss, learning-rate and per-layer line plots">
+<input type="checkbox" id="log-scale"> log scale</label>
+<label title="exponential moving average of the line plots (0: none), as TensorBoard">smoothing
+<input type="range" id="smoothing" min="0" max="0.99" step="0.01" value="0">
+<span id="smoothing-value" class="small">0.00</span></label>
+</div>"""
+
+
 def run_page_body(
     content: Mapping[str, Any], chosen: str | None, notice: str, poll: float
 ) -> str:
@@ -239,6 +252,9 @@ def run_page_body(
 </dl>
 {problem}
 {notice}
+{VIEW_CONTROLS}
+<section id="training-section" hidden><h2 class="plot-title">training: loss, accuracy and
+learning rate</h2><div id="training" class="plot"></div></section>
 <div id="trajectories"{"" if mapped else " hidden"}>
 <section><h2 class="plot-title">weight trajectories</h2>
 <div class="controls" id="trajectory-controls">
@@ -255,8 +271,10 @@ def run_page_body(
 <a id="compare-link" href="/compare?runs={escape(run["id"])}">compare with other runs</a>
 <span class="muted small" id="run-live">updates every {poll:g} s</span>
 </div>
+<details id="measure-details" open><summary>layer measures</summary>
 <section><h2 class="plot-title">layer x step</h2><div id="heatmap" class="plot"></div></section>
 <section><h2 class="plot-title">per layer</h2><div id="lines" class="plot"></div></section>
+</details>
 <div id="separation"{"" if separation else " hidden"}>
 <section><h2 class="plot-title">equi-separation: fuzziness D<sub>l</sub> per layer at the latest
 step</h2><div id="equisep" class="plot"></div></section>

@@ -6,6 +6,7 @@ the first (init) and previous (last) counts, and turns counts into measure rows.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from learnscope import distributed
-from learnscope.engine.batches import MeasurementData
+from learnscope.engine.batches import MeasurementData, measurement_copy, unwrap_model
 from learnscope.engine.passes import PassState, Taps, run_pass
 from learnscope.patterns import measures as M
 from learnscope.patterns.counts import (
@@ -317,6 +318,26 @@ def count(
 REFERENCES = ("init", "last")
 
 
+def cpu_weights(model: nn.Module) -> dict[str, Any]:
+    """A copy of `model`'s state dict (parameters and buffers, BatchNorm statistics included)
+    on the CPU: what a reference is kept by."""
+    return {name: value.detach().to("cpu", copy=True) if isinstance(value, torch.Tensor)
+            else copy.deepcopy(value)
+            for name, value in unwrap_model(model).state_dict().items()}
+
+
+def same_weights(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether two state dicts hold the same names and equal tensors."""
+    if a is None or b is None:
+        return False
+    if a is b:
+        return True
+    if a.keys() != b.keys():
+        return False
+    return all(torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor)
+               and isinstance(b[k], torch.Tensor) else a[k] is b[k] for k in a)
+
+
 class ActivationPatterns(Probe):
     """Probe: counts the activation patterns of every layer and reports their measures.
 
@@ -326,6 +347,11 @@ class ActivationPatterns(Probe):
     and comparisons against the first measurement ("init") and the previous one ("last"):
     `<added|removed|jaccard|jaccard_t|weighted_jaccard>_since_<init|last>`. At the first
     measurement `*_since_init` compares the state with itself and `*_since_last` is NaN.
+
+    The references are carried (`state_dict`, the trainer's checkpoints) by the weights of the
+    model they were measured on, never by their counts, so a checkpoint does not grow with the
+    data; a resumed probe counts them again at its next measurement (docs/store.md,
+    "Checkpoints").
 
     Args:
         data: the measurement dataset (see `count`), typically the whole training set.
@@ -391,9 +417,16 @@ class ActivationPatterns(Probe):
             if unknown:
                 raise ValueError(f"unknown measure(s) {unknown}; available: {available}")
         self.measures = list(measures) if measures is not None else available
+        # Each reference (init, last) is known by the weights of the model it was measured on
+        # (a CPU state dict: what a checkpoint keeps, a few times smaller than the model
+        # whatever the data size) and, in memory, by its counts (as large as the data makes
+        # them). After a resume only the weights are known; the counts are recounted from them
+        # at the next measurement (the measurement pass is deterministic).
         self.init_counts: dict[str, PatternCounts] | None = None
         self.last_counts: dict[str, PatternCounts] | None = None
-        self._init_lost = False  # resumed without saved counts: since-init cannot be computed
+        self.init_weights: dict[str, Any] | None = None
+        self.last_weights: dict[str, Any] | None = None
+        self._init_lost = False  # resumed with neither counts nor weights: since-init is NaN
 
     def available_measures(self) -> list[str]:
         """Names of every measure this probe can report with its settings."""
@@ -423,8 +456,10 @@ class ActivationPatterns(Probe):
                 del config[key]
         return config
 
-    def count(self, model: nn.Module, step: int | None = None) -> tuple[dict, dict]:
-        """Count the patterns of `model` on the probe's data: (counts, layer indexes)."""
+    def count(self, model: nn.Module, step: int | None = None, *,
+              layers: Sequence[str] | None = None) -> tuple[dict, dict]:
+        """Count the patterns of `model` on the probe's data: (counts, layer indexes).
+        `layers` (names) replaces the probe's own selection, e.g. for a copy of the model."""
         return count_layers(
             model,
             self.data,
@@ -433,7 +468,7 @@ class ActivationPatterns(Probe):
             labels=self.labels,
             mode=self.mode,
             table_size=self.table_size,
-            layers=self.layers,
+            layers=self.layers if layers is None else layers,
             unit_dim=self.unit_dim,
             step=step,
             backend=self.backend,
@@ -515,36 +550,83 @@ class ActivationPatterns(Probe):
 
     def measure(self, model: nn.Module, step: int) -> ProbeResult:
         """Count the patterns of `model` and report the measures (see the class docstring)."""
+        model = unwrap_model(model)  # the weights kept are the inner module's
+        self._recount_references(model)
         counts, index = self.count(model, step)
-        if self.init_counts is None and not self._init_lost:
-            self.init_counts = counts
+        weights = cpu_weights(model) if self.compare_to else None
+        first = self.init_counts is None and self.init_weights is None and not self._init_lost
+        if first and "init" in self.compare_to:
+            self.init_counts, self.init_weights = counts, weights
         references = {"init": self.init_counts, "last": self.last_counts}
         rows = self.rows_for(counts, index, {r: references[r] for r in self.compare_to})
-        self.last_counts = counts
+        if "last" in self.compare_to:
+            self.last_counts, self.last_weights = counts, weights
         return ProbeResult(rows=rows, artifacts=self._artifacts(counts))
 
+    def _recount_references(self, model: nn.Module) -> None:
+        """Count the references known only by their weights (after a resume): a copy of
+        `model` with those weights, measured as every state is (same data, same order)."""
+        if "init" in self.compare_to and self.init_counts is None \
+                and self.init_weights is not None:
+            self.init_counts = self._count_weights(model, self.init_weights)
+        if "last" in self.compare_to and self.last_counts is None \
+                and self.last_weights is not None:
+            if self.init_counts is not None and same_weights(self.last_weights,
+                                                             self.init_weights):
+                self.last_counts = self.init_counts
+            else:
+                self.last_counts = self._count_weights(model, self.last_weights)
+
+    def _count_weights(self, model: nn.Module, weights: dict[str, Any]) -> dict:
+        reference = measurement_copy(model, self.batchnorm)
+        reference.load_state_dict(weights)
+        # modules given as `layers` are the model's, not the copy's: select by name
+        names = resolve_layer_selection(model, self.layers)
+        return self.count(reference, layers=None if names is None else sorted(names))[0]
+
     def state_dict(self) -> dict[str, Any]:
-        """The init and last reference counts (for checkpoints)."""
-        return {"init": self.init_counts, "last": self.last_counts, "init_lost": self._init_lost}
+        """The init and last references, by the weights of the model they were measured on
+        (for checkpoints: their size does not grow with the data). A reference whose weights
+        are unknown (restored from saved counts alone) is kept by its counts instead."""
+        return {
+            "init_weights": self.init_weights,
+            "last_weights": self.last_weights,
+            "init_counts": self.init_counts if self.init_weights is None else None,
+            "last_counts": self.last_counts if self.last_weights is None else None,
+            "init_lost": self._init_lost,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore references saved by `state_dict`."""
-        self.init_counts, self.last_counts = state["init"], state["last"]
+        """Restore references saved by `state_dict`; references known by their weights are
+        counted again at the next measurement. A checkpoint written before references were
+        kept by their weights (counts under "init" and "last") is read too."""
+        if "init" in state:  # written before references were kept by their weights
+            state = {"init_counts": state["init"], "last_counts": state["last"],
+                     "init_weights": None, "last_weights": None, "init_lost": state["init_lost"]}
+        self.init_weights, self.last_weights = state["init_weights"], state["last_weights"]
+        self.init_counts, self.last_counts = state["init_counts"], state["last_counts"]
         self._init_lost = state["init_lost"]
 
     def reset(self) -> None:
         """No reference yet: the next measurement is the run's first ("init")."""
         self.init_counts, self.last_counts, self._init_lost = None, None, False
+        self.init_weights, self.last_weights = None, None
 
     def state_from_results(self, first: ProbeResult, last: ProbeResult) -> dict[str, Any]:
-        """References from the counts saved with the first and last stored measurements.
+        """References from what the store kept of the first and last stored measurements: the
+        weights (kept with `save_weights=True`), else the counts (`save_counts=True`).
 
-        Without saved counts (save_counts=False) the since-init and since-last comparisons of
-        the resumed part are NaN rather than silently relative to the wrong state.
+        With neither, the since-init and since-last comparisons of the resumed part are NaN
+        rather than silently relative to the wrong state.
         """
-        if not first.artifacts or not last.artifacts:
-            return {"init": None, "last": None, "init_lost": True}
-        return {"init": dict(first.artifacts), "last": dict(last.artifacts), "init_lost": False}
+        state = {"init_weights": first.weights, "last_weights": last.weights,
+                 "init_counts": None, "last_counts": None}
+        if first.weights is None and first.artifacts:
+            state["init_counts"] = dict(first.artifacts)
+        if last.weights is None and last.artifacts:
+            state["last_counts"] = dict(last.artifacts)
+        state["init_lost"] = state["init_weights"] is None and state["init_counts"] is None
+        return state
 
     def _artifacts(self, counts: dict[str, PatternCounts]) -> dict[str, Any]:
         """The counts to save (`save_counts=True`): whole counts as they are; partitions

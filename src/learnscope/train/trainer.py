@@ -6,9 +6,11 @@ accuracy and loss per epoch, stops a diverging run (non-finite loss) and marks i
 writes a checkpoint (model, optimizer, scheduler, RNG states, probe references, position in the
 epoch) every `checkpoint_every` updates and at every measurement, so a killed run continues from
 its last checkpoint with the same batches, the same augmentation draws and the same measurements.
-When the Scope's run is then marked finished (or diverged), the checkpoint is rewritten with the
-final training state and without the probe references (most of its bytes): a finished run is
-reused, never resumed.
+The probe references it holds are small (an ActivationPatterns probe keeps the weights of its
+init and last states, not their pattern counts, and counts them again on resume), so its size
+does not grow with the measurement data. When the Scope's run is then marked finished (or
+diverged), the checkpoint is rewritten with the final training state and without the probe
+references: a finished run is reused, never resumed.
 The logged rows are written to the store in one transaction per epoch and before every
 checkpoint, so a killed run has every row up to its last checkpoint and logs the later ones
 again as it replays them. A plain TensorDataset is indexed a batch at a time (the batches a
@@ -109,8 +111,8 @@ def slim_checkpoint_when_finished(scope: Any, path: Path,
                                   final_state: Callable[[], dict[str, Any]]) -> None:
     """Once `scope`'s run is finished (or diverged), rewrite its checkpoint as `final_state()`.
 
-    A checkpoint carries the probes' references (the init and last pattern counts, most of its
-    bytes) so that a killed run resumes measuring exactly; a finished run is reused, never
+    A checkpoint carries the probes' references (the weights of the init and last measured
+    states) so that a killed run resumes measuring exactly; a finished run is reused, never
     resumed, so `final_state()` (the final training state, without the probes' references) is
     all it keeps. A run without a checkpoint gets none; temporary files left by killed writes
     are removed. Nothing happens while the run fails or is interrupted: it resumes from the full
