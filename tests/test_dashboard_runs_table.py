@@ -9,6 +9,7 @@ bands), not from the dashboard.
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 from collections.abc import Iterator
@@ -383,7 +384,7 @@ def plotted(page, plot: str = "compare-lines") -> list[dict]:
     )
 
 
-def test_browser_compare_three_nets_bands_and_url_state(sweep) -> None:
+def test_browser_compare_three_nets_bands_and_url_state(sweep, tmp_path) -> None:
     path, ids = sweep
     three = ["mlp-s0", "cnn-s0", "resnet-s0"]
     with dashboard_page(path, height=900) as (page, base):
@@ -434,6 +435,21 @@ def test_browser_compare_three_nets_bands_and_url_state(sweep) -> None:
                                ".filter(t => t.meta === 'run').length === 3")
         assert parse_qs(urlsplit(page.url).query)["singles"] == ["1"]
         doc_image(page, "dashboard-compare.png")
+
+        # the plot's data as CSV: the band, the mean and the three runs, as drawn
+        with page.expect_download() as info:
+            page.click('.downloads[data-for="compare-lines"] button[data-format="csv"]')
+        saved = tmp_path / "compare.csv"
+        info.value.save_as(saved)
+        rows = list(csv.DictReader(saved.open()))
+        by_trace: dict[str, list[float]] = {}
+        for row in rows:
+            by_trace.setdefault(row["trace"], []).append(float(row["y"]))
+        drawn = plotted(page)
+        assert list(by_trace) == [t["name"] for t in drawn]
+        for trace in drawn:
+            np.testing.assert_allclose(by_trace[trace["name"]], trace["y"], rtol=1e-12)
+        assert len(by_trace) == 6 and all(len(v) == len(STEPS) for v in by_trace.values())
 
         # a link with the state reproduces the view
         page.goto(page.url)

@@ -75,8 +75,10 @@
         const lower = group.mean.map((m, i) => (m === null ? null : m - group.sd[i]));
         const upper = group.mean.map((m, i) => (m === null ? null : m + group.sd[i]));
         out.push({ type: "scatter", mode: "lines", x: group.x, y: lower, line: { width: 0, color: colour },
+          name: group.label + " mean - s.d.",
           hoverinfo: "skip", showlegend: false, legendgroup: "g" + g, meta: "band-lower" });
         out.push({ type: "scatter", mode: "lines", x: group.x, y: upper, line: { width: 0, color: colour },
+          name: group.label + " mean + s.d.",
           fill: "tonexty", fillcolor: rgba(colour, 0.2), hoverinfo: "skip", showlegend: false,
           legendgroup: "g" + g, meta: "band-upper" });
         out.push({ type: "scatter", mode: "lines", x: group.x, y: group.mean, name: group.label + " mean \u00b1 s.d.",
@@ -135,6 +137,8 @@
       uirevision: measure + "|" + state.layer + "|" + state.x, showlegend: true,
       legend: { orientation: "h", y: -0.2 },
     }, lib.PLOT_CONFIG);
+    // PNG / SVG / CSV of this plot (the run page's download buttons)
+    ls.addDownloads(cell.plot, "compare-" + measure);
     cell.plot.setAttribute("data-layers", layers.join(", "));
     cell.note.replaceChildren(...data.runs.filter((r) => r.note).map((r) =>
       el("li", { text: r.name + " (" + r.id + ") " + r.note })));
