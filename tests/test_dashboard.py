@@ -449,6 +449,17 @@ def artifacts_dir() -> Path:
     return folder
 
 
+
+def doc_image(page, name: str) -> None:
+    """A screenshot into the test artifacts, and into docs/images when
+    LEARNSCOPE_DOC_IMAGES=1 (how the images in docs/dashboard.md are made)."""
+    target = artifacts_dir() / name
+    page.screenshot(path=str(target), full_page=True)
+    if os.environ.get("LEARNSCOPE_DOC_IMAGES") == "1":
+        (REPO / "docs" / "images").mkdir(exist_ok=True)
+        shutil.copyfile(target, REPO / "docs" / "images" / name)
+
+
 def test_browser_pages_update_live_and_offline(copy: tuple[Path, str]) -> None:
     require_browser()
     from playwright.sync_api import sync_playwright

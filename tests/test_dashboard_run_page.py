@@ -30,6 +30,7 @@ from test_dashboard import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
     LOCAL_URL,
+    doc_image,
     mapped,  # noqa: F401 - the fixture
     raw_query,
     require_browser,
@@ -43,7 +44,6 @@ from learnscope.health import SATURATION  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGES = REPO / "docs" / "images"
 LAYERS = 12  # more than Plotly's 10 default colours
 STEPS_PER_EPOCH = 20
 LAST_STEP = 100
@@ -281,8 +281,7 @@ def test_browser_run_page_training_views_state_and_downloads(deep, tmp_path: Pat
             page.wait_for_function(f"() => {dynamics}.layout && {dynamics}.layout.yaxis.tickvals")
             ticks = page.evaluate(f"{dynamics}.layout.yaxis.ticktext")
             assert 2 <= len(ticks) <= 12 and all(len(t) <= 6 for t in ticks)
-            IMAGES.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(IMAGES / "dashboard-run.png"), full_page=True)
+            doc_image(page, "dashboard-run.png")
 
             # switch the measure and the x-axis: the address follows
             page.select_option("#measure", "distinct_frac")

@@ -10,8 +10,6 @@ bands), not from the dashboard.
 from __future__ import annotations
 
 import csv
-import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,9 +24,8 @@ from test_dashboard import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
     LOCAL_URL,
-    REPO,
     TestClient,
-    artifacts_dir,
+    doc_image,
     require_browser,
     serve,
 )
@@ -255,6 +252,69 @@ def test_compare_aggregates_seeds_and_diffs_configs(sweep) -> None:
     }
 
 
+@pytest.mark.parametrize("axis", ["step", "epoch"])
+def test_compare_since_sends_only_the_points_after_it(sweep, axis: str) -> None:
+    path, _ = sweep
+    client = client_of(path)
+    names = ["mlp-s0", "mlp-s1", "cnn-s0"]
+    full = compare(client, names, layer="1", x=axis)
+    since = full["runs"][0]["x"][6]  # the 7th of 10 points
+    update = compare(client, names, layer="1", x=axis, since=since)
+    assert update["since"] == since
+    for old, new in zip(full["runs"], update["runs"], strict=True):
+        assert new["x"] == old["x"][7:] and new["y"] == old["y"][7:]
+    band, new_band = full["groups"][0], update["groups"][0]
+    for field in ("x", "mean", "sd", "n"):
+        assert new_band[field] == band[field][7:]
+    assert compare(client, names, since=STEPS[-1] if axis == "step" else 1e9,
+                   x=axis)["runs"][0]["x"] == []
+    for bad in ("soon", "nan", "inf", "1e16"):
+        response = client.get("/api/compare", params={"runs": names, "measure": "entropy",
+                                                      "since": bad})
+        assert response.status_code == 422, (bad, response.text[:200])
+        assert response.json()["hint"].startswith("Allowed: since: ")
+
+
+def test_browser_compare_live_update_fetches_only_new_points(tmp_path) -> None:
+    """While a compared run writes, the page asks for the points after the last x it has
+    (since=) and its lines grow to the stored values."""
+    path = tmp_path / "live.db"
+    with store_mod.open(path) as store:
+        ids = []
+        for seed in (0, 1):
+            run = store.create_run(f"live-s{seed}", {"net": "mlp", "seed": seed},
+                                   experiment="live", total_steps=100)  # fmt: skip
+            store.write_measurements(run, [
+                (step, epoch_of(step), "patterns",
+                 [(f"fc{i}", i, "entropy", entropy(i, step, seed, "mlp")) for i in range(3)])
+                for step in STEPS])  # fmt: skip
+            ids.append(run)
+    with dashboard_page(path, height=700) as (page, base):
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url)
+                if "/api/compare" in request.url else None)
+        page.goto(f"{base}/compare?runs={ids[0]}&runs={ids[1]}&measure=entropy&layer=2"
+                  "&singles=1")  # fmt: skip
+        page.wait_for_function("() => window.learnscope.compare.draws > 0")
+        more = [60, 65]
+        with store_mod.open(path) as store:
+            store.write_measurements(ids[0], [
+                (step, epoch_of(step), "patterns",
+                 [(f"fc{i}", i, "entropy", entropy(i, step, 0, "mlp")) for i in range(3)])
+                for step in more])  # fmt: skip
+        page.wait_for_function(
+            "() => document.getElementById('compare-lines').data"
+            ".some(t => t.meta === 'run' && Array.from(t.x).includes(65))")
+        traces = {t["name"].split(" ")[0]: t for t in plotted(page) if t["meta"] == "run"}
+        assert traces["live-s0"]["x"] == STEPS + more
+        assert traces["live-s0"]["y"] == [entropy(2, s, 0, "mlp") for s in STEPS + more]
+        assert traces["live-s1"]["x"] == STEPS
+        mean = next(t for t in plotted(page) if t["meta"] == "mean")
+        assert mean["x"] == STEPS + more  # the band goes on with the one run that has them
+        np.testing.assert_allclose(mean["y"][-2:], [entropy(2, s, 0, "mlp") for s in more])
+        assert any(f"since={STEPS[-1]}" in url for url in asked)  # live updates ask for new points
+
+
 def test_compare_thins_lines_on_the_server(sweep) -> None:
     path, _ = sweep
     body = compare(client_of(path), ["mlp-s0", "mlp-s1"], max_points=4)
@@ -296,16 +356,6 @@ def dashboard_page(path: Path, height: int) -> Iterator[tuple[object, str]]:
         finally:
             browser.close()
     assert errors == []
-
-
-def doc_image(page, name: str) -> None:
-    """A screenshot into the test artifacts, and into docs/images when
-    LEARNSCOPE_DOC_IMAGES=1 (how the images in docs/dashboard.md are made)."""
-    target = artifacts_dir() / name
-    page.screenshot(path=str(target), full_page=True)
-    if os.environ.get("LEARNSCOPE_DOC_IMAGES") == "1":
-        (REPO / "docs" / "images").mkdir(exist_ok=True)
-        shutil.copyfile(target, REPO / "docs" / "images" / name)
 
 
 def rows_shown(page) -> list[str]:

@@ -25,6 +25,13 @@ JSON endpoints (NaN and infinite values are sent as ``null``; errors as
                                                     points, steps and scores per network, and
                                                     the score landscape), see
                                                     :mod:`learnscope.trajectory.maps`
+``/api/runs/{run}/training?since_step=S``           the run's training curves (loss, accuracy,
+                                                    lr; ``format=csv``), see :mod:`.training`
+``/api/run-table?q=&experiment=&status=&where=``    the run list as a table (filtered, sorted,
+                                                    grouped, paged), see :mod:`.run_table`
+``/api/compare?runs=a&runs=b&measure=M&layer=L``    runs lined up by layer index, seeds as
+                                                    bands (``since=`` for live updates), see
+                                                    :mod:`.compare`
 
 It trusts no request: only those whose ``Host`` header names the loopback interface
 (:data:`.hosts.LOCAL_HOSTS`) or a host given to :func:`create_app` are answered (others get

@@ -9,8 +9,10 @@ and the sample standard deviation of its runs at each x (over the runs that have
 
 Query parameters: ``runs`` (repeated or comma-separated ids / names, 1 to
 :data:`~.params.MAX_COMPARED_RUNS`), ``measure``, ``layer`` (an index from 0, or ``last``),
-``x`` (``step`` or ``epoch``) and ``max_points`` (each line is thinned to at most this many
-points on the server, keeping the first and last).
+``x`` (``step`` or ``epoch``), ``max_points`` (each line is thinned to at most this many
+points on the server, keeping the first and last) and ``since`` (a live update: only the points
+with x > since, lines and bands recomputed there; the page sends the smallest last x of its
+runs and replaces its points after it).
 """
 
 from __future__ import annotations
@@ -47,11 +49,13 @@ QUERY_RULES.update({
     "layer": "layer: a layer index from 0 (forward order) or last",
     "x": "x: step or epoch",
     "max_points": f"max_points: an integer from 2 to {MAX_LINE_POINTS}",
+    "since": "since: a number (the last x the page has), -1e15 to 1e15",
 })  # fmt: skip
 
 LayerQuery = Annotated[str, Query(pattern="^([0-9]{1,4}|last)$")]
 AxisQuery = Annotated[str, Query(pattern="^(step|epoch)$")]
 PointsQuery = Annotated[int, Query(ge=2, le=MAX_LINE_POINTS)]
+SinceQuery = Annotated[float | None, Query(ge=-1e15, le=1e15, allow_inf_nan=False)]
 RequiredMeasure = Annotated[str, Query(min_length=1, max_length=MAX_NAME_CHARS)]
 
 
@@ -110,9 +114,9 @@ def config_diff(configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _line(store: Store, run_id: str, series: pd.DataFrame, measure: str, layer: str,
-          axis: str) -> tuple[pd.Series | None, str | None, str]:  # fmt: skip
-    """One run's values of ``measure`` at layer index ``layer`` indexed by x, the layer's name,
-    and a note when the run has no such line."""
+          axis: str, since: float | None = None) -> tuple[pd.Series | None, str | None, str]:
+    """One run's values of ``measure`` at layer index ``layer`` indexed by x (only x > ``since``
+    when given), the layer's name, and a note when the run has no such line."""
     rows = series[series["measure"] == measure]
     if rows.empty:
         return None, None, f"has no measure {measure!r}"
@@ -126,14 +130,18 @@ def _line(store: Store, run_id: str, series: pd.DataFrame, measure: str, layer: 
         if at.empty:
             return None, None, f"has no layer with index {index} (its last is {indices[-1]})"
         chosen = at.sort_values(["probe", "layer"]).iloc[0]
+    # a live update in steps reads only the new rows; in epochs it filters after reading
+    since_step = int(np.floor(since)) if since is not None and axis == "step" else None
     frame = store.metrics(run_id, layer=str(chosen["layer"]), measure=measure,
-                          probe=str(chosen["probe"]))  # fmt: skip
+                          probe=str(chosen["probe"]), since_step=since_step)  # fmt: skip
     if axis == "epoch":
         frame = frame[frame["epoch"].notna()]
         if frame.empty:
             return None, str(chosen["layer"]), "has no epochs stored with its measurements"
     values = pd.Series(frame["value"].to_numpy(dtype=float), index=frame[axis].to_numpy())
     values = values[~values.index.duplicated(keep="last")].sort_index()
+    if since is not None:
+        values = values[values.index > since]
     return values, str(chosen["layer"]), ""
 
 
@@ -149,12 +157,14 @@ def _group_band(lines: list[pd.Series], max_points: int) -> dict[str, Any]:
 
 
 def compare_payload(store: Store, refs: list[str], measure: str, *, layer: str = "0",
-                    axis: str = "step", max_points: int = 2000) -> dict[str, Any]:  # fmt: skip
+                    axis: str = "step", max_points: int = 2000,
+                    since: float | None = None) -> dict[str, Any]:  # fmt: skip
     """The comparison of the runs ``refs`` (see the module docstring): ``runs`` (summary,
     layer name, line ``x``/``y`` thinned to ``max_points``, ``group``, ``note`` when the run has
     no such line), ``groups`` (``label``, ``runs``, and for several runs ``x``, ``mean``, ``sd``,
     ``n``), ``config_diff`` (:func:`config_diff`) and ``layer_count`` (the most layers a run
-    has in ``measure``)."""
+    has in ``measure``). With ``since``, lines and bands hold only their points with x >
+    ``since`` (a live update)."""
     if not refs:
         raise DashboardError(422, "Invalid request", "runs: no runs were given.",
                              f"Allowed: {QUERY_RULES['runs']}; e.g. runs=RUN1&runs=RUN2.")
@@ -166,7 +176,7 @@ def compare_payload(store: Store, refs: list[str], measure: str, *, layer: str =
         series = store.series(run_id)
         measured = series[(series["measure"] == measure) & (series["layer_index"] >= 0)]
         layer_count = max(layer_count, len(set(measured["layer_index"])))
-        line, name, note = _line(store, run_id, series, measure, layer, axis)
+        line, name, note = _line(store, run_id, series, measure, layer, axis, since)
         entry = {**run_summary(record, assess_run(store, record)), "layer": name, "note": note,
                  "x": [], "y": []}
         if line is not None:
@@ -196,6 +206,7 @@ def compare_payload(store: Store, refs: list[str], measure: str, *, layer: str =
         group["key"] = key
     return json_safe({
         "measure": measure, "layer": layer, "x_axis": axis, "max_points": max_points,
+        "since": since,
         "runs": runs, "groups": list(groups.values()), "config_diff": diff,
         "layer_count": layer_count,
     })
@@ -204,10 +215,11 @@ def compare_payload(store: Store, refs: list[str], measure: str, *, layer: str =
 def api_compare(
     settings: Settings, measure: RequiredMeasure, runs: RunsQuery = None,
     layer: LayerQuery = "0", x: AxisQuery = "step", max_points: PointsQuery = 2000,
+    since: SinceQuery = None,
 ) -> SafeJSONResponse:
     """``GET /api/compare``: one measure of several runs aligned by layer index (module doc)."""
     refs = compared_refs(runs)
     with read_store(settings.store_path) as store:
         content = compare_payload(store, refs, measure, layer=layer, axis=x,
-                                  max_points=max_points)
+                                  max_points=max_points, since=since)
     return SafeJSONResponse(content, headers={"Cache-Control": "no-store"})

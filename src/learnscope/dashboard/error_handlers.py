@@ -45,7 +45,9 @@ async def on_http_error(request: Request, error: StarletteHTTPException) -> Resp
             404, "Not found", f"There is no page or endpoint at {request.url.path}.",
             "Pages: /, /runs/RUN, /compare. Endpoints: /api/runs, /api/runs/RUN, "
             "/api/runs/RUN/metrics?measure=M&since_step=S, "
-            "/api/runs/RUN/separation?since_step=S, /api/runs/RUN/trajectories.",
+            "/api/runs/RUN/separation?since_step=S, /api/runs/RUN/trajectories, "
+            "/api/runs/RUN/training?since_step=S, /api/run-table, "
+            "/api/compare?runs=A&runs=B&measure=M.",
         )  # fmt: skip
     else:
         what = DashboardError(error.status_code, "Request failed", str(error.detail))

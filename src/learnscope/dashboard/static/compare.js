@@ -144,9 +144,43 @@
       el("li", { text: r.name + " (" + r.id + ") " + r.note })));
   }
 
+  // A live update asks only for the points after the smallest last x of the runs drawn
+  // (`since`); the server recomputes lines and bands there, and they replace what came after it.
+  function lastX(data) {
+    const ends = data.runs.filter((r) => r.x.length).map((r) => r.x[r.x.length - 1]);
+    return ends.length ? Math.min(...ends) : null;
+  }
+
+  function keepUpTo(x, values, since) {
+    let n = 0;
+    while (n < x.length && x[n] <= since) n += 1;
+    return values.slice(0, n);
+  }
+
+  function mergeUpdate(old, update) {
+    const since = update.since;
+    const runsById = new Map(old.runs.map((r) => [r.id, r]));
+    for (const run of update.runs) {
+      const before = runsById.get(run.id);
+      if (!before) continue;
+      run.y = keepUpTo(before.x, before.y, since).concat(run.y);
+      run.x = keepUpTo(before.x, before.x, since).concat(run.x);
+    }
+    update.groups.forEach((group, g) => {
+      const before = old.groups[g];
+      if (!before || !before.mean || !group.mean || before.key !== group.key) return;
+      for (const field of ["mean", "sd", "n"]) {
+        group[field] = keepUpTo(before.x, before[field], since).concat(group[field]);
+      }
+      group.x = keepUpTo(before.x, before.x, since).concat(group.x);
+    });
+    return update;
+  }
+
   let version = 0;
   const refreshNow = lib.poll(async () => {
     const asked = ++version;
+    const view = state.layer + "|" + state.x;
     const base = new URLSearchParams();
     for (const run of runs) base.append("runs", run.id);
     base.set("layer", state.layer);
@@ -154,7 +188,14 @@
     const results = await Promise.all(measures.map((measure) => {
       const query = new URLSearchParams(base);
       query.set("measure", measure);
-      return lib.getJSON("/api/compare?" + query.toString()).then((data) => [measure, data]);
+      const old = ls.compare.responses.get(measure);
+      const since = old && old.view === view ? lastX(old) : null;
+      if (since !== null) query.set("since", String(since));
+      return lib.getJSON("/api/compare?" + query.toString()).then((data) => {
+        const merged = since !== null ? mergeUpdate(old, data) : data;
+        merged.view = view;
+        return [measure, merged];
+      });
     }));
     if (asked !== version) return;
     let layerCount = 0;
