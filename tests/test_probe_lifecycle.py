@@ -4,6 +4,8 @@ probe, and defaults that let a probe written from docs/architecture.md work ever
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -164,8 +166,12 @@ def test_a_probe_without_taps_or_measure_says_what_to_define():
     class Empty(ls.Probe):
         pass
 
-    with pytest.raises(NotImplementedError, match="Adding a probe"):
+    with pytest.raises(TypeError, match="Adding a probe"):
         Empty().measure(_mlp(), 0)
+    with pytest.raises(TypeError, match=r"defines taps\(\) but not finish\(\)"):
+        Empty().finish(Empty().new_state(), 0)
+    with pytest.raises(TypeError, match=r"saves no artifacts.*defines load_artifact"):
+        Empty().load_artifact(Path("layer.npz"))
 
 
 def test_sum_accumulator_merge_is_pure():

@@ -139,8 +139,11 @@ class Probe:
     # ---------------------------------------------------------------- one measurement
 
     def taps(self, model: nn.Module) -> Taps:
-        """What this probe needs from one measurement pass of `model`."""
-        raise NotImplementedError(
+        """What this probe needs from one measurement pass of `model`.
+
+        A probe defines either this (with `new_state`, `update` and `finish`) or `measure`;
+        one that defines neither raises TypeError naming what to define."""
+        raise TypeError(
             f"{type(self).__name__} defines neither taps() (with new_state, update and finish) "
             "nor measure(); see docs/architecture.md, 'Adding a probe'"
         )
@@ -154,7 +157,8 @@ class Probe:
 
     def finish(self, state: PassState, step: int) -> ProbeResult:
         """The result of one pass, from its state reduced across ranks."""
-        raise NotImplementedError(f"{type(self).__name__} defines taps() but not finish()")
+        raise TypeError(f"{type(self).__name__} defines taps() but not finish(); a probe that "
+                        "measures through the pass turns its reduced state into rows in finish()")
 
     def measure(self, model: nn.Module, step: int) -> ProbeResult:
         """Measure `model` at training step `step` without changing it (default: one pass)."""
@@ -182,7 +186,8 @@ class Probe:
 
     def load_artifact(self, path: Path) -> Any:
         """Read one artifact this probe's results saved (default: this probe saves none)."""
-        raise NotImplementedError(f"{type(self).__name__} saves no artifacts to load")
+        raise TypeError(f"{type(self).__name__} saves no artifacts, so it cannot load one; a "
+                        "probe whose results carry artifacts defines load_artifact(path)")
 
     # ---------------------------------------------------------------- the final network
 
