@@ -151,28 +151,23 @@
     return ends.length ? Math.min(...ends) : null;
   }
 
-  function keepUpTo(x, values, since) {
-    let n = 0;
-    while (n < x.length && x[n] <= since) n += 1;
-    return values.slice(0, n);
+  // `update`'s fields (points after `since`) appended to `before`'s points up to `since`
+  function prepend(before, update, fields, since) {
+    let kept = 0;
+    while (kept < before.x.length && before.x[kept] <= since) kept += 1;
+    for (const field of fields) update[field] = before[field].slice(0, kept).concat(update[field]);
   }
 
   function mergeUpdate(old, update) {
-    const since = update.since;
     const runsById = new Map(old.runs.map((r) => [r.id, r]));
     for (const run of update.runs) {
       const before = runsById.get(run.id);
-      if (!before) continue;
-      run.y = keepUpTo(before.x, before.y, since).concat(run.y);
-      run.x = keepUpTo(before.x, before.x, since).concat(run.x);
+      if (before) prepend(before, run, ["x", "y"], update.since);
     }
     update.groups.forEach((group, g) => {
       const before = old.groups[g];
       if (!before || !before.mean || !group.mean || before.key !== group.key) return;
-      for (const field of ["mean", "sd", "n"]) {
-        group[field] = keepUpTo(before.x, before[field], since).concat(group[field]);
-      }
-      group.x = keepUpTo(before.x, before.x, since).concat(group.x);
+      prepend(before, group, ["x", "mean", "sd", "n"], update.since);
     });
     return update;
   }
